@@ -1,0 +1,177 @@
+"""Generate a whole synthetic search world into a data directory: a pure function of
+(config, seed), written shard by shard, and moved into place only when complete.
+
+Tables (open any of them with `data_gen.read_table(dir, name)`):
+- entities     the hidden world: products, their kind, alias and attributes (for learners)
+- queries      query text, phenomenon group, intent, popularity rank, frequency bucket, split
+- docs         candidate documents: title, body, genre, age, quality, attractiveness
+- truth        hidden: rubric v1 / v2 tier and reason per (query, doc), for evaluation only
+- impressions  the logs: one row per shown result, with the user's behaviour
+- labels       human labels of train/valid pairs with their provenance
+- corpus_general, corpus_domain   pretraining text, with its dirt marked
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import annotation, logs
+from .config import SCHEMA_VERSION, WorldConfig
+from .corpus import corpus_lines
+from .documents import candidate_pool
+from .io import MANIFEST, DataError, ShardWriter, load_manifest, write_manifest
+from .queries import Query, make_queries
+from .rng import rng_for
+from .world import World, build_world
+
+QUERIES_PER_DOC_SHARD = 20_000
+CORPUS_LINES_PER_SHARD = 200_000
+TRUTH_COLUMNS = ("candidate_kind", "tier_v1", "tier_v2", "reason_v1", "reason_v2", "lexical_overlap",
+                 "doc_topic", "doc_hyponym", "doc_entity")
+LABEL_RUBRIC_VERSION = 2
+LABEL_DESIGN = "double+gold"
+
+
+def _split(world: World, queries: list[Query], seed: int) -> np.ndarray:
+    """train / valid / test / unlabelled per query. Queries naming a corpus-only entity go to test:
+    no human label ever names those products, so the test set measures the tail."""
+    cfg = world.cfg
+    rng = rng_for(seed, "split")
+    u = rng.random(len(queries))
+    tail = np.array([any(e >= 0 and world.entities[e].corpus_only for e in (q.need.entity, q.need.entity2))
+                     for q in queries])
+    labelled = u < cfg.labelled_queries_share
+    v = u / cfg.labelled_queries_share  # uniform on [0, 1) among labelled queries
+    split = np.where(~labelled, "unlabelled",
+                     np.where(v < cfg.test_share, "test", np.where(v < cfg.test_share + cfg.valid_share, "valid", "train")))
+    return np.where(tail, "test", split)
+
+
+def _query_columns(queries: list[Query], rank: np.ndarray, bucket: np.ndarray, split: np.ndarray) -> dict:
+    need = [dataclasses.asdict(q.need) for q in queries]
+    return {"query_id": np.array([q.id for q in queries], np.int32), "text": [q.text for q in queries],
+            "group": [q.group for q in queries], "intent": [q.intent for q in queries],
+            **{f"need_{k}": [n[k] for n in need] for k in need[0]},
+            "popularity_rank": rank.astype(np.int32), "bucket": bucket,
+            "bucket_name": logs.bucket_name(bucket), "split": split}
+
+
+def _entity_columns(world: World) -> dict:
+    rows = [dataclasses.asdict(e) for e in world.entities]
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    cols["hyponym_name"] = [world.hyponyms[h].name for h in cols["hyponym"]]
+    cols["topic_noun"] = [world.topics[t].noun for t in cols["topic"]]
+    return cols
+
+
+def _write_docs(world: World, queries: list[Query], seed: int, out: ShardWriter, progress: bool) -> dict:
+    """docs and truth tables, shard by shard; returns the numeric pool arrays the logs need."""
+    keep = {"tier_v2": [], "lexical_overlap": [], "quality": [], "attractiveness": [], "publish_day": []}
+    for start in tqdm(range(0, len(queries), QUERIES_PER_DOC_SHARD), desc="documents", disable=not progress):
+        rows = [r for q in queries[start:start + QUERIES_PER_DOC_SHARD] for r in candidate_pool(world, q, seed)]
+        cols = {k: [r[k] for r in rows] for k in rows[0]}
+        out.write("docs", {k: v for k, v in cols.items() if k not in TRUTH_COLUMNS})
+        out.write("truth", {k: cols[k] for k in ("query_id", "doc_id", *TRUTH_COLUMNS)})
+        for k in keep:
+            keep[k].append(np.asarray(cols[k]))
+    shape = (len(queries), world.cfg.docs_per_query)
+    return {k: np.concatenate(v).reshape(shape) for k, v in keep.items()}
+
+
+def _write_labels(world: World, pools: logs.Pools, ranker: np.ndarray, bucket: np.ndarray, split: np.ndarray,
+                  seed: int, out: ShardWriter) -> None:
+    """The default human labels: train and valid pairs sampled across buckets and score bands,
+    double-labelled with gold questions under the current rubric, within the label budget."""
+    n_docs = world.cfg.docs_per_query
+    qids = np.flatnonzero(np.isin(split, ["train", "valid"]))
+    pairs = pd.DataFrame({"query_id": np.repeat(qids, n_docs),
+                          "doc_id": (qids[:, None] * n_docs + np.arange(n_docs)).ravel(),
+                          "bucket": np.repeat(logs.bucket_name(bucket[qids]), n_docs),
+                          "ranker_score": ranker[qids].ravel()})
+    chosen = annotation.sample_pairs(pairs, len(pairs), "stratified", seed)
+    pool = annotation.make_pool(world.cfg.n_annotators, world.cfg.careless_share, seed)
+    tiers = pools.tier[chosen.query_id.values, chosen.doc_id.values % n_docs]
+    labels = annotation.annotate(tiers, LABEL_DESIGN, pool, seed, budget=world.cfg.label_budget)
+    chosen = chosen.iloc[:len(labels)]
+    out.write("labels", {"query_id": chosen.query_id.values.astype(np.int32), "doc_id": chosen.doc_id.values,
+                         "split": split[chosen.query_id.values], **{k: labels[k].values for k in labels},
+                         "rubric_version": np.full(len(labels), LABEL_RUBRIC_VERSION, np.int8),
+                         "design": np.full(len(labels), LABEL_DESIGN)})
+
+
+def _write_all(cfg: WorldConfig, seed: int, root: Path, progress: bool) -> dict:
+    out = ShardWriter(root)
+    world = build_world(cfg, seed)
+    queries = make_queries(world, seed)
+    out.write("entities", _entity_columns(world))
+    popularity, rank = logs.zipf_popularity(cfg.n_queries, cfg.zipf_exponent, seed)
+    bucket = logs.frequency_bucket(rank, cfg.n_queries)
+    split = _split(world, queries, seed)
+    out.write("queries", _query_columns(queries, rank, bucket, split))
+
+    arrays = _write_docs(world, queries, seed, out, progress)
+    pools = logs.Pools(tier=arrays["tier_v2"].astype(np.int8), overlap=arrays["lexical_overlap"],
+                       quality=arrays["quality"], attractiveness=arrays["attractiveness"],
+                       age_days=arrays["publish_day"].astype(np.float64),
+                       freshness_intent=np.array([q.intent == "freshness" for q in queries]), popularity=popularity)
+    ranker = logs.ranker_relevance(pools, seed)
+    n_shards = -(-cfg.n_searches // cfg.searches_per_shard)
+    for shard in tqdm(range(n_shards), desc="search logs", disable=not progress):
+        first = shard * cfg.searches_per_shard
+        n = min(cfg.searches_per_shard, cfg.n_searches - first)
+        out.write("impressions", logs.simulate_shard(pools, ranker, n, first, cfg.impressions_per_search,
+                                                     cfg.position_bias_eta, seed, shard))
+    for which, total in (("general", cfg.general_corpus_lines), ("domain", cfg.domain_corpus_lines)):
+        starts = range(0, max(total, 1), CORPUS_LINES_PER_SHARD)
+        for shard, start in enumerate(tqdm(starts, desc=f"{which} corpus", disable=not progress)):
+            out.write(f"corpus_{which}", corpus_lines(world, which, min(CORPUS_LINES_PER_SHARD, total - start),
+                                                      seed, shard))
+    _write_labels(world, pools, ranker, bucket, split, seed, out)
+    return out.tables
+
+
+def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custom", progress: bool = True) -> dict:
+    """Write the world of (cfg, seed) into `out` and return its manifest.
+
+    `out` must not exist, or be empty, or already hold exactly this data (then nothing is
+    done). Everything is written into a temporary sibling folder and renamed into place at the
+    end, so an interrupted run never leaves a half-written `out`."""
+    out = Path(out)
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    config = json_config(cfg)
+    if out.exists() and any(out.iterdir()):
+        if (out / MANIFEST).exists():
+            manifest = load_manifest(out)
+            if manifest["config"] == config and manifest["seed"] == seed:
+                return manifest
+        raise DataError(f"{out} already holds other data; choose another --out or delete it first")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(out.parent / f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as err:
+        raise DataError(f"cannot write to {out.parent}: {err.strerror}; choose a writable --out") from None
+    try:
+        tables = _write_all(cfg, seed, tmp, progress)
+        manifest = {"schema_version": SCHEMA_VERSION, "profile": profile, "seed": seed, "config": config,
+                    "tables": tables}
+        write_manifest(tmp, manifest)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def json_config(cfg: WorldConfig) -> dict:
+    """The config as it is stored in the manifest (JSON types: tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
