@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: no widget dependency in notebooks
 
 from . import annotation, logs
 from .config import SCHEMA_VERSION, WorldConfig

@@ -1,0 +1,1 @@
+"""RelCourse: train a search-relevance cross-encoder in four stages."""

@@ -1,0 +1,4 @@
+"""`python -m relcourse ...`: see relcourse.cli."""
+from relcourse.cli import main
+
+raise SystemExit(main())

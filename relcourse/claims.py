@@ -1,0 +1,240 @@
+"""The claims of the source notes (CLAIMS.md) as data, and what our experiments say about them.
+
+Each claim compares an *arm* (what the sources recommend) with a *baseline* on one metric.
+An experiment measures the effect (arm - baseline) once per seed; the seeds give a 95% Student-t
+interval, and the interval decides the status, so no result is forced:
+
+    interval above 0 (in the expected direction)  -> 'holds'
+    interval below 0 (the opposite direction)      -> 'does not hold'
+    interval crosses 0, or a single seed           -> 'inconclusive'
+
+>>> r = summarise("P2", "smoke", {0: 0.02, 1: 0.03, 2: 0.025})
+>>> round(r.mean, 4), [round(x, 4) for x in r.interval], r.status
+(0.025, [0.0126, 0.0374], 'holds')
+>>> summarise("P2", "smoke", {0: 0.02}).status   # one seed has no spread to judge by
+'inconclusive'
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from relcourse.store import StoreError, runs_root, write_json_atomic
+
+STAGES = ("pretrain", "post_pretrain", "finetune", "distill")
+STATUSES = ("holds", "does not hold", "inconclusive", "not run")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    stage: str
+    statement: str
+    sources: tuple[str, ...]  # numbers of the source notes in seeds/
+    metric: str
+    arm: str
+    baseline: str
+    direction: int = +1  # +1: the claim expects the arm to score higher than the baseline
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"claim {self.id}: stage {self.stage!r} is not one of {', '.join(STAGES)}")
+        if self.direction not in (+1, -1):
+            raise ValueError(f"claim {self.id}: direction must be +1 or -1, not {self.direction!r}")
+
+
+_FT_AUC = "test AUC after fine-tuning"
+_STUDENT_AUC = "student test AUC"
+
+CLAIMS: tuple[Claim, ...] = (
+    # --- stage 1: pretraining ---------------------------------------------------------------
+    Claim("P1", "pretrain", "Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK]",
+          ("002",), _FT_AUC, "80/10/10 masking", "all [MASK]"),
+    Claim("P2", "pretrain", "SOP is a harder task than NSP and gives a better relevance model",
+          ("001", "003", "004"), _FT_AUC, "SOP", "NSP"),
+    Claim("P3", "pretrain", "At equal compute, one epoch over more distinct samples beats several epochs over fewer",
+          ("001", "004"), _FT_AUC, "1 epoch over k x N samples", "k epochs over N samples"),
+    Claim("P4", "pretrain", "A cleaned corpus (deduplicated, symbol spam removed) pretrains better",
+          ("001",), _FT_AUC, "cleaned corpus", "raw corpus"),
+    Claim("P5", "pretrain", "In-domain text helps, and continuing on domain then task text (DAPT, TAPT) helps more",
+          ("001", "003"), _FT_AUC, "general + domain text, then DAPT and TAPT", "general text only"),
+    Claim("P6", "pretrain", "Span masking beats single-token masking; dynamic masking is no worse than static",
+          ("003",), _FT_AUC, "span masking", "single-token masking"),
+    # --- stage 2: post-pretraining on behaviour logs -------------------------------------------
+    Claim("T1", "post_pretrain", "A small GBDT on behaviour statistics gives noisy but informative pseudo-labels",
+          ("000", "001", "004"), "teacher AUC vs held-out human labels", "GBDT teacher", "raw CTR"),
+    Claim("T2", "post_pretrain", "Post-pretraining on pseudo-labels before fine-tuning beats fine-tuning alone",
+          ("001", "004"), "test AUC", "pretrain, post-pretrain, fine-tune", "pretrain, fine-tune"),
+    Claim("T3", "post_pretrain", "Keeping a small MLM loss during post-pretraining beats dropping it",
+          ("001", "004"), _FT_AUC, "MLM weight > 0", "MLM weight 0"),
+    Claim("T4", "post_pretrain", "Feeding the model's score back as a teacher feature drifts away from human truth",
+          ("001", "004"), "teacher AUC vs human labels after feedback rounds",
+          "model score fed back", "behaviour features only", direction=-1),
+    Claim("T5", "post_pretrain", "Pairs sampled across query buckets and score bands beat the logs' most frequent pairs",
+          ("004",), _FT_AUC, "stratified pairs", "most frequent pairs"),
+    # --- stage 3: fine-tuning on human labels ----------------------------------------------------
+    Claim("F1", "finetune", "Regression favours AUC, pairwise loss favours PNR; CE + pairwise gets both",
+          ("004",), "test PNR", "CE + pairwise", "CE only"),
+    Claim("F2", "finetune", "Relevance as 4-class classification is worse than regression or ranking",
+          ("004",), "test PNR", "CE + pairwise", "4-class classification"),
+    Claim("F3", "finetune", "For one labelling budget, sampling the hard middle band beats head queries, extreme ranks",
+          ("001",), "test AUC", "hard middle band", "head queries, extreme ranks"),
+    Claim("F4", "finetune", "Double labels with arbitration and gold questions beat single labels of the same cost",
+          ("001",), "test AUC", "double + arbitration + gold", "single labels, same cost"),
+    Claim("F5", "finetune", "Mixing labels of two rubric versions hurts; versioned labels avoid it",
+          ("001",), "test AUC under the new rubric", "new-rubric labels only", "mixed rubric versions"),
+    # --- stage 4: distillation and serving cost --------------------------------------------------
+    Claim("D1", "distill", "A bigger cross-encoder is more accurate",
+          ("004",), "test AUC", "teacher-size model", "student-size model, same training"),
+    Claim("D2", "distill", "Distilling a big teacher beats training the small model directly",
+          ("001", "004"), _STUDENT_AUC, "distilled student", "student trained on labels"),
+    Claim("D3", "distill", "Distilling into a mid-size student is nearly lossless; a very small one loses a little",
+          ("004",), _STUDENT_AUC, "mid-size student", "very small student"),
+    Claim("D4", "distill", "A bigger teacher gives a better student",
+          ("004",), _STUDENT_AUC, "student of the bigger teacher", "student of the smaller teacher"),
+    Claim("D5", "distill", "More distillation data helps, with diminishing returns",
+          ("004",), _STUDENT_AUC, "4N distillation pairs", "N distillation pairs"),
+    Claim("D6", "distill", "One epoch on 2N pairs beats two epochs on N pairs",
+          ("004",), _STUDENT_AUC, "1 epoch on 2N pairs", "2 epochs on N pairs"),
+    Claim("D7", "distill", "Warming the student up like the teacher before distilling beats a cold student",
+          ("004",), _STUDENT_AUC, "warmed-up student", "cold student"),
+    Claim("D8", "distill", "At equal compute, fitting the teacher's output beats layer-wise distillation",
+          ("001", "004"), _STUDENT_AUC, "fit teacher outputs", "fit hidden states layer by layer"),
+    Claim("D9", "distill", "Single-stage distillation is at least as good as big -> mid -> small (contested)",
+          ("004",), _STUDENT_AUC, "big -> small", "big -> mid -> small"),
+    Claim("D10", "distill", "Fitting the teacher's logits with MSE beats fitting its probabilities with CE",
+          ("001",), _STUDENT_AUC, "MSE on logits", "CE on probabilities"),
+    Claim("D11", "distill", "Training the student in half precision from the start beats fp32 then quantising",
+          ("001",), _STUDENT_AUC, "half precision from the start", "fp32, quantised afterwards"),
+    Claim("D12", "distill", "A small half-precision student on shorter documents serves many times faster",
+          ("001",), "log(docs/s), quality reported beside it",
+          "4-layer student, half length, half precision", "teacher, full length, fp32"),
+)
+CLAIMS_BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
+
+
+def get_claim(claim_id: str) -> Claim:
+    if claim_id not in CLAIMS_BY_ID:
+        raise ValueError(f"unknown claim {claim_id!r}; the claims are: {', '.join(CLAIMS_BY_ID)}")
+    return CLAIMS_BY_ID[claim_id]
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim_id: str
+    profile: str
+    seeds: tuple[int, ...] = ()
+    effects: tuple[float, ...] = ()  # arm - baseline, one per seed, in the order of `seeds`
+    mean: float = math.nan
+    interval: tuple[float, float] = (math.nan, math.nan)  # 95% Student-t interval of the mean
+    status: str = "not run"
+    notes: str = ""
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (12.706 for df=1, 1.96 as df grows)."""
+    lo, hi = 0.0, 1e3
+    for _ in range(100):  # bisection: P(|T| < t) grows with t
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_central_prob(mid, df) < 0.95 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _t_central_prob(t: float, df: int) -> float:
+    """P(|T| < t) for integer df, in closed form (Abramowitz & Stegun 26.7.3 and 26.7.4)."""
+    theta = math.atan(t / math.sqrt(df))
+    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+    if df % 2 == 0:
+        term = total = 1.0
+        for j in range(1, df // 2):
+            term *= (2 * j - 1) / (2 * j) * cos2
+            total += term
+        return sin * total
+    term, total = 1.0, 1.0 if df > 1 else 0.0
+    for j in range(1, (df - 1) // 2):
+        term *= (2 * j) / (2 * j + 1) * cos2
+        total += term
+    return 2 / math.pi * (theta + sin * math.cos(theta) * total)
+
+
+def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "") -> ClaimResult:
+    """Mean effect, its 95% interval over seeds, and the status that interval implies."""
+    claim = get_claim(claim_id)
+    if not effects_by_seed:
+        raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
+    seeds = tuple(sorted(effects_by_seed))
+    effects = tuple(float(effects_by_seed[s]) for s in seeds)
+    if not all(math.isfinite(e) for e in effects):
+        raise ValueError(f"{claim_id}: effects must be finite numbers, got {dict(zip(seeds, effects))}")
+    mean = statistics.fmean(effects)
+    interval, status = (math.nan, math.nan), "inconclusive"
+    if len(effects) > 1:
+        half = t_quantile_975(len(effects) - 1) * statistics.stdev(effects) / math.sqrt(len(effects))
+        interval = (mean - half, mean + half)
+        lo, hi = interval
+        if lo > 0 or hi < 0:
+            status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
+    return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes)
+
+
+# --- results on disk: runs/<profile>/claims/results.json, one entry per claim ---------------------
+
+def results_path(profile: str) -> Path:
+    return runs_root() / profile / "claims" / "results.json"
+
+
+def record(result: ClaimResult) -> Path:
+    """Add or replace this claim's entry in the profile's results file (written atomically).
+    The read-modify-write is not locked: record from one process at a time."""
+    path = results_path(result.profile)
+    entries = _read_entries(path)
+    entries[result.claim_id] = _to_json(result)
+    write_json_atomic(path, entries)
+    return path
+
+
+def load_results(profile: str) -> dict[str, ClaimResult]:
+    """Every claim's result for the profile, in CLAIMS order; claims without an entry are 'not run'."""
+    path = results_path(profile)
+    entries = _read_entries(path)
+    try:
+        return {c.id: _from_json(entries[c.id]) if c.id in entries else ClaimResult(c.id, profile) for c in CLAIMS}
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{path} has a malformed entry ({e!r}); delete it and re-run the experiments") from None
+
+
+def _read_entries(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path} is corrupt ({e}); delete it and re-run the claims' experiments") from None
+    if not isinstance(entries, dict):
+        raise StoreError(f"{path} should hold a JSON object keyed by claim id; delete it and re-run the experiments")
+    return entries
+
+
+def _to_json(result: ClaimResult) -> dict:
+    entry = dataclasses.asdict(result)
+    entry["mean"] = _nan_to_none(result.mean)
+    entry["interval"] = [_nan_to_none(x) for x in result.interval]
+    return entry
+
+
+def _from_json(entry: dict) -> ClaimResult:
+    return ClaimResult(entry["claim_id"], entry["profile"], tuple(entry["seeds"]), tuple(entry["effects"]),
+                       _none_to_nan(entry["mean"]), tuple(_none_to_nan(x) for x in entry["interval"]),
+                       entry["status"], entry.get("notes", ""))
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if math.isnan(x) else x  # JSON has no NaN: an undefined mean or bound is stored as null
+
+
+def _none_to_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)

@@ -1,0 +1,93 @@
+"""The command line: `python -m relcourse COMMAND` (or `relcourse COMMAND` once installed).
+
+    relcourse profile --profile laptop --set pretrain.steps=500   # print the resolved profile
+    relcourse data --profile smoke --seed 0                       # generate (or reuse) the data
+    relcourse report --profile smoke --out report.md              # the claims table
+    relcourse course --profile smoke --only 00                    # execute the notebooks
+
+Mistakes (an unknown profile, a bad --set) print one line to stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from relcourse.config import PROFILES, load_profile, parse_overrides
+from relcourse.report import claims_table, write_report
+from relcourse.store import ensure_data
+
+PROFILE_HELP = f"{' | '.join(PROFILES)} (default: $RELCOURSE_PROFILE, else smoke)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.command(args)
+    except ValueError as e:
+        _fail(str(e))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relcourse", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run, help: str, overrides: bool = False) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--profile", help=PROFILE_HELP)
+        if overrides:
+            sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a setting, e.g. --set pretrain.steps=50 (repeatable)")
+        sub.set_defaults(command=run)
+        return sub
+
+    command("profile", _profile, "print the resolved profile as JSON", overrides=True)
+
+    data = command("data", _data, "generate the synthetic data (or reuse it) and print its folder", overrides=True)
+    data.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
+
+    report = command("report", _report, "print the claims table, or write it with --out")
+    report.add_argument("--out", type=Path, help="write the report to this Markdown file")
+
+    course = command("course", _course, "execute the course notebooks in order (papermill)")
+    course.add_argument("--seed", type=int, help="default: the profile's first seed")
+    course.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks, e.g. --only 00 03_finetune")
+    course.add_argument("--out", type=Path, help="folder for the executed notebooks (default: build/<profile>/)")
+    return parser
+
+
+def _profile(args) -> None:
+    profile = load_profile(args.profile, parse_overrides(args.overrides))
+    print(json.dumps(profile.to_dict(), indent=2))
+
+
+def _data(args) -> None:
+    profile = load_profile(args.profile, parse_overrides(args.overrides))
+    for seed in args.seed or profile.seeds:
+        print(ensure_data(profile, seed))
+
+
+def _report(args) -> None:
+    name = load_profile(args.profile).name  # validates the name
+    if args.out:
+        print(write_report(name, args.out))
+    else:
+        print(claims_table(name))
+
+
+def _course(args) -> None:
+    from relcourse.course import CourseError, run_course  # papermill and Jupyter load only when needed
+
+    profile = load_profile(args.profile)
+    seed = profile.seeds[0] if args.seed is None else args.seed
+    try:
+        run_course(profile.name, seed, args.out, args.only)
+    except CourseError as e:
+        _fail(str(e))
+
+
+def _fail(message: str) -> None:
+    print(f"relcourse: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,307 @@
+"""Profiles: every size of every stage, in one place.
+
+A profile is a typed, validated tree of small frozen dataclasses, one per stage. The data
+sizes come from `data_gen.config.PROFILES` (the generator owns them); this module adds the
+tokenizer, model and training sizes, so a learner reads one file to know what a profile does.
+
+Overrides use dotted keys, from Python or from the command line (`--set key=value`):
+
+>>> p = load_profile("smoke", {"pretrain.steps": 50, "data.n_queries": 200})
+>>> p.pretrain.steps, p.pretrain.model.layers, p.data.n_queries, p.seeds
+(50, 2, 200, (0,))
+>>> load_profile("smoke", parse_overrides(["pretrain.lr=3e-4", "seeds=0,1"])).seeds
+(0, 1)
+>>> load_profile("smoke", {"pretrain.sentence_task": "mlm"})
+Traceback (most recent call last):
+...
+relcourse.config.ConfigError: pretrain.sentence_task='mlm' is not one of sop, nsp: the second pretraining task: sop (swapped segment order) or nsp (random next segment)
+>>> len(config_hash(p))
+12
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from data_gen.config import PROFILES as WORLDS
+from data_gen.config import WorldConfig
+
+PROFILE_ENV = "RELCOURSE_PROFILE"
+DEFAULT_PROFILE = "smoke"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or invalid. `key` is kept apart from the problem so that a nested
+    section's error can be re-rooted at its full dotted name ('layers' -> 'pretrain.model.layers')."""
+
+    def __init__(self, key: str, problem: str):
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}{problem}")
+
+
+def setting(default, help: str, lo=None, hi=None, choices: tuple[str, ...] | None = None):
+    """A field with help text and either an inclusive valid range or a tuple of valid choices."""
+    return field(default=default, metadata={"help": help, "range": (lo, hi), "choices": choices})
+
+
+def section(factory, help: str):
+    """A field holding a nested section, e.g. the model inside the pretraining settings."""
+    return field(default_factory=factory, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Section:
+    """Base of every config section: checks each field's range or choices, then `check()`."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, help = getattr(self, f.name), f.metadata.get("help", "")
+            lo, hi = f.metadata.get("range", (None, None))
+            choices = f.metadata.get("choices")
+            if lo is not None and not lo <= value <= hi:
+                raise ConfigError(f.name, f"={value!r} is out of range [{lo}, {hi}]: {help}")
+            if choices is not None and value not in choices:
+                raise ConfigError(f.name, f"={value!r} is not one of {', '.join(choices)}: {help}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules that involve several fields; a section overrides this when it has any."""
+
+
+# --- one dataclass per stage; the defaults are the 'smoke' profile --------------------------
+
+@dataclass(frozen=True)
+class TokenizerConfig(Section):
+    vocab_size: int = setting(1_000, "WordPiece vocabulary size, special tokens included", 100, 250_000)
+    max_query_len: int = setting(8, "tokens kept of a query; the document gets the rest of max_len", 4, 128)
+    max_len: int = setting(32, "tokens of one [CLS] query [SEP] document [SEP] input", 16, 1_024)
+
+    def check(self):
+        if self.max_query_len >= self.max_len:
+            raise ConfigError("max_query_len", f"={self.max_query_len} must be smaller than "
+                                               f"max_len={self.max_len}, or no document token fits")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    layers: int = setting(2, "transformer layers", 1, 96)
+    hidden: int = setting(64, "hidden size (width of every token vector)", 16, 8_192)
+    heads: int = setting(2, "attention heads per layer; must divide hidden", 1, 128)
+    intermediate: int = setting(256, "width of each layer's feed-forward block (usually 4 x hidden)", 16, 32_768)
+
+    def check(self):
+        if self.hidden % self.heads:
+            raise ConfigError("hidden", f"={self.hidden} must be a multiple of heads={self.heads}: "
+                                        "each head gets hidden / heads dimensions")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(Section):
+    model: ModelConfig = section(ModelConfig, "the BERT that every later stage starts from (the teacher)")
+    steps: int = setting(300, "optimizer steps", 1, 10**7)
+    batch_size: int = setting(32, "text pairs per step", 1, 65_536)
+    lr: float = setting(1e-3, "peak learning rate (AdamW)", 1e-6, 1.0)
+    warmup_steps: int = setting(30, "steps of linear learning-rate warm-up", 0, 10**7)
+    mask_prob: float = setting(0.15, "share of tokens selected for masked-language-model prediction", 0.01, 0.8)
+    sentence_task: str = setting("sop", "the second pretraining task: sop (swapped segment order) "
+                                        "or nsp (random next segment)", choices=("sop", "nsp"))
+    mlm_weight: float = setting(1.0, "weight of the MLM loss against the sentence-task loss", 0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class PostPretrainConfig(Section):
+    steps: int = setting(200, "optimizer steps on the teacher's pseudo-labels", 1, 10**7)
+    batch_size: int = setting(32, "(query, document) pairs per step", 2, 65_536)
+    docs_per_query_in_batch: int = setting(4, "documents of the same query in a batch, so the pairwise "
+                                              "loss has pairs to compare", 2, 64)
+    lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
+    mlm_weight: float = setting(0.1, "weight of the MLM loss kept alongside relevance (claim T3: small, not 0)",
+                                0.0, 10.0)
+    pairwise_weight: float = setting(1.0, "weight of the pairwise ranking loss", 0.0, 10.0)
+
+    def check(self):
+        if self.batch_size % self.docs_per_query_in_batch:
+            raise ConfigError("batch_size", f"={self.batch_size} must be a multiple of docs_per_query_in_batch="
+                                            f"{self.docs_per_query_in_batch}: a batch is whole query groups")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(Section):
+    steps: int = setting(200, "optimizer steps on human labels", 1, 10**7)
+    batch_size: int = setting(32, "labelled (query, document) pairs per step", 1, 65_536)
+    lr: float = setting(3e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
+    loss: str = setting("ce+pairwise", "training loss (claims F1, F2)",
+                        choices=("mse", "ce", "pairwise", "ce+pairwise", "classify"))
+    pairwise_weight: float = setting(1.0, "weight of the pairwise term when the loss has one", 0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class DistillConfig(Section):
+    teacher: ModelConfig = section(ModelConfig, "the fine-tuned model being distilled; equals pretrain.model")
+    student: ModelConfig = section(lambda: ModelConfig(layers=1), "the small model served in production")
+    steps: int = setting(200, "optimizer steps fitting the teacher's scores", 1, 10**7)
+    batch_size: int = setting(32, "(query, document) pairs per step", 1, 65_536)
+    lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
+
+
+@dataclass(frozen=True)
+class Profile(Section):
+    name: str = setting("smoke", "the profile's name; names its folder under runs/")
+    data: WorldConfig = section(WorldConfig, "the synthetic world and its logs (data_gen.config)")
+    tokenizer: TokenizerConfig = section(TokenizerConfig, "the WordPiece tokenizer")
+    pretrain: PretrainConfig = section(PretrainConfig, "stage 1: MLM + sentence task on the corpora")
+    post_pretrain: PostPretrainConfig = section(PostPretrainConfig, "stage 2: pseudo-labels from behaviour logs")
+    finetune: FinetuneConfig = section(FinetuneConfig, "stage 3: human labels")
+    distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
+    device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))
+    threads: int = setting(2, "CPU threads for torch and the data loaders", 1, 256)
+
+    # The seeds belong to the data profile (data_gen owns them); `seeds=0,1` is a shortcut.
+    aliases: ClassVar[dict[str, str]] = {"seeds": "data.seeds"}
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(self.data.seeds)
+
+    def check(self):
+        # Distillation starts from the model the earlier stages trained, so both must name one size.
+        differ = [f.name for f in dataclasses.fields(ModelConfig)
+                  if getattr(self.distill.teacher, f.name) != getattr(self.pretrain.model, f.name)]
+        if differ:
+            fixes = " ".join(f"--set distill.teacher.{k}={getattr(self.pretrain.model, k)}" for k in differ)
+            raise ConfigError("distill.teacher", f" differs from pretrain.model in {', '.join(differ)}: the teacher "
+                                                 f"is the model the earlier stages train; set both, e.g. {fixes}")
+
+    def to_dict(self) -> dict:
+        """The whole profile as plain JSON types (tuples become lists)."""
+        return json.loads(canonical_json(self))
+
+
+def _gpu_teacher(layers: int, hidden: int) -> ModelConfig:
+    """A BERT of the usual shape: 64-dim heads, feed-forward 4 x hidden."""
+    return ModelConfig(layers=layers, hidden=hidden, heads=hidden // 64, intermediate=4 * hidden)
+
+
+_LAPTOP_TEACHER = ModelConfig(layers=2, hidden=128, heads=4, intermediate=512)
+_GPU_TEACHER = _gpu_teacher(12, 768)
+_XL_TEACHER = _gpu_teacher(24, 1024)
+
+PROFILES: dict[str, Profile] = {
+    # CI on 2 CPU cores: every notebook in <= 3 minutes; proves the machinery, not the claims.
+    "smoke": Profile(name="smoke", data=WORLDS["smoke"]),
+    # 2 CPU cores, the whole course in <= 2 hours with 3 seeds.
+    "laptop": Profile(
+        name="laptop", data=WORLDS["laptop"],
+        tokenizer=TokenizerConfig(vocab_size=4_000, max_query_len=8, max_len=32),
+        pretrain=PretrainConfig(model=_LAPTOP_TEACHER, steps=4_000, batch_size=64, lr=5e-4, warmup_steps=400),
+        post_pretrain=PostPretrainConfig(steps=3_000, batch_size=64, docs_per_query_in_batch=8, lr=3e-4),
+        finetune=FinetuneConfig(steps=2_000, batch_size=64, lr=1e-4),
+        distill=DistillConfig(teacher=_LAPTOP_TEACHER, student=dataclasses.replace(_LAPTOP_TEACHER, layers=1),
+                              steps=3_000, batch_size=64, lr=5e-4)),
+    # One H100, the whole pipeline in <= 20 minutes: BERT-base teacher, 4-layer student.
+    "gpu": Profile(
+        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8,
+        tokenizer=TokenizerConfig(vocab_size=16_000, max_query_len=16, max_len=128),
+        pretrain=PretrainConfig(model=_GPU_TEACHER, steps=2_000, batch_size=256, lr=3e-4, warmup_steps=200),
+        post_pretrain=PostPretrainConfig(steps=1_500, batch_size=256, docs_per_query_in_batch=8, lr=1e-4),
+        finetune=FinetuneConfig(steps=600, batch_size=128, lr=3e-5),
+        distill=DistillConfig(teacher=_GPU_TEACHER, student=dataclasses.replace(_GPU_TEACHER, layers=4),
+                              steps=1_500, batch_size=256, lr=2e-4)),
+    # Hours on a GPU: BERT-large teacher, closer to the sources' scale.
+    "gpu-xl": Profile(
+        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16,
+        tokenizer=TokenizerConfig(vocab_size=32_000, max_query_len=24, max_len=256),
+        pretrain=PretrainConfig(model=_XL_TEACHER, steps=50_000, batch_size=512, lr=2e-4, warmup_steps=2_000),
+        post_pretrain=PostPretrainConfig(steps=20_000, batch_size=512, docs_per_query_in_batch=8, lr=5e-5),
+        finetune=FinetuneConfig(steps=5_000, batch_size=128, lr=2e-5),
+        distill=DistillConfig(teacher=_XL_TEACHER, student=dataclasses.replace(_XL_TEACHER, layers=4),
+                              steps=20_000, batch_size=512, lr=1e-4)),
+}
+
+
+def load_profile(name: str | None = None, overrides: dict | None = None) -> Profile:
+    """The named profile (default: $RELCOURSE_PROFILE, else 'smoke') with dotted-key overrides applied.
+
+    Values may be typed ({"pretrain.steps": 50}) or strings from the command line ({"pretrain.steps": "50"}).
+    """
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ConfigError("profile", f" {name!r} is unknown; choose one of: {', '.join(PROFILES)}")
+    return _apply(PROFILES[name], dict(overrides or {}), prefix="")
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, str]:
+    """['pretrain.steps=50', 'seeds=0,1'] -> {'pretrain.steps': '50', 'seeds': '0,1'}; load_profile types them."""
+    overrides = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f" {text!r} is not KEY=VALUE; write e.g. --set pretrain.steps=50")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _apply(obj, overrides: dict, prefix: str):
+    """A copy of the dataclass `obj` with dotted-key overrides applied; each section is rebuilt once,
+    with all its changes, so cross-field rules see the final values."""
+    aliases = getattr(obj, "aliases", {})
+    hints = typing.get_type_hints(type(obj))
+    hints = {f.name: hints[f.name] for f in dataclasses.fields(obj)}  # drops ClassVars such as `aliases`
+    changes, nested = {}, {}
+    for key, value in overrides.items():
+        head, _, rest = aliases.get(key, key).partition(".")
+        is_section = head in hints and dataclasses.is_dataclass(hints[head])
+        if head not in hints or (rest and not is_section):
+            valid = [f"{prefix}{k}" for k in [*hints, *aliases]]
+            raise ConfigError(f"{prefix}{key}", f" is not a setting; valid keys here: {', '.join(valid)}")
+        if is_section and not rest:
+            keys = ", ".join(f"{prefix}{head}.{f.name}" for f in dataclasses.fields(hints[head]))
+            raise ConfigError(f"{prefix}{head}", f" is a section, not a value; set one of: {keys}")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            changes[head] = _coerce(value, hints[head], f"{prefix}{head}")
+    for head, sub in nested.items():
+        changes[head] = _apply(getattr(obj, head), sub, prefix=f"{prefix}{head}.")
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ConfigError as e:
+        raise ConfigError(prefix + e.key, e.problem) from None
+
+
+def _coerce(value, kind: type, key: str):
+    """Convert an override to the field's type: strings from the CLI, lists from JSON, ints for floats."""
+    try:
+        if kind is tuple:  # the only tuple setting is a list of seeds
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(int(item) for item in items)
+        if isinstance(value, str) and kind in (int, float):
+            return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"={value!r} is not a valid {kind.__name__}") from None
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is not kind:
+        raise ConfigError(key, f"={value!r} must be of type {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def canonical_json(obj) -> str:
+    """One JSON text per value: sorted keys, no spaces, dataclasses as dicts, tuples as lists."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_hash(obj) -> str:
+    """First 12 hex chars of the sha256 of `canonical_json(obj)`: a short name that changes with any field.
+
+    >>> config_hash({"b": 1, "a": [1, 2]}) == config_hash({"a": (1, 2), "b": 1})
+    True
+    """
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:12]

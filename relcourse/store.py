@@ -1,0 +1,215 @@
+"""The artifact store: every stage writes one folder, named by what it was built from.
+
+    runs/<profile>/<stage>/<seed>-<config_hash>/
+        run.json     the run's manifest: stage, profile, seed, config, config_hash, upstream,
+                     package versions, git commit, metrics, created, status
+        ...          whatever the stage writes (the data stage: Parquet tables and data_gen's
+                     own manifest.json; later stages: model weights, scores, ...)
+
+`config_hash` covers the stage's config *and* the hashes of the runs it was built from, so
+like a git commit id it names the whole lineage: retrain the pretraining stage with other
+settings and every later stage gets a new folder instead of silently reusing a stale one.
+A folder appears only complete: it is built under a temporary name and renamed into place.
+The root is `<repo>/runs`, or $RELCOURSE_RUNS.
+
+>>> import tempfile
+>>> from relcourse.config import load_profile
+>>> os.environ[RUNS_ENV] = tempfile.mkdtemp()
+>>> def build(d):
+...     (d / "hello.txt").write_text("hi")
+...     return {"lines": 1}
+>>> d = cached_stage(load_profile("smoke"), "demo", 0, {"greeting": "hi"}, build)
+>>> d.parent.name, load_manifest(d)["metrics"]
+('demo', {'lines': 1})
+>>> cached_stage(load_profile("smoke"), "demo", 0, {"greeting": "hi"}, build=None) == d  # reused, not rebuilt
+True
+>>> del os.environ[RUNS_ENV]
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import data_gen
+from relcourse.config import Profile, config_hash
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNS_ENV = "RELCOURSE_RUNS"
+# Not "manifest.json": a stage's own files may have one (data_gen writes one for its tables).
+MANIFEST = "run.json"
+# Recorded in every manifest; read from package metadata, so none of them is imported.
+VERSIONED_PACKAGES = ("torch", "transformers", "numpy", "pandas", "lightgbm")
+
+
+class StoreError(ValueError):
+    """A stage folder is missing or unreadable; the message says how to (re)build it."""
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get(RUNS_ENV) or REPO_ROOT / "runs")
+
+
+def stage_dir(profile_name: str, stage: str, seed: int, config_hash: str) -> Path:
+    return runs_root() / profile_name / stage / f"{seed}-{config_hash}"
+
+
+def build_command(profile_name: str, stage: str, seed: int) -> str:
+    """The shell command that builds `stage`, for error messages."""
+    if stage == "data":
+        return f"python -m relcourse data --profile {profile_name} --seed {seed}"
+    return f"python -m relcourse run {stage} --profile {profile_name}"
+
+
+# --- atomic writes --------------------------------------------------------------------------
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and os.replace: readers see the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); these are meant to be read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temp folder next to `final`; move it to `final` only if the block succeeds.
+
+    On an exception the temp folder is deleted and an existing `final` is left as it was.
+    On success an existing `final` (an unfinished or outdated run) is replaced.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.building-"))
+    tmp.chmod(0o755)  # mkdtemp makes folders private (0700); runs are meant to be read
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        # A folder cannot be os.replace'd over a non-empty one: move the old aside first.
+        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
+        os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+def load_manifest(run_dir: Path) -> dict:
+    """The run manifest (run.json) of a finished stage folder, or a StoreError that says what is wrong."""
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise StoreError(f"{run_dir} has no {MANIFEST}: it is not a finished stage run; "
+                         "delete the folder and build the stage again")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path} is corrupt ({e}); delete {run_dir} and build the stage again") from None
+    if not isinstance(manifest, dict) or manifest.get("status") != "complete":
+        raise StoreError(f"{path} does not describe a complete run; delete {run_dir} and build the stage again")
+    return manifest
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+def stage_hash(config: dict, upstream: dict[str, str]) -> str:
+    """The hash that names a run: its config plus the hashes of the runs it was built from."""
+    return config_hash({"config": config, "upstream": upstream})
+
+
+def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
+                 build: Callable[[Path], dict], upstream: dict[str, str] | None = None) -> Path:
+    """The folder of `stage` for this config and upstream: reused when it exists, else built.
+
+    `build(folder)` writes the stage's files into `folder` and returns its metrics (a JSON-able
+    dict), which go into the manifest. `upstream` maps stage names to the `config_hash` of the
+    runs this one reads, e.g. {"data": "3f2a..."}.
+    """
+    upstream = dict(upstream or {})
+    run_hash = stage_hash(config, upstream)
+    final = stage_dir(profile.name, stage, seed, run_hash)
+    try:
+        load_manifest(final)
+        return final
+    except StoreError:
+        pass  # never built, or left unfinished: build it (again)
+    with atomic_dir(final) as tmp:
+        metrics = build(tmp)
+        write_json_atomic(tmp / MANIFEST, {
+            "stage": stage, "profile": profile.name, "seed": seed,
+            "config": config, "config_hash": run_hash, "upstream": upstream,
+            "versions": package_versions(), "git_commit": git_commit(),
+            "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "status": "complete",
+        })
+    return final
+
+
+def require_stage(profile: Profile | str, stage: str, seed: int) -> Path:
+    """The newest complete run of `stage` for this profile and seed; a StoreError naming the
+    command that builds it when there is none."""
+    name = profile if isinstance(profile, str) else profile.name
+    runs = []
+    for run_dir in (runs_root() / name / stage).glob(f"{seed}-*"):
+        try:
+            runs.append((load_manifest(run_dir)["created"], run_dir))
+        except StoreError:
+            continue  # an unfinished run does not count
+    if not runs:
+        raise StoreError(f"no complete '{stage}' run for profile {name!r}, seed {seed} under {runs_root()}; "
+                         f"build it with: {build_command(name, stage, seed)}")
+    return max(runs)[1]
+
+
+def ensure_data(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The data stage: generate the synthetic world and logs for one seed, or reuse them."""
+    # The list of seeds a profile runs does not change what one seed generates.
+    config = {k: v for k, v in dataclasses.asdict(profile.data).items() if k != "seeds"}
+
+    def build(out: Path) -> dict:
+        manifest = data_gen.generate(profile.data, seed, out, profile=profile.name, progress=progress)
+        return {name: table["rows"] for name, table in manifest["tables"].items()}
+
+    return cached_stage(profile, "data", seed, config, build)

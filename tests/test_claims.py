@@ -1,0 +1,130 @@
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from relcourse.claims import (CLAIMS, CLAIMS_BY_ID, STAGES, ClaimResult, get_claim, load_results, record,
+                              results_path, summarise, t_quantile_975)
+from relcourse.report import claims_table, write_report
+from relcourse.store import StoreError
+
+CLAIMS_MD = Path(__file__).resolve().parents[1].parent / "shared" / "CLAIMS.md"
+
+
+@pytest.fixture(autouse=True)
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELCOURSE_RUNS", str(tmp_path / "runs"))
+
+
+def claim_ids_in_claims_md() -> list[str]:
+    if not CLAIMS_MD.exists():
+        pytest.skip(f"{CLAIMS_MD} is not here")
+    return re.findall(r"^\| ([PTFD]\d+) \|", CLAIMS_MD.read_text(encoding="utf-8"), flags=re.M)
+
+
+def test_registry_has_exactly_the_claims_of_claims_md():
+    ids = claim_ids_in_claims_md()
+    assert len(ids) == 28
+    assert [c.id for c in CLAIMS] == ids
+
+
+def test_every_claim_is_fully_described():
+    prefix_stage = {"P": "pretrain", "T": "post_pretrain", "F": "finetune", "D": "distill"}
+    for c in CLAIMS:
+        assert c.stage == prefix_stage[c.id[0]] and c.stage in STAGES
+        assert c.statement and c.metric and c.arm and c.baseline and c.sources
+        assert all(re.fullmatch(r"\d{3}", s) for s in c.sources)
+        assert "|" not in c.statement + c.metric  # would break the Markdown table
+    assert get_claim("T4").direction == -1  # feeding the score back is expected to hurt
+
+
+def test_unknown_claim_lists_the_claims():
+    with pytest.raises(ValueError, match="P1, P2, .*D12"):
+        get_claim("P9")
+
+
+@pytest.mark.parametrize("effects, status", [
+    ([0.02, 0.03, 0.025], "holds"),
+    ([-0.02, -0.03, -0.025], "does not hold"),
+    ([0.02, -0.02, 0.01], "inconclusive"),
+    # All negative, yet with 3 seeds t(2) = 4.30 makes the interval [-0.045, +0.005]: too spread to judge.
+    ([-0.02, -0.03, -0.01], "inconclusive"),
+    ([0.02], "inconclusive"),
+])
+def test_status_follows_the_interval(effects, status):
+    r = summarise("P2", "smoke", dict(enumerate(effects)))
+    assert r.status == status
+    assert r.mean == pytest.approx(statistics.fmean(effects))
+    assert r.seeds == tuple(range(len(effects))) and r.effects == tuple(effects)
+
+
+def test_one_seed_has_no_interval():
+    r = summarise("P2", "smoke", {4: 0.1})
+    assert math.isnan(r.interval[0]) and math.isnan(r.interval[1])
+
+
+def test_expected_direction_minus_one_flips_the_verdict():
+    assert summarise("T4", "smoke", {0: -0.02, 1: -0.03, 2: -0.025}).status == "holds"
+    assert summarise("T4", "smoke", {0: 0.02, 1: 0.03, 2: 0.025}).status == "does not hold"
+
+
+def test_interval_is_the_student_t_interval():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    effects = [0.011, 0.004, 0.02, -0.001, 0.009]
+    r = summarise("D2", "smoke", dict(enumerate(effects)))
+    lo, hi = scipy_stats.t.interval(0.95, len(effects) - 1, loc=statistics.fmean(effects),
+                                    scale=scipy_stats.sem(effects))
+    assert r.interval == pytest.approx((lo, hi), abs=1e-12)
+    for df in range(1, 40):
+        assert t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=1e-9)
+
+
+def test_summarise_rejects_missing_or_non_finite_effects():
+    with pytest.raises(ValueError, match="at least one seed"):
+        summarise("P1", "smoke", {})
+    with pytest.raises(ValueError, match="finite"):
+        summarise("P1", "smoke", {0: float("nan")})
+
+
+def test_without_results_every_claim_is_not_run():
+    results = load_results("smoke")
+    assert list(results) == list(CLAIMS_BY_ID)
+    assert {r.status for r in results.values()} == {"not run"}
+
+
+def test_record_merges_by_claim_id_and_round_trips():
+    record(summarise("P1", "smoke", {0: 0.01, 1: 0.02}, notes="first"))
+    record(summarise("P2", "smoke", {0: 0.05}))
+    record(summarise("P1", "smoke", {0: 0.03, 1: 0.04, 2: 0.035}, notes="rerun"))
+    results = load_results("smoke")
+    assert results["P1"] == summarise("P1", "smoke", {0: 0.03, 1: 0.04, 2: 0.035}, notes="rerun")
+    assert results["P2"].status == "inconclusive" and math.isnan(results["P2"].interval[0])
+    assert results["D12"] == ClaimResult("D12", "smoke")
+    assert load_results("laptop")["P1"].status == "not run"  # results are per profile
+    stored = json.loads(results_path("smoke").read_text())  # strict JSON: NaN is stored as null
+    assert stored["P2"]["interval"] == [None, None]
+
+
+def test_corrupt_results_file_says_how_to_fix_it():
+    path = results_path("smoke")
+    path.parent.mkdir(parents=True)
+    path.write_text("{ oops")
+    with pytest.raises(StoreError, match="corrupt.*re-run"):
+        load_results("smoke")
+
+
+def test_report_renders_every_claim_of_claims_md(tmp_path):
+    ids = claim_ids_in_claims_md()
+    record(summarise("F1", "smoke", {0: 0.02, 1: 0.03, 2: 0.025}))
+    table = claims_table("smoke")
+    rows = table.splitlines()[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == ids
+    f1 = next(row for row in rows if row.startswith("| F1 |"))
+    assert "+0.0250" in f1 and "[+0.0126, +0.0374]" in f1 and f1.endswith("| 3 | holds |")
+    assert sum(row.endswith("| not run |") for row in rows) == len(ids) - 1
+
+    out = write_report("smoke", tmp_path / "report.md")
+    assert table in out.read_text()

@@ -1,0 +1,101 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import data_gen
+from relcourse import course
+from relcourse.claims import CLAIMS
+from relcourse.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELCOURSE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("RELCOURSE_PROFILE", raising=False)
+    return tmp_path / "runs"
+
+
+def fails(argv, capsys) -> str:
+    """Run the CLI expecting a user error: exit status 2 and one line on stderr, no traceback."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("relcourse: error: ") and "Traceback" not in err
+    return err
+
+
+def test_unknown_profile_exits_2_naming_the_choices(capsys):
+    err = fails(["profile", "--profile", "huge"], capsys)
+    assert "smoke, laptop, gpu, gpu-xl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_overrides_exit_2(capsys):
+    assert "pretrain.steps" in fails(["profile", "--set", "pretrain.stepz=5"], capsys)
+    assert "out of range" in fails(["profile", "--set", "pretrain.steps=0"], capsys)
+    assert "KEY=VALUE" in fails(["profile", "--set", "pretrain.steps"], capsys)
+
+
+def test_profile_prints_the_resolved_profile(capsys):
+    assert main(["profile", "--profile", "laptop", "--set", "pretrain.steps=7", "--set", "seeds=4,5"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["name"] == "laptop" and printed["pretrain"]["steps"] == 7 and printed["data"]["seeds"] == [4, 5]
+
+
+def test_profile_defaults_to_the_env_var(capsys, monkeypatch):
+    monkeypatch.setenv("RELCOURSE_PROFILE", "gpu")
+    main(["profile"])
+    assert json.loads(capsys.readouterr().out)["name"] == "gpu"
+
+
+def test_report_prints_or_writes_the_claims_table(capsys, tmp_path):
+    main(["report", "--profile", "smoke"])
+    out = capsys.readouterr().out
+    assert all(f"| {c.id} |" in out for c in CLAIMS)
+    main(["report", "--profile", "smoke", "--out", str(tmp_path / "r.md")])
+    assert "| D12 |" in (tmp_path / "r.md").read_text()
+
+
+def test_data_builds_each_requested_seed(capsys, monkeypatch, runs):
+    seen = []
+
+    def generate(cfg, seed, out, profile="custom", progress=True):
+        seen.append((seed, cfg.n_queries))
+        return {"tables": {"queries": {"rows": cfg.n_queries}}}
+
+    monkeypatch.setattr(data_gen, "generate", generate)
+    main(["data", "--profile", "smoke", "--seed", "0", "--seed", "2", "--set", "data.n_queries=100"])
+    printed = capsys.readouterr().out.split()
+    assert seen == [(0, 100), (2, 100)]
+    assert [Path(p).parent for p in printed] == [runs / "smoke" / "data"] * 2
+    assert [Path(p).name.split("-")[0] for p in printed] == ["0", "2"]
+
+
+def test_course_delegates_to_run_course(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(course, "run_course", lambda *args: calls.append(args) or [])
+    main(["course", "--profile", "laptop", "--only", "00", "03_finetune"])
+    main(["course", "--seed", "2", "--out", str(tmp_path)])
+    assert calls == [("laptop", 0, None, ["00", "03_finetune"]), ("smoke", 2, tmp_path, None)]
+
+
+def test_course_failure_exits_2(monkeypatch, capsys):
+    def run_course(*args):
+        raise course.CourseError("notebook 01_data.ipynb failed at cell 3")
+
+    monkeypatch.setattr(course, "run_course", run_course)
+    assert "01_data.ipynb failed" in fails(["course"], capsys)
+
+
+def test_python_dash_m_relcourse():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "relcourse", "report", "--profile", "huge"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith("relcourse: error: profile 'huge' is unknown") and "Traceback" not in out.stderr
