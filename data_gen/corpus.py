@@ -1,4 +1,4 @@
-"""Pretraining text. The in-domain corpus is the only place that states the world's knowledge in
+"""Pretraining text, one short paragraph (two or three sentences) a line. The in-domain corpus is the only place that states the world's knowledge in
 words: which kind a product is, what a kind is a kind of, aliases, attributes, routes. That is
 why pretraining can help a relevance model that human labels alone cannot teach (WORLD.md §6).
 The general corpus is everyday prose that knows nothing of the domain. Both carry dirt —
@@ -22,33 +22,40 @@ from .world import World
 
 
 def _domain_line(w: World, rng: np.random.Generator) -> str:
+    """A short paragraph whose sentences come in a natural order: the first names its subject,
+    the next ones refer back to it ("it ..."). Swapping them reads wrong, which is what
+    sentence-order prediction learns to notice."""
     e = w.entities[int(rng.integers(len(w.entities)))]
     h, t = w.hyponyms[e.hyponym], w.topics[e.topic]
-    kind = int(rng.integers(7))
-    if kind == 0:
-        return pick(rng, [f"a {h.name} is a kind of {t.noun}.", f"the {h.name} is one type of {t.noun}."])
-    if kind == 1:
-        return pick(rng, [f"the {e.name} is a {h.name}.", f"{e.name}, a popular {h.name}, sold out again."])
-    if kind == 2:
-        return pick(rng, [f"{e.alias} is another name for the {e.name}.", f"fans call the {e.name} {e.alias}."])
-    if kind == 3:
+    kind = int(rng.integers(5))
+    if kind == 0:  # a product, what kind it is, what it is like
+        intro = pick(rng, [f"the {e.name} is a {h.name}.", f"{e.name}, a popular {h.name}, sold out again."])
+        facts = attribute_sentences(w, e.topic, e.size, e.price, int(e.has_feature), e.number, rng, 0.5)
+        more = [f"fans call it {e.alias}.", f"i bought one last month and it {pick(rng, words.PRAISE + words.COMPLAINT)}."]
+        return " ".join([intro, *facts[:2], pick(rng, more)])
+    if kind == 1:  # the taxonomy
+        return pick(rng, [f"a {h.name} is a kind of {t.noun}. the {e.name} is one of them.",
+                          f"the {h.name} is one type of {t.noun}. the {e.name} is a well-known one."])
+    if kind == 2:  # an alias
         facts = attribute_sentences(w, e.topic, e.size, e.price, int(e.has_feature), e.number, rng, 1.0)
-        return f"the {pick(rng, [e.name, e.alias])}: " + pick(rng, facts)
-    if kind == 4:
+        return f"{e.alias} is another name for the {e.name}. {pick(rng, facts)}"
+    if kind == 3:  # qualifier synonyms
         q = pick(rng, list(words.QUALIFIERS))
         value = int(rng.integers(2))
-        return f"{qualifier_word(q, value, rng)} means {qualifier_word(q, value, rng)} when people talk about {t.noun}s."
-    if kind == 5:
-        a, b = rng.choice(len(w.places), size=2, replace=False)
-        return f"{route_phrase(w, int(a), int(b), int(rng.integers(len(words.TRAVEL_MODES))), rng)} run every day."
-    return f"i bought the {pick(rng, [e.name, e.alias])} last month and it {pick(rng, words.PRAISE + words.COMPLAINT)}."
+        a, b = qualifier_word(q, value, rng), qualifier_word(q, value, rng)
+        return f"{a} means {b} when people talk about {t.noun}s. so a {a} {t.noun} is a {b} one."
+    a, b = rng.choice(len(w.places), size=2, replace=False)
+    mode = int(rng.integers(len(words.TRAVEL_MODES)))
+    return (f"{route_phrase(w, int(a), int(b), mode, rng)} run every day. "
+            f"the trip takes {int(rng.integers(1, 12))} hours and {pick(rng, ['it is busy', 'it is quiet'])}.")
 
 
 def _general_line(w: World, rng: np.random.Generator) -> str:
-    line = f"{pick(rng, words.GENERAL_SUBJECTS)} {pick(rng, words.GENERAL_VERBS)} {pick(rng, words.GENERAL_TAILS)}."
+    first = f"{pick(rng, words.GENERAL_SUBJECTS)} {pick(rng, words.GENERAL_VERBS)} {pick(rng, words.GENERAL_TAILS)}."
     if rng.random() < 0.2:
-        line = f"in {pick(rng, w.places)}, {line}"
-    return line
+        first = f"in {pick(rng, w.places)}, {first}"
+    then = f"after that, {pick(rng, words.GENERAL_SUBJECTS)} {pick(rng, words.GENERAL_VERBS)}."
+    return f"{first} {then}"
 
 
 def corpus_lines(world: World, which: str, n: int, seed: int, shard: int) -> dict[str, list]:
