@@ -136,7 +136,7 @@ class FinetuneConfig(Section):
     batch_size: int = setting(32, "labelled (query, document) pairs per step", 1, 65_536)
     lr: float = setting(3e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     loss: str = setting("ce+pairwise", "training loss (claims F1, F2)",
-                        choices=("mse", "ce", "pairwise", "ce+pairwise", "classify"))
+                        choices=("mse", "soft_ce", "pairwise", "ce+pairwise", "multiclass"))
     pairwise_weight: float = setting(1.0, "weight of the pairwise term when the loss has one", 0.0, 10.0)
 
 

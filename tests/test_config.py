@@ -137,3 +137,11 @@ def test_config_hash_is_stable_across_processes():
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "123"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == config_hash(load_profile("laptop"))
+
+
+def test_finetune_loss_choices_are_the_registered_losses():
+    from relcourse.losses import LOSSES
+    from relcourse.config import FinetuneConfig
+    import dataclasses
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(FinetuneConfig)}["loss"]
+    assert set(choices) == set(LOSSES)

@@ -1,0 +1,48 @@
+"""The fine-tuning losses of a relevance cross-encoder, one per module, and a registry by name.
+
+Every loss reads the model's output for a (query, document) pair as one logit s (except the
+4-class baseline), and is called as loss(scores, labels, query_ids):
+
+    name          formula                                             favours   module
+    mse           mean (sigmoid(s) - y/3)^2                           AUC       mse.py
+    soft_ce       mean BCE(sigmoid(s), y/3)                           AUC       soft_ce.py
+    pairwise      mean ln(1 + exp(-γ(s_i - s_j))), y_i > y_j          PNR       pairwise.py
+    ce+pairwise   soft_ce + λ · pairwise                              both      combined.py
+    multiclass    4-class cross-entropy on tiers (the anti-pattern)   baseline  multiclass.py
+
+Reference: note 001, "微调" (fine-tuning); claims F1 and F2.
+
+>>> import torch
+>>> loss = make_loss("ce+pairwise", pairwise_weight=0.5)
+>>> # soft CE (0.1269 + 0.6931) / 2, plus 0.5 * ln(1 + e^-2) = 0.5 * 0.1269 for the one pair
+>>> round(loss(torch.tensor([2.0, 0.0]), torch.tensor([3, 1]), torch.tensor([7, 7])).item(), 4)
+0.4735
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .combined import CombinedLoss
+from .mse import MSELoss
+from .multiclass import FourClassCrossEntropyLoss, expected_tier
+from .pairwise import PairwiseLogisticLoss, pairwise_logistic_loss
+from .soft_ce import SoftCrossEntropyLoss
+
+LOSSES = {
+    "mse": MSELoss,
+    "soft_ce": SoftCrossEntropyLoss,
+    "pairwise": PairwiseLogisticLoss,
+    "ce+pairwise": CombinedLoss,
+    "multiclass": FourClassCrossEntropyLoss,
+}
+
+
+def make_loss(name: str, **kwargs) -> nn.Module:
+    """The loss registered as `name`, built with `kwargs` (e.g. make_loss("pairwise", gamma=2.0))."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name](**kwargs)
+
+
+__all__ = ["LOSSES", "make_loss", "MSELoss", "SoftCrossEntropyLoss", "PairwiseLogisticLoss",
+           "pairwise_logistic_loss", "CombinedLoss", "FourClassCrossEntropyLoss", "expected_tier"]
