@@ -2,6 +2,8 @@
 
     relcourse profile --profile laptop --set pretrain.steps=500   # print the resolved profile
     relcourse data --profile smoke --seed 0                       # generate (or reuse) the data
+    relcourse run pretrain --profile smoke                        # build a stage (or reuse it)
+    relcourse run claims --stage pretrain --profile laptop        # run a stage's claims, all seeds
     relcourse report --profile smoke --out report.md              # the claims table
     relcourse course --profile smoke --only 00                    # execute the notebooks
 
@@ -48,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     data = command("data", _data, "generate the synthetic data (or reuse it) and print its folder", overrides=True)
     data.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
 
+    run = command("run", _run, "build a stage of the recipe (or reuse it), or run the claims of a stage",
+                  overrides=True)
+    run.add_argument("what", choices=RUNNABLE, help="a stage of the recipe, or 'claims' (with --stage)")
+    run.add_argument("--stage", choices=("pretrain", "post_pretrain", "finetune"), help="with 'claims': whose claims")
+    run.add_argument("--claim", action="append", help="with 'claims': only this claim id (repeatable)")
+    run.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
+
     report = command("report", _report, "print the claims table, or write it with --out")
     report.add_argument("--out", type=Path, help="write the report to this Markdown file")
 
@@ -67,6 +76,28 @@ def _data(args) -> None:
     profile = load_profile(args.profile, parse_overrides(args.overrides))
     for seed in args.seed or profile.seeds:
         print(ensure_data(profile, seed))
+
+
+RUNNABLE = ("tokenizer", "pretrain", "teacher", "post_pretrain", "finetune", "claims")
+
+
+def _run(args) -> None:
+    from relcourse import experiments  # torch loads only when needed
+
+    profile = load_profile(args.profile, parse_overrides(args.overrides))
+    if args.what == "claims":
+        if not (args.stage or args.claim):
+            raise ValueError("run claims needs --stage STAGE or --claim ID, e.g. --stage pretrain")
+        ids = args.claim or experiments.runnable_claims(args.stage)
+        known = [c for stage in ("pretrain", "post_pretrain", "finetune") for c in experiments.runnable_claims(stage)]
+        for claim_id in ids:
+            if claim_id not in known:
+                raise ValueError(f"claim {claim_id!r} has no experiment here; choose from {', '.join(known)}")
+            result = experiments.run_claim(profile, claim_id)
+            print(f"{claim_id}: {result.status}, effect {result.mean:+.4f} {result.notes}")
+        return
+    for seed in args.seed or profile.seeds:
+        print(experiments.build_stage(profile, args.what, seed))
 
 
 def _report(args) -> None:

@@ -82,9 +82,9 @@ class TokenizerConfig(Section):
     max_len: int = setting(32, "tokens of one [CLS] query [SEP] document [SEP] input", 16, 1_024)
 
     def check(self):
-        if self.max_query_len >= self.max_len:
-            raise ConfigError("max_query_len", f"={self.max_query_len} must be smaller than "
-                                               f"max_len={self.max_len}, or no document token fits")
+        if self.max_query_len + 3 >= self.max_len:
+            raise ConfigError("max_query_len", f"={self.max_query_len} must be at most max_len - 4="
+                                               f"{self.max_len - 4}: [CLS], two [SEP] and one document token must fit")
 
 
 @dataclass(frozen=True)

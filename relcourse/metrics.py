@@ -202,6 +202,9 @@ def _or_nan(metric, *args, **kwargs) -> float:
         return float("nan")
 
 
+COLUMNS = ("n_queries", "n_docs", "auc", "pnr", "pnr_query_mean", *(f"ndcg@{k}" for k in NDCG_CUTOFFS))
+
+
 def evaluate(labels, scores, query_ids, buckets=None) -> pd.DataFrame:
     """All metrics in one table: a row 'all', then, if `buckets` is given, one row per bucket.
 
@@ -238,5 +241,4 @@ def evaluate(labels, scores, query_ids, buckets=None) -> pd.DataFrame:
                       "pnr": _or_nan(pnr, y_, s_, q_),
                       "pnr_query_mean": _or_nan(pnr_per_query, y_, s_, q_),
                       **{f"ndcg@{k}": _or_nan(ndcg, y_, s_, q_, k=k) for k in NDCG_CUTOFFS}}
-    columns = ["n_queries", "n_docs", "auc", "pnr", "pnr_query_mean", *(f"ndcg@{k}" for k in NDCG_CUTOFFS)]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("subset")
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(COLUMNS)).rename_axis("subset")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -67,7 +68,7 @@ def build_command(profile_name: str, stage: str, seed: int) -> str:
     """The shell command that builds `stage`, for error messages."""
     if stage == "data":
         return f"python -m relcourse data --profile {profile_name} --seed {seed}"
-    return f"python -m relcourse run {stage} --profile {profile_name}"
+    return f"python -m relcourse run {stage} --profile {profile_name} --seed {seed}"
 
 
 # --- atomic writes --------------------------------------------------------------------------
@@ -92,20 +93,27 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 @contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temp folder next to `final`; move it to `final` only if the block succeeds.
+def atomic_dir(final: Path, resumable: bool = False) -> Iterator[Path]:
+    """Yield a work folder next to `final`; move it to `final` only if the block succeeds.
 
-    On an exception the temp folder is deleted and an existing `final` is left as it was.
-    On success an existing `final` (an unfinished or outdated run) is replaced.
+    On success an existing `final` (an unfinished or outdated run) is replaced; on an exception
+    an existing `final` is left as it was. The work folder is a fresh temp folder, deleted on
+    an exception; with `resumable` it is `.<name>.partial`, kept on an exception (or a kill) so
+    that the next attempt finds what the last one left, e.g. a training checkpoint to resume.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.building-"))
-    tmp.chmod(0o755)  # mkdtemp makes folders private (0700); runs are meant to be read
+    if resumable:
+        tmp = final.parent / f".{final.name}.partial"
+        tmp.mkdir(exist_ok=True)
+    else:
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.building-"))
+        tmp.chmod(0o755)  # mkdtemp makes folders private (0700); runs are meant to be read
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not resumable:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
         # A folder cannot be os.replace'd over a non-empty one: move the old aside first.
@@ -134,6 +142,11 @@ def load_manifest(run_dir: Path) -> dict:
     return manifest
 
 
+def run_hash(run_dir: Path) -> str:
+    """The config hash that names a finished run; later stages list it as their upstream."""
+    return load_manifest(run_dir)["config_hash"]
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:
@@ -159,31 +172,55 @@ def stage_hash(config: dict, upstream: dict[str, str]) -> str:
     return config_hash({"config": config, "upstream": upstream})
 
 
+@contextmanager
+def _build_lock(final: Path) -> Iterator[None]:
+    """One builder of a stage folder at a time (two notebooks may ask for the same stage): the
+    second waits, then finds the first one's finished run."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _finished(final: Path) -> bool:
+    try:
+        load_manifest(final)
+        return True
+    except StoreError:
+        return False  # never built, or left unfinished
+
+
 def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
-                 build: Callable[[Path], dict], upstream: dict[str, str] | None = None) -> Path:
+                 build: Callable[[Path], dict], upstream: dict[str, str] | None = None,
+                 resumable: bool = False) -> Path:
     """The folder of `stage` for this config and upstream: reused when it exists, else built.
 
     `build(folder)` writes the stage's files into `folder` and returns its metrics (a JSON-able
     dict), which go into the manifest. `upstream` maps stage names to the `config_hash` of the
-    runs this one reads, e.g. {"data": "3f2a..."}.
+    runs this one reads, e.g. {"data": "3f2a..."}. A `resumable` stage builds in a work folder
+    that outlives a crash or a kill (see atomic_dir), so a training stage resumes from its last
+    checkpoint when asked again.
     """
     upstream = dict(upstream or {})
     run_hash = stage_hash(config, upstream)
     final = stage_dir(profile.name, stage, seed, run_hash)
-    try:
-        load_manifest(final)
+    if _finished(final):
         return final
-    except StoreError:
-        pass  # never built, or left unfinished: build it (again)
-    with atomic_dir(final) as tmp:
-        metrics = build(tmp)
-        write_json_atomic(tmp / MANIFEST, {
-            "stage": stage, "profile": profile.name, "seed": seed,
-            "config": config, "config_hash": run_hash, "upstream": upstream,
-            "versions": package_versions(), "git_commit": git_commit(),
-            "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "status": "complete",
-        })
+    with _build_lock(final):
+        if _finished(final):   # built by another process while this one waited
+            return final
+        with atomic_dir(final, resumable) as tmp:
+            metrics = build(tmp)
+            write_json_atomic(tmp / MANIFEST, {
+                "stage": stage, "profile": profile.name, "seed": seed,
+                "config": config, "config_hash": run_hash, "upstream": upstream,
+                "versions": package_versions(), "git_commit": git_commit(),
+                "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "status": "complete",
+            })
     return final
 
 

@@ -99,7 +99,7 @@ def test_a_section_cannot_be_set_as_a_value():
     ({"pretrain.steps": "many"}, r"pretrain.steps='many' is not a valid int"),
     ({"threads": 2.5}, r"threads=2.5 must be of type int"),
     ({"distill.student.heads": 3}, r"distill.student.hidden=64 must be a multiple of heads=3"),
-    ({"tokenizer.max_query_len": 32}, r"tokenizer.max_query_len=32 must be smaller than max_len=32"),
+    ({"tokenizer.max_query_len": 32}, r"tokenizer.max_query_len=32 must be at most max_len - 4=28"),
     ({"pretrain.model.layers": 4}, r"distill.teacher differs from pretrain.model in layers.*"
                                    r"--set distill.teacher.layers=4"),
 ])

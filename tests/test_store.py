@@ -101,8 +101,48 @@ def test_a_failing_build_leaves_nothing_behind_and_keeps_other_runs(runs):
     good = cached_stage(SMOKE, "pretrain", 0, {"steps": 5}, Builder())
     with pytest.raises(RuntimeError, match="diverged"):
         cached_stage(SMOKE, "pretrain", 0, {"steps": 6}, Builder(fail=True))
-    assert list((runs / "smoke" / "pretrain").iterdir()) == [good]
+    visible = [p for p in (runs / "smoke" / "pretrain").iterdir() if not p.name.startswith(".")]
+    assert visible == [good]
+    assert not list((runs / "smoke" / "pretrain").glob("*.building-*"))   # (hidden lock files stay)
     assert load_manifest(good)["metrics"] == {"auc": 0.6}
+
+
+def test_a_resumable_stage_finds_what_a_failed_attempt_left():
+    """A training stage killed half-way resumes from its checkpoint: its work folder survives."""
+    def crash(out):
+        (out / "checkpoint.txt").write_text("step 10")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        cached_stage(SMOKE, "pretrain", 0, {"steps": 20}, crash, resumable=True)
+    seen = []
+
+    def resume(out):
+        seen.append((out / "checkpoint.txt").read_text())
+        return {}
+
+    d = cached_stage(SMOKE, "pretrain", 0, {"steps": 20}, resume, resumable=True)
+    assert seen == ["step 10"] and load_manifest(d)["status"] == "complete"
+    assert not (d.parent / f".{d.name}.partial").exists()
+
+
+def test_two_builders_of_one_stage_build_it_once():
+    import threading
+    import time
+    calls = []
+
+    def slow(out):
+        calls.append(1)
+        time.sleep(0.3)
+        return {}
+
+    threads = [threading.Thread(target=cached_stage, args=(SMOKE, "pretrain", 0, {"steps": 7}, slow))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
 
 
 def test_an_unfinished_run_is_rebuilt_and_a_failed_rebuild_does_not_disturb_it():

@@ -1,0 +1,116 @@
+"""(query, document) pairs as model inputs, and the two ways to batch them.
+
+A `PairSet` holds the pairs of one split, tokenised once, with a target per pair (a human tier
+0..3, or a teacher's pseudo-label in [0, 1]) and the query each pair belongs to.
+
+Batches are a pure function of the step number (and the seed), so a training run killed at
+step k and resumed sees exactly the batches it would have seen (see `relcourse.train`):
+- `pointwise_batch`: shuffled pairs, epoch after epoch;
+- `query_grouped_batch`: whole query groups — `docs_per_query` documents of each of
+  batch_size / docs_per_query queries — so a pairwise loss always has pairs to compare.
+
+>>> import torch
+>>> pairs = PairSet(query_ids=np.array([0, 0, 0, 1, 1, 2]), doc_ids=np.arange(6),
+...                 targets=np.array([3., 1., 0., 2., 0., 1.]),
+...                 inputs={"input_ids": torch.arange(6)[:, None]})
+>>> b = query_grouped_batch(pairs, step=0, batch_size=4, docs_per_query=2, seed=0)
+>>> sorted(b["query_ids"].tolist())   # two queries, two documents each; query 2 has one doc only
+[0, 0, 1, 1]
+>>> pointwise_batch(pairs, step=0, batch_size=4, seed=0)["targets"].shape
+torch.Size([4])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import data_gen
+
+from .tokenizer import encode_pairs
+
+
+@dataclass(frozen=True)
+class PairSet:
+    query_ids: np.ndarray          # (n,) query of each pair
+    doc_ids: np.ndarray            # (n,)
+    targets: np.ndarray            # (n,) tier 0..3 or pseudo-label in [0, 1]
+    inputs: dict[str, torch.Tensor]  # tokenised pairs, each (n, max_len)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    @cached_property
+    def groups(self) -> list[np.ndarray]:
+        """Row indices of each query with at least two documents, in query order."""
+        order = np.argsort(self.query_ids, kind="stable")
+        _, starts, counts = np.unique(self.query_ids[order], return_index=True, return_counts=True)
+        return [order[s:s + c] for s, c in zip(starts, counts) if c >= 2]
+
+    def rows(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """A batch: the model inputs of the given rows, plus targets and query ids as tensors."""
+        idx = torch.as_tensor(index)
+        return {**{k: v[idx] for k, v in self.inputs.items()},
+                "targets": torch.as_tensor(self.targets[index], dtype=torch.float32),
+                "query_ids": torch.as_tensor(self.query_ids[index])}
+
+
+def pair_texts(data_dir: str | Path, doc_ids: np.ndarray) -> pd.DataFrame:
+    """Query text and document text (title + body) of the given documents, in their order."""
+    docs = data_gen.read_table(data_dir, "docs", columns=["doc_id", "query_id", "title", "body"]).set_index("doc_id")
+    queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "text"]).set_index("query_id")
+    missing = np.setdiff1d(doc_ids, docs.index.values)
+    if missing.size:
+        raise ValueError(f"{missing.size} doc_ids are not in {data_dir} (e.g. {missing[:3].tolist()}): "
+                         "labels and data come from different worlds; regenerate one of them")
+    rows = docs.loc[doc_ids]
+    return pd.DataFrame({"doc_id": doc_ids, "query_id": rows.query_id.values,
+                         "query": queries.loc[rows.query_id.values, "text"].values,
+                         "document": (rows.title + " " + rows.body).values})
+
+
+def make_pairset(data_dir: str | Path, tokenizer, doc_ids, targets, max_query_len: int, max_len: int) -> PairSet:
+    """Tokenise the given pairs once; batches then only index into the tensors."""
+    doc_ids = np.asarray(doc_ids)
+    targets = np.asarray(targets, dtype=np.float64)
+    if len(doc_ids) != len(targets):
+        raise ValueError(f"{len(doc_ids)} doc_ids but {len(targets)} targets: give one target per pair")
+    texts = pair_texts(data_dir, doc_ids)
+    inputs = encode_pairs(tokenizer, texts["query"].tolist(), texts["document"].tolist(), max_query_len, max_len)
+    return PairSet(texts.query_id.values, doc_ids, targets, inputs)
+
+
+def pointwise_rows(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
+    """Row numbers step*batch_size ... of an endless sequence of shuffled epochs over n rows."""
+    positions = np.arange(step * batch_size, (step + 1) * batch_size)
+    return np.array([_epoch_order(seed, p // n, n)[p % n] for p in positions.tolist()])
+
+
+def pointwise_batch(pairs: PairSet, step: int, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
+    """The rows `pointwise_rows` picks, as a batch."""
+    return pairs.rows(pointwise_rows(len(pairs), step, batch_size, seed))
+
+
+@lru_cache(maxsize=2)  # a batch spans at most two epochs; each order is computed once per epoch
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def query_grouped_batch(pairs: PairSet, step: int, batch_size: int, docs_per_query: int, seed: int) -> dict:
+    """batch_size // docs_per_query queries, each with docs_per_query of its documents (fewer
+    when a query has fewer). Queries with a single document are never drawn: they give a
+    pairwise loss nothing to compare."""
+    if batch_size % docs_per_query:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of docs_per_query={docs_per_query}")
+    groups = pairs.groups
+    if not groups:
+        raise ValueError("no query has two or more documents: a query-grouped batch needs pairs to compare")
+    rng = np.random.default_rng([seed, step])
+    chosen = rng.choice(len(groups), size=min(batch_size // docs_per_query, len(groups)), replace=False)
+    index = np.concatenate([rng.permutation(groups[g])[:docs_per_query] for g in chosen])
+    return pairs.rows(index)
+

@@ -1,0 +1,132 @@
+"""Stage 3: fine-tune a cross-encoder on human labels, and measure it on the test queries.
+
+Every later comparison of the course ends here. The pretraining claims (P1–P6) and the post-
+pretraining claims (T2, T3, T5) are decided by fine-tuning each candidate checkpoint the same
+way on the same labelled pairs and comparing the test metrics: that is the "probe". The
+fine-tuning claims (F1–F5) change one thing at a time: the loss, or which labels come in.
+
+- The batches are query-grouped for every loss (`relcourse.data.query_grouped_batch`), so the
+  pairwise term has pairs and a comparison of losses changes the loss only, not the data.
+- Early stopping watches the validation queries' AUC (their human labels) and keeps the best
+  weights; the test queries are judged against the hidden truth (rubric v2), which a real team
+  approximates with a carefully labelled test set.
+
+>>> # see notebooks/04_fine_tune.ipynb and tests/test_finetune.py for a run end to end
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import data_gen
+
+from . import metrics
+from .config import FinetuneConfig, Profile
+from .data import PairSet, make_pairset, query_grouped_batch
+from .losses import expected_tier, make_loss
+from .models import RelevanceBert
+from .train import TrainConfig, train
+
+DOCS_PER_QUERY = 4            # documents of one query in a batch: pairs for the pairwise term
+EVAL_EVERY_SHARE = 10         # evaluate on the validation queries 10 times per run
+PATIENCE = 3                  # ... and stop after 3 evaluations without improvement
+SCORE_BATCH = 512
+
+
+@dataclass(frozen=True)
+class LabelledSplits:
+    """The pairs a fine-tuning run reads: train and valid carry human labels, test the truth."""
+    train: PairSet
+    valid: PairSet
+    test: PairSet
+    test_buckets: np.ndarray     # frequency bucket of each test pair's query
+
+
+def human_labels(data_dir: str | Path, split: str) -> pd.DataFrame:
+    """The world's default labels of one split (doc_id, query_id, label)."""
+    labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "query_id", "split", "label"])
+    return labels[labels["split"] == split]
+
+
+def test_truth(data_dir: str | Path) -> pd.DataFrame:
+    """Every candidate document of the test queries with its true tier under rubric v2."""
+    queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split", "bucket_name"])
+    truth = data_gen.read_table(data_dir, "truth", columns=["query_id", "doc_id", "tier_v2"])
+    test = truth.merge(queries[queries["split"] == "test"], on="query_id")
+    return test.rename(columns={"tier_v2": "label"})
+
+
+def labelled_splits(data_dir: str | Path, tokenizer, profile: Profile, train_labels: pd.DataFrame | None = None,
+                    ) -> LabelledSplits:
+    """Tokenised train / valid / test pairs. `train_labels` (doc_id, label) replaces the world's
+    default training labels, e.g. a LabelSet's `pairs` from another labelling plan (F3, F4, F5)."""
+    tok = profile.tokenizer
+    train_labels = human_labels(data_dir, "train") if train_labels is None else train_labels
+    missing = {"doc_id", "label"} - set(train_labels.columns)
+    if missing:
+        raise ValueError(f"train_labels lacks columns {sorted(missing)}: give one row per pair with doc_id and label")
+    bad = train_labels.loc[~train_labels["label"].isin([0, 1, 2, 3]), "label"]
+    if len(bad):
+        raise ValueError(f"labels must be tiers 0..3, found {sorted(set(bad.tolist()))[:5]}")
+    valid, test = human_labels(data_dir, "valid"), test_truth(data_dir)
+
+    def pairset(frame):
+        return make_pairset(data_dir, tokenizer, frame["doc_id"].to_numpy(), frame["label"].to_numpy(),
+                            tok.max_query_len, tok.max_len)
+
+    return LabelledSplits(pairset(train_labels), pairset(valid), pairset(test), test["bucket_name"].to_numpy())
+
+
+@torch.no_grad()
+def score(model: RelevanceBert, pairs: PairSet, batch_size: int = SCORE_BATCH) -> np.ndarray:
+    """One relevance score per pair (the expected tier for a 4-class model), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for lo in range(0, len(pairs), batch_size):
+        batch = {k: v.to(device) for k, v in pairs.rows(np.arange(lo, min(lo + batch_size, len(pairs)))).items()}
+        logits = model.relevance(batch).float()
+        out.append((expected_tier(logits) if model.num_outputs == 4 else logits).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def evaluate_model(model: RelevanceBert, pairs: PairSet, buckets=None) -> pd.DataFrame:
+    """relcourse.metrics.evaluate of the model's scores on `pairs`: rows all (+ head/torso/tail)."""
+    return metrics.evaluate(pairs.targets, score(model, pairs), pairs.query_ids, buckets)
+
+
+def train_config(cfg: FinetuneConfig, profile: Profile, seed: int) -> TrainConfig:
+    return TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, device=profile.device,
+                       threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 4, 1),
+                       eval_every=max(cfg.steps // EVAL_EVERY_SHARE, 1), patience=PATIENCE)
+
+
+def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, profile: Profile, seed: int,
+             run_dir: str | Path, progress: bool = True) -> dict:
+    """Fine-tune `model` in place with `cfg.loss`; returns the training result and the test table."""
+    if (cfg.loss == "multiclass") != (model.num_outputs == 4):
+        raise ValueError(f"loss {cfg.loss!r} needs a model with {4 if cfg.loss == 'multiclass' else 1} output(s), "
+                         f"this one has {model.num_outputs}: load it with num_outputs=4 for 'multiclass' only")
+    kwargs = {"pairwise_weight": cfg.pairwise_weight} if cfg.loss == "ce+pairwise" else {}
+    loss = make_loss(cfg.loss, **kwargs)
+    batch_size = max(cfg.batch_size - cfg.batch_size % DOCS_PER_QUERY, DOCS_PER_QUERY)
+
+    def batch_at(step):
+        return query_grouped_batch(splits.train, step, batch_size, DOCS_PER_QUERY, seed)
+
+    def loss_fn(m, batch):
+        return {"loss": loss(m.relevance(batch), batch["targets"], batch["query_ids"])}
+
+    def validate(m):
+        return {"auc": metrics.auc(splits.valid.targets, score(m, splits.valid))}
+
+    result = train(model, batch_at, loss_fn, train_config(cfg, profile, seed), Path(run_dir),
+                   evaluate=validate, metric="auc", progress=progress)
+    table = evaluate_model(model, splits.test, splits.test_buckets)
+    return {"train": result, "test": table}
