@@ -40,7 +40,7 @@ course: $(STAMP) kernel
 	$(PY) -m relcourse course --profile $(PROFILE)
 
 test: $(STAMP) kernel
-	CUDA_VISIBLE_DEVICES= $(PY) -m pytest -q tests
+	CUDA_VISIBLE_DEVICES= $(PY) -m pytest -q tests --doctest-modules relcourse data_gen
 	CUDA_VISIBLE_DEVICES= RELCOURSE_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name $(KERNEL) notebooks/
 
 # Jupyter refuses to start as root unless told; the course machines run as root.

@@ -19,7 +19,7 @@ The rules, in the order they are applied:
 Version 2 of the rubric changes two rules (labels carry the version they were made under):
 - the numeric tolerance tightens from ±15% to ±5%;
 - contradicting an UNIMPORTANT qualifier ("cheap" query, premium product, where price does not
-  matter for the topic) was still relevant (mid) in v1 and is low in v2.
+  matter for the topic) was still relevant in v1 (high or mid, by rule 4) and is low in v2.
 
 >>> need = Need("product", topic=0, qualifier="size", qual_value=0)
 >>> doc = Content("product", topic=0, hyponym=1, size=0, main_share=0.8)

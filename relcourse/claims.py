@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from relcourse.store import StoreError, runs_root, write_json_atomic
+from relcourse.store import StoreError, file_lock, runs_root, write_json_atomic
 
 STAGES = ("pretrain", "post_pretrain", "finetune", "distill")
 STATUSES = ("holds", "does not hold", "inconclusive", "not run")
@@ -188,12 +188,13 @@ def results_path(profile: str) -> Path:
 
 
 def record(result: ClaimResult) -> Path:
-    """Add or replace this claim's entry in the profile's results file (written atomically).
-    The read-modify-write is not locked: record from one process at a time."""
+    """Add or replace this claim's entry in the profile's results file (written atomically,
+    under a lock, so processes recording other claims at the same time lose nothing)."""
     path = results_path(result.profile)
-    entries = _read_entries(path)
-    entries[result.claim_id] = _to_json(result)
-    write_json_atomic(path, entries)
+    with file_lock(path):
+        entries = _read_entries(path)
+        entries[result.claim_id] = _to_json(result)
+        write_json_atomic(path, entries)
     return path
 
 

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     course = command("course", _course, "execute the course notebooks in order (papermill)")
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
-    course.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks, e.g. --only 00 03_finetune")
+    course.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks, e.g. --only 00 04_fine_tune")
     course.add_argument("--out", type=Path, help="folder for the executed notebooks (default: build/<profile>/)")
     return parser
 

@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="default: build/<profile>/")
     ap.add_argument("--only", nargs="+", default=None, metavar="NB",
-                    help="run only these notebooks, e.g. --only 00 03_finetune")
+                    help="run only these notebooks, e.g. --only 00 04_fine_tune")
     ap.add_argument("--refresh", action="store_true",
                     help="re-execute notebooks/ in place on smoke and stamp them (committed outputs)")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output")

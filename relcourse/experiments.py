@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 import data_gen
 
@@ -123,6 +124,9 @@ def run_arm(profile: Profile, seed: int, arm: Arm = RECIPE, progress: bool = Tru
         tokenizer = tokenizer_of(profile, seed, progress)
         train_labels = arm.labels.labels(data_dir, seed) if arm.labels else None
         splits = labelled_splits(data_dir, tokenizer, profile, train_labels)
+        # A 4-class arm gets a fresh head, drawn from the global RNG: seed it, or the head (and the
+        # whole arm) would depend on what the process ran before instead of on (profile, seed).
+        torch.manual_seed(seed)
         model = load_model(start / MODEL_DIR, num_outputs=4 if cfg.loss == "multiclass" else 1)
         result = finetune(model, splits, cfg, profile, seed, out / "train", progress)
         save_model(model, out / MODEL_DIR)

@@ -11,7 +11,7 @@ fine-tuning claims (F1–F5) change one thing at a time: the loss, or which labe
   weights; the test queries are judged against the hidden truth (rubric v2), which a real team
   approximates with a carefully labelled test set.
 
->>> # see notebooks/04_fine_tune.ipynb and tests/test_finetune.py for a run end to end
+>>> # see notebooks/04_fine_tune.ipynb and tests/test_pipeline.py for a run end to end
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, 
         return query_grouped_batch(splits.train, step, batch_size, DOCS_PER_QUERY, seed)
 
     def loss_fn(m, batch):
-        return {"loss": loss(m.relevance(batch), batch["targets"], batch["query_ids"])}
+        return {"loss": loss(m(batch)["relevance"], batch["targets"], batch["query_ids"])}
 
     def validate(m):
         return {"auc": metrics.auc(splits.valid.targets, score(m, splits.valid))}

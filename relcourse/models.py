@@ -22,9 +22,9 @@ so 85% of that work is skipped. Labels use -100 for "not selected", as in transf
 >>> model.relevance(batch).shape           # one logit per (query, document) pair
 torch.Size([3])
 >>> labels = torch.full((3, 16), -100); labels[:, 3] = 7
->>> out = model.pretraining_losses(batch, labels, sentence_labels=torch.tensor([0, 1, 0]))
+>>> out = model(batch, mlm_labels=labels, sentence_labels=torch.tensor([0, 1, 0]))
 >>> sorted(out)
-['mlm', 'mlm_accuracy', 'sentence', 'sentence_accuracy']
+['mlm', 'mlm_accuracy', 'relevance', 'sentence', 'sentence_accuracy']
 """
 from __future__ import annotations
 
@@ -91,10 +91,16 @@ class RelevanceBert(nn.Module):
         targets = mlm_labels[selected]
         return F.cross_entropy(logits, targets), (logits.argmax(-1) == targets).float().mean()
 
-    def pretraining_losses(self, batch: dict, mlm_labels: torch.Tensor,
-                           sentence_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict, mlm_labels: torch.Tensor | None = None,
+                sentence_labels: torch.Tensor | None = None, relevance: bool = True) -> dict[str, torch.Tensor]:
+        """One pass of the encoder, read by the heads a stage asks for:
+        relevance logits, MLM loss and accuracy (given mlm_labels), sentence-task loss and
+        accuracy (given sentence_labels). Training calls the model itself, not a head method,
+        so that a DistributedDataParallel wrapper (accelerate launch) sees every forward pass."""
         hidden = self.hidden_states(batch)
-        out = dict(zip(("mlm", "mlm_accuracy"), self.mlm_loss(hidden, mlm_labels)))
+        out = {"relevance": self.relevance(batch, hidden)} if relevance else {}
+        if mlm_labels is not None:
+            out["mlm"], out["mlm_accuracy"] = self.mlm_loss(hidden, mlm_labels)
         if sentence_labels is not None:
             logits = self.sentence_head(hidden[:, 0])
             out["sentence"] = F.cross_entropy(logits, sentence_labels)

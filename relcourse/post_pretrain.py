@@ -125,10 +125,9 @@ def run_post_pretrain(profile: Profile, seed: int, options: PostPretrainOptions 
             return batch
 
         def loss_fn(m, batch: dict) -> dict:
-            hidden = m.hidden_states(batch)
-            rel = relevance(m.relevance(batch, hidden), batch["targets"], batch["query_ids"])
-            mlm, _ = m.mlm_loss(hidden, batch["mlm_labels"])
-            return {"loss": rel + mlm_weight * mlm, "relevance": rel, "mlm": mlm}
+            out = m(batch, mlm_labels=batch["mlm_labels"])
+            rel = relevance(out["relevance"], batch["targets"], batch["query_ids"])
+            return {"loss": rel + mlm_weight * out["mlm"], "relevance": rel, "mlm": out["mlm"]}
 
         tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, device=profile.device,
                            threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 5, 1))

@@ -153,7 +153,7 @@ def run_pretrain(profile: Profile, seed: int, options: PretrainOptions = Pretrai
             return batch
 
         def loss_fn(m: RelevanceBert, batch: dict) -> dict:
-            out = m.pretraining_losses(batch, batch["mlm_labels"], batch["targets"].long())
+            out = m(batch, batch["mlm_labels"], batch["targets"].long(), relevance=False)
             return {"loss": cfg.mlm_weight * out["mlm"] + out["sentence"], **out}
 
         def evaluate(m: RelevanceBert) -> dict:
@@ -185,7 +185,7 @@ def held_out_accuracy(model: RelevanceBert, held_out: PairSet, tokenizer, profil
                               generator=torch.Generator().manual_seed(0))
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in {**batch, "input_ids": ids}.items()}
-    out = model.pretraining_losses(batch, labels.to(device), batch["targets"].long())
+    out = model(batch, labels.to(device), batch["targets"].long(), relevance=False)
     model.train()
     return {"mlm_accuracy": float(out["mlm_accuracy"]), "sentence_accuracy": float(out["sentence_accuracy"]),
             "mlm_loss": float(out["mlm"])}

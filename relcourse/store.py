@@ -173,11 +173,13 @@ def stage_hash(config: dict, upstream: dict[str, str]) -> str:
 
 
 @contextmanager
-def _build_lock(final: Path) -> Iterator[None]:
-    """One builder of a stage folder at a time (two notebooks may ask for the same stage): the
-    second waits, then finds the first one's finished run."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after `path` (a hidden .lock file beside it) while the block
+    runs: one process at a time, the others wait. Used so that two notebooks asking for one
+    stage build it once, and two claims recorded at once both land in the results file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -209,7 +211,7 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
     final = stage_dir(profile.name, stage, seed, run_hash)
     if _finished(final):
         return final
-    with _build_lock(final):
+    with file_lock(final):
         if _finished(final):   # built by another process while this one waited
             return final
         with atomic_dir(final, resumable) as tmp:

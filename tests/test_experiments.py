@@ -1,0 +1,28 @@
+"""Experiment arms: an arm is a function of (profile, seed), whatever the process ran before."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import torch
+
+from relcourse.config import load_profile
+from relcourse.experiments import Arm, run_arm
+from relcourse.store import RUNS_ENV
+
+# A world and a model small enough to build from nothing in a few seconds.
+TINY = {"data.n_queries": 200, "data.n_searches": 4_000, "data.general_corpus_lines": 300,
+        "data.domain_corpus_lines": 300, "pretrain.steps": 4, "pretrain.warmup_steps": 1, "finetune.steps": 4}
+
+
+def test_a_4_class_arm_depends_on_the_seed_not_on_the_global_rng(tmp_path, monkeypatch):
+    # The 4-class arm starts a fresh relevance head: it must be drawn from the seed, not from
+    # whatever state earlier work in the process (a notebook's other cells) left the global RNG in.
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    cfg = load_profile("smoke", TINY)
+    scores = []
+    for earlier_work in (1, 2):
+        torch.manual_seed(earlier_work)
+        run = run_arm(cfg, 0, Arm(loss="multiclass"), progress=False)
+        scores.append(pd.read_parquet(run / "test_scores.parquet").score.to_numpy())
+        shutil.rmtree(run)   # build it again from the same cached pretraining run
+    np.testing.assert_array_equal(scores[0], scores[1])
