@@ -103,10 +103,10 @@ class ModelConfig(Section):
 @dataclass(frozen=True)
 class PretrainConfig(Section):
     model: ModelConfig = section(ModelConfig, "the BERT that every later stage starts from (the teacher)")
-    steps: int = setting(300, "optimizer steps", 1, 10**7)
+    steps: int = setting(150, "optimizer steps", 1, 10**7)
     batch_size: int = setting(32, "text pairs per step", 1, 65_536)
     lr: float = setting(1e-3, "peak learning rate (AdamW)", 1e-6, 1.0)
-    warmup_steps: int = setting(30, "steps of linear learning-rate warm-up", 0, 10**7)
+    warmup_steps: int = setting(15, "steps of linear learning-rate warm-up", 0, 10**7)
     mask_prob: float = setting(0.15, "share of tokens selected for masked-language-model prediction", 0.01, 0.8)
     sentence_task: str = setting("sop", "the second pretraining task: sop (swapped segment order) "
                                         "or nsp (random next segment)", choices=("sop", "nsp"))
