@@ -10,8 +10,8 @@ models: its output is Parquet shards with a manifest, which pandas opens directl
 60
 """
 from .config import PROFILES, SCHEMA_VERSION, WorldConfig, world_config
-from .pipeline import generate
+from .pipeline import generate, resimulate_logs, world_pools
 from .io import DataError, iter_shards, load_manifest, read_table
 
-__all__ = ["PROFILES", "SCHEMA_VERSION", "WorldConfig", "world_config", "generate", "DataError",
-           "iter_shards", "load_manifest", "read_table"]
+__all__ = ["PROFILES", "SCHEMA_VERSION", "WorldConfig", "world_config", "generate", "resimulate_logs", "world_pools",
+           "DataError", "iter_shards", "load_manifest", "read_table"]

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from . import annotation, logs
 from .config import SCHEMA_VERSION, WorldConfig
 from .corpus import corpus_lines
 from .documents import candidate_pool
-from .io import MANIFEST, DataError, ShardWriter, load_manifest, write_manifest
+from .io import MANIFEST, DataError, ShardWriter, load_manifest, read_table, write_manifest
 from .queries import Query, make_queries
 from .rng import rng_for
 from .world import World, build_world
@@ -175,3 +176,60 @@ def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custo
 def json_config(cfg: WorldConfig) -> dict:
     """The config as it is stored in the manifest (JSON types: tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+# --- the logs again, under another ranker (claim T4's feedback loop) ---------------------------
+
+def world_pools(data_dir: str | Path) -> tuple[logs.Pools, np.ndarray]:
+    """(pools, ranker) of a generated world, rebuilt from its tables: the candidate pools the logs
+    were simulated from, and the old production ranker's relevance guess, both (n_queries,
+    docs_per_query) in doc_id order."""
+    manifest = load_manifest(data_dir)
+    cfg = WorldConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()})
+    shape = (cfg.n_queries, cfg.docs_per_query)
+    queries = read_table(data_dir, "queries", columns=["query_id", "intent", "popularity_rank"]).sort_values("query_id")
+    docs = read_table(data_dir, "docs", columns=["doc_id", "publish_day", "quality", "attractiveness"]).sort_values("doc_id")
+    truth = read_table(data_dir, "truth", columns=["doc_id", "tier_v2", "lexical_overlap"]).sort_values("doc_id")
+    popularity = 1.0 / (queries["popularity_rank"].to_numpy() + 1.0) ** cfg.zipf_exponent
+    pools = logs.Pools(tier=truth["tier_v2"].to_numpy(np.int8).reshape(shape),
+                       overlap=truth["lexical_overlap"].to_numpy().reshape(shape),
+                       quality=docs["quality"].to_numpy().reshape(shape),
+                       attractiveness=docs["attractiveness"].to_numpy().reshape(shape),
+                       age_days=docs["publish_day"].to_numpy(np.float64).reshape(shape),
+                       freshness_intent=(queries["intent"] == "freshness").to_numpy(),
+                       popularity=popularity / popularity.sum())
+    return pools, logs.ranker_relevance(pools, manifest["seed"])
+
+
+def resimulate_logs(data_dir: str | Path, ranker_scores, seed: int, n_searches: int | None = None,
+                    match_scale: bool = True) -> Iterator[dict]:
+    """Impressions of the world in `data_dir` as they would be logged if the production ranker's
+    relevance guess were `ranker_scores` (one score per candidate pair, in doc_id order, e.g. a
+    relevance model's scores): an iterator of shards (dicts of columns, like the impressions
+    table), `n_searches` searches in all (default: as many as the world's own logs).
+
+    The users behave as in the world's logs (data_gen.logs.simulate_shard); only what is shown,
+    and at which rank, changes. `seed` picks the users' random stream: the world's own seed with
+    its own ranker reproduces its impressions table; another seed gives fresh users. With
+    `match_scale`, the scores are first mapped onto the mean and spread of the old ranker's
+    guess, so relevance keeps its weight against page quality and freshness in the ranking."""
+    manifest = load_manifest(data_dir)
+    cfg = manifest["config"]
+    pools, old = world_pools(data_dir)
+    scores = np.asarray(ranker_scores, dtype=np.float64)
+    if scores.size != pools.tier.size or not np.isfinite(scores).all():
+        raise ValueError(f"ranker_scores must hold {pools.tier.size} finite scores, one per candidate pair of "
+                         f"{data_dir} in doc_id order; got {scores.size} with "
+                         f"{int((~np.isfinite(scores)).sum())} not finite")
+    scores = scores.reshape(pools.tier.shape)
+    if match_scale:
+        spread = scores.std()
+        scores = old.mean() + (scores - scores.mean()) * (old.std() / spread if spread > 0 else 0.0)
+    n_searches = cfg["n_searches"] if n_searches is None else n_searches
+    if n_searches < 1:
+        raise ValueError(f"n_searches={n_searches} must be at least 1")
+    per_shard, ranker = cfg["searches_per_shard"], scores.astype(np.float32)
+    # A generator inside, so that bad input fails at the call, not at the first shard.
+    return (logs.simulate_shard(pools, ranker, min(per_shard, n_searches - first), first,
+                                cfg["impressions_per_search"], cfg["position_bias_eta"], seed, shard)
+            for shard, first in enumerate(range(0, n_searches, per_shard)))
