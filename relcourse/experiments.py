@@ -30,6 +30,7 @@ import data_gen
 
 from . import claims, metrics
 from .config import Profile
+from .feedback_loop import feedback_effect
 from .finetune import finetune, labelled_splits, score
 from .labelling import LabellingPlan, mix_rubric_versions, run_plan
 from .models import load_model, save_model
@@ -176,8 +177,9 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
     for seed in profile.seeds:
-        if claim_id == "T1":
-            per_seed[seed] = teacher_effect(profile, seed, progress)
+        if claim_id in ("T1", "T4"):   # no fine-tuned arms: the teacher's test AUC, two ways
+            effect = teacher_effect if claim_id == "T1" else feedback_effect
+            per_seed[seed] = effect(profile, seed, progress)
             continue
         spec = CLAIM_ARMS[claim_id]
         per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress),
@@ -192,7 +194,7 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
 
 def runnable_claims(stage: str) -> list[str]:
     """The claims of a stage that have experiments here."""
-    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id == "T1")]
+    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in ("T1", "T4"))]
 
 
 def run_claims(profile: Profile, stage: str, progress: bool = True) -> list[claims.ClaimResult]:

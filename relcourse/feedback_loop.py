@@ -1,0 +1,254 @@
+"""Claim T4: a teacher that reads the relevance model's own score makes a feedback loop.
+
+The recipe's teacher t(x) turns behaviour into pseudo-labels; the relevance model is trained
+on them; the model then ranks what users see, so it shapes the next logs. If the teacher also
+read the model's score, the loop would close twice: the model's opinion would come back as its
+own training labels. The sources forbid it ("the result cannot be controlled"); `Teacher`
+refuses a `model_score` feature unless an experiment asks for it. This module runs that
+experiment: two loops side by side, from the same start, for `rounds` rounds.
+
+    round 0 (shared start)   the world's own logs (old production ranker)
+                             -> teacher on behaviour -> pseudo-labels -> model 0
+    round r = 1 .. R, each loop separately, with its own model of round r - 1:
+        1. the logs:   data_gen.resimulate_logs with that model's scores as the ranker's
+                       relevance guess (same users, same random stream in both loops)
+        2. features:   behaviour features of those logs; the FED-BACK loop adds the model's
+                       score of every pair as the feature `model_score`
+        3. teacher:    fitted on the human training labels, early-stopped on valid
+                       (CLEAN: behaviour only; FED-BACK: behaviour + model_score)
+        4. pseudo-labels of the selected pairs of the pool (train + unlabelled queries)
+        5. model r:    trained on the pseudo-labels, then fine-tuned on the human training
+                       labels, as the recipe does (post-pretrain, then fine-tune)
+
+Measured each round for each loop, against the hidden truth of the test queries (never in
+the pool, never labelled): the teacher's AUC / PNR (relcourse.teacher.evaluate_teacher), the
+model's AUC / PNR over every candidate pair of the test queries (relcourse.metrics.evaluate),
+the Spearman correlation of the pseudo-labels with the true tier and with the previous model's
+score (how much of the labels is the model's own opinion), and the share of the teacher's
+split gain that goes to `model_score`.
+
+Behaviour only, in both loops. The logs record the ranker's score of every impression
+(`ranker_score_mean`); once the model is the ranker, that column *is* the model's score, so
+a teacher reading it would be fed back through the side door. Both loops' teachers therefore
+read BEHAVIOUR (FEATURES without ranker_score_mean) in every round, and the two loops differ in
+one column only, `model_score`.
+
+The relevance model inside the loop is a stand-in, and says so: a LightGBM regressor on the
+lexical query-document features of relcourse.lexical (BM25, coverage, bigrams ...; nothing
+behavioural), fitted to the pseudo-labels, then boosted further on the human training labels.
+Why not the cross-encoder of relcourse.post_pretrain: the experiment trains 2 x R + 1 models
+per seed; on 2 CPU cores one post-pretraining plus fine-tuning takes about half a minute on
+smoke and ten minutes on laptop, so T4 would cost more than the rest of stage 2; and on smoke
+the cross-encoder is barely better than chance, so its score would be a feature no teacher
+wants, which shows nothing. The stand-in has what the claim needs of a relevance model: it
+reads text only, it learns from the teacher's labels and then from the human ones (so its
+score on the human-labelled pairs is in-sample, as a shipped model's is), it ranks the logs,
+and it is good enough (test AUC about 0.8 on smoke) that its score is a tempting feature.
+It takes a second to train. The cross-encoder's own loop is the natural next experiment on
+a GPU.
+
+>>> LoopOptions(rounds=2).changes()
+{'rounds': 2}
+>>> "ranker_score_mean" in BEHAVIOUR, len(BEHAVIOUR) == len(FEATURES) - 1
+(False, True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+import data_gen
+from data_gen.rng import rng_for
+
+from . import lexical, metrics
+from .config import Profile
+from .features import (FEATURES, IMPRESSION_COLUMNS, STRATEGIES, Counts, count_shard, features_from_counts,
+                       select_pairs)
+from .post_pretrain import POOL_SPLITS
+from .store import cached_stage, ensure_data, load_manifest, run_hash
+from .teacher import Teacher, evaluate_teacher
+
+BEHAVIOUR = tuple(f for f in FEATURES if f != "ranker_score_mean")
+MODEL_SCORE = "model_score"
+LOOPS = ("clean", "fed_back")
+START = "start"                 # the loop name of round 0, shared by both loops
+THREADS = 1                     # small GBDTs: one thread is fast, and safe on a busy 2-core machine
+TABLE = "rounds.parquet"
+COLUMNS = ("round", "loop", "teacher_auc", "teacher_pnr", "model_auc", "model_pnr", "pseudo_truth_corr",
+           "pseudo_model_corr", "model_score_gain_share", "shown_pairs", "pseudo_labelled_pairs")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The experiment's settings; the defaults are claim T4's."""
+    rounds: int = 4                  # feedback rounds after the shared start
+    searches_share: float = 1.0      # searches logged per round, as a share of the world's own logs
+    pairs_share: float = 0.5         # share of the pool's shown pairs that get pseudo-labels
+    selection: str = "covering"      # which pairs: relcourse.features.select_pairs
+    student_rounds: int = 300        # boosting rounds of the stand-in model on the pseudo-labels
+    finetune_rounds: int = 100       # further rounds on the human training labels
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError(f"rounds={self.rounds}: a feedback loop needs at least one round after the start")
+        if not 0 < self.searches_share <= 10 or not 0 < self.pairs_share <= 1:
+            raise ValueError(f"searches_share={self.searches_share} must be in (0, 10] and "
+                             f"pairs_share={self.pairs_share} in (0, 1]")
+        if self.selection not in STRATEGIES:
+            raise ValueError(f"selection={self.selection!r} is unknown; use one of {', '.join(STRATEGIES)}")
+        if self.student_rounds < 1 or self.finetune_rounds < 0:
+            raise ValueError("student_rounds must be >= 1 and finetune_rounds >= 0")
+
+    def changes(self) -> dict:
+        default = LoopOptions()
+        return {k: v for k, v in dataclasses.asdict(self).items() if getattr(default, k) != v}
+
+
+class LexicalStudent:
+    """The stand-in relevance model: LightGBM regression from lexical features to a score in
+    about [0, 1], first on pseudo-labels, then boosted further on human tiers / 3 (its
+    'fine-tuning'). Small leaves and many rounds: it fits its training pairs closely, as a
+    cross-encoder trained for a few epochs does."""
+
+    PARAMS = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 5,
+              "verbose": -1, "deterministic": True, "force_col_wise": True}
+
+    def __init__(self, seed: int = 0, rounds: int = 300, finetune_rounds: int = 100, threads: int = THREADS):
+        self.params = {**self.PARAMS, "seed": seed, "num_threads": threads}
+        self.rounds, self.finetune_rounds = rounds, finetune_rounds
+        self.booster: lgb.Booster | None = None
+
+    def fit(self, x: pd.DataFrame, pseudo_labels, human_x: pd.DataFrame | None = None,
+            human_labels=None) -> LexicalStudent:
+        booster = lgb.train(self.params, lgb.Dataset(x, np.asarray(pseudo_labels, float)), self.rounds)
+        if self.finetune_rounds and human_x is not None:
+            target = np.asarray(human_labels, float) / 3
+            booster = lgb.train(self.params, lgb.Dataset(human_x, target), self.finetune_rounds, init_model=booster)
+        self.booster = booster
+        return self
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        if self.booster is None:
+            raise ValueError("the student is not trained: call fit() first")
+        return self.booster.predict(x, num_threads=self.params["num_threads"])
+
+
+def logs_features(shards, queries: pd.DataFrame) -> pd.DataFrame:
+    """relcourse.features.FEATURES of impressions given as an iterable of shards (dicts of
+    columns, e.g. from data_gen.resimulate_logs), counted shard by shard."""
+    counts = functools.reduce(Counts.__add__, (count_shard(pd.DataFrame(shard)) for shard in shards))
+    return features_from_counts(counts, queries)
+
+
+def _spearman(a, b) -> float:
+    return float(pd.Series(np.asarray(a, float)).corr(pd.Series(np.asarray(b, float)), method="spearman"))
+
+
+class _World:
+    """What every round reads once: tables, splits, lexical features, the hidden truth."""
+
+    def __init__(self, data_dir: Path, seed: int):
+        self.dir, self.seed = data_dir, seed
+        self.queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split", "bucket", "bucket_name"])
+        labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "split", "label"])
+        self.train, self.valid = labels[labels["split"] == "train"], labels[labels["split"] == "valid"]
+        self.truth = data_gen.read_table(data_dir, "truth", columns=["query_id", "doc_id", "tier_v2"]) \
+            .sort_values("doc_id").set_index("doc_id")
+        self.lexical = lexical.pair_features(data_dir).drop(columns="query_id").loc[self.truth.index]
+        split = self.queries.set_index("query_id")["split"]
+        self.pool_queries = split.index[split.isin(POOL_SPLITS)]
+        test = self.truth["query_id"].map(split).eq("test").to_numpy()
+        self.test = self.truth[test].assign(bucket_name=lambda t: t["query_id"].map(
+            self.queries.set_index("query_id")["bucket_name"]))
+
+    def scores(self, model_scores: np.ndarray, doc_ids) -> np.ndarray:
+        """The scores (one per candidate pair, doc_id order) of the given pairs."""
+        return pd.Series(model_scores, index=self.truth.index).loc[doc_ids].to_numpy()
+
+
+def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarray | None,
+           options: LoopOptions) -> tuple[np.ndarray, dict]:
+    """Steps 3-5 of one round: teacher, pseudo-labels, the new model. Returns its scores of
+    every candidate pair (doc_id order) and the round's measurements."""
+    teacher.fit(x, world.train, valid=world.valid)
+    pool = x[x["query_id"].isin(world.pool_queries)]
+    chosen = select_pairs(pool, world.queries, max(2, int(len(pool) * options.pairs_share)), options.selection,
+                          world.seed)
+    pseudo = teacher.predict(chosen)
+    student = LexicalStudent(world.seed, options.student_rounds, options.finetune_rounds).fit(
+        world.lexical.loc[chosen.index], pseudo, world.lexical.loc[world.train["doc_id"]], world.train["label"])
+    scores = student.predict(world.lexical)
+    teacher_table = evaluate_teacher(teacher, x, world.dir).loc["all"]
+    model_table = metrics.evaluate(world.test["tier_v2"], world.scores(scores, world.test.index),
+                                   world.test["query_id"], world.test["bucket_name"]).loc["all"]
+    gain = teacher.feature_importance()
+    row = {"teacher_auc": teacher_table["auc"], "teacher_pnr": teacher_table["pnr"],
+           "model_auc": model_table["auc"], "model_pnr": model_table["pnr"],
+           "pseudo_truth_corr": _spearman(pseudo, world.truth.loc[chosen.index, "tier_v2"]),
+           "pseudo_model_corr": (np.nan if previous is None else
+                                 _spearman(pseudo, world.scores(previous, chosen.index))),
+           "model_score_gain_share": float(gain.get(MODEL_SCORE, 0.0) / gain.sum()) if gain.sum() > 0 else 0.0,
+           "shown_pairs": len(x), "pseudo_labelled_pairs": len(chosen)}
+    return scores, row
+
+
+def simulate_loops(data_dir: str | Path, seed: int, options: LoopOptions = LoopOptions(),
+                   progress: bool = False) -> pd.DataFrame:
+    """The experiment itself, uncached: one row per (round, loop) with the COLUMNS.
+    Round 0 is the shared start, once per loop (the same numbers), so each loop's line starts
+    at the same point."""
+    world = _World(Path(data_dir), seed)
+    n_searches = max(1, round(data_gen.load_manifest(data_dir)["config"]["n_searches"] * options.searches_share))
+    start_x = logs_features(data_gen.iter_shards(data_dir, "impressions", columns=list(IMPRESSION_COLUMNS)), world.queries)
+    start_scores, start = _round(world, start_x, Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options)
+    rows = [{"round": 0, "loop": loop, **start} for loop in LOOPS]
+    model = {loop: start_scores for loop in LOOPS}
+    steps = [(r, loop) for r in range(1, options.rounds + 1) for loop in LOOPS]
+    for r, loop in tqdm(steps, desc="feedback rounds", disable=not progress):
+        # One fresh stream of users per round, the same for both loops: only the ranker differs.
+        logs_seed = int(rng_for(seed, "feedback-round", r).integers(2**31))
+        x = logs_features(data_gen.resimulate_logs(data_dir, model[loop], logs_seed, n_searches), world.queries)
+        if loop == "fed_back":
+            x = x.assign(**{MODEL_SCORE: world.scores(model[loop], x.index)})
+            teacher = Teacher(BEHAVIOUR + (MODEL_SCORE,), allow_model_score_feature=True, seed=seed, threads=THREADS)
+        else:
+            teacher = Teacher(BEHAVIOUR, seed=seed, threads=THREADS)
+        model[loop], row = _round(world, x, teacher, model[loop], options)
+        rows.append({"round": r, "loop": loop, **row})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def run_feedback_loop(profile: Profile, seed: int, options: LoopOptions = LoopOptions(),
+                      progress: bool = True) -> Path:
+    """The T4 experiment of this profile and seed (cached stage 'feedback_loop'): TABLE holds
+    the rounds; the manifest's metrics hold each loop's teacher and model test AUC in the last
+    round."""
+    data_dir = ensure_data(profile, seed, progress)
+
+    def build(out: Path) -> dict:
+        table = simulate_loops(data_dir, seed, options, progress)
+        table.to_parquet(out / TABLE)
+        last = table[table["round"] == options.rounds].set_index("loop")
+        return {loop: {k: round(float(last.loc[loop, k]), 4) for k in ("teacher_auc", "model_auc", "pseudo_truth_corr")}
+                for loop in LOOPS}
+
+    config = {"feedback_loop": "lexical-student-v1", "options": dataclasses.asdict(options)}
+    return cached_stage(profile, "feedback_loop", seed, config, build, upstream={"data": run_hash(data_dir)})
+
+
+def rounds_table(run_dir: Path) -> pd.DataFrame:
+    """The rounds of a finished run: one row per (round, loop)."""
+    return pd.read_parquet(Path(run_dir) / TABLE)
+
+
+def feedback_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
+    """Claim T4: the teacher's test AUC in the last round, fed-back loop and clean loop."""
+    last = load_manifest(run_feedback_loop(profile, seed, progress=progress))["metrics"]
+    return last["fed_back"]["teacher_auc"], last["clean"]["teacher_auc"]

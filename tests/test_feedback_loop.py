@@ -1,0 +1,104 @@
+"""Claim T4 on a tiny world: the logs re-simulated under another ranker, the two loops side by
+side, the cached stage and the claim in the registry."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import data_gen
+from relcourse import claims, experiments
+from relcourse.config import load_profile
+from relcourse.feedback_loop import (BEHAVIOUR, COLUMNS, LOOPS, LoopOptions, feedback_effect, rounds_table,
+                                     run_feedback_loop, simulate_loops)
+from relcourse.store import RUNS_ENV, ensure_data, load_manifest
+
+TINY = {"data.n_queries": 150, "data.n_searches": 4_000, "data.searches_per_shard": 2_000,
+        "data.general_corpus_lines": 100, "data.domain_corpus_lines": 100, "data.label_budget": 900}
+FAST = LoopOptions(rounds=2, student_rounds=60, finetune_rounds=20)
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(RUNS_ENV, str(tmp_path_factory.mktemp("runs")))
+        yield load_profile("smoke", TINY)
+
+
+@pytest.fixture(scope="module")
+def world(profile):
+    return ensure_data(profile, 0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def loops(world):
+    return simulate_loops(world, 0, FAST)
+
+
+def _impressions(shards) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame(s) for s in shards], ignore_index=True)
+
+
+def test_the_worlds_own_ranker_and_seed_reproduce_its_logs(world):
+    pools, ranker = data_gen.world_pools(world)
+    assert ranker.shape == pools.tier.shape == (150, 12)
+    again = _impressions(data_gen.resimulate_logs(world, ranker.ravel(), seed=0, match_scale=False))
+    pd.testing.assert_frame_equal(again, data_gen.read_table(world, "impressions"))
+
+
+def test_another_ranker_changes_what_is_shown_not_how_users_behave(world):
+    pools, ranker = data_gen.world_pools(world)
+    truth = pools.tier.astype(float).ravel()
+
+    def top_tier(scores):
+        imp = _impressions(data_gen.resimulate_logs(world, scores, seed=7, n_searches=3_000))
+        assert imp.search_id.nunique() == 3_000
+        return pools.tier.ravel()[imp.doc_id[imp.position == 1]].mean()
+
+    # match_scale puts any score on the old ranker's scale: truth and its negation rank opposite ways.
+    assert top_tier(truth) > top_tier(ranker.ravel()) > top_tier(-truth)
+    with pytest.raises(ValueError, match="one per candidate pair"):
+        data_gen.resimulate_logs(world, truth[:-1], seed=7)
+    with pytest.raises(ValueError, match="n_searches"):
+        data_gen.resimulate_logs(world, truth, seed=7, n_searches=0)
+
+
+def test_both_loops_start_together_and_differ_in_the_model_score_only(loops):
+    assert list(loops.columns) == list(COLUMNS) and len(loops) == len(LOOPS) * (FAST.rounds + 1)
+    by_loop = loops.set_index(["round", "loop"])
+    start = by_loop.loc[0]
+    pd.testing.assert_series_equal(start.loc["clean"], start.loc["fed_back"], check_names=False)
+    later = loops[loops["round"] > 0]
+    assert (later.loc[later.loop == "clean", "model_score_gain_share"] == 0).all()
+    assert (later.loc[later.loop == "fed_back", "model_score_gain_share"] > 0).all()
+    measured = ["teacher_auc", "model_auc", "pseudo_truth_corr"]
+    assert loops[measured].apply(lambda c: c.between(-1, 1)).all().all()
+    assert loops.loc[loops["round"] > 0, "pseudo_model_corr"].notna().all()
+    assert "ranker_score_mean" not in BEHAVIOUR  # the model's score by the side door, once it ranks
+
+
+def test_the_loops_are_a_function_of_world_seed_and_options(world, loops):
+    pd.testing.assert_frame_equal(simulate_loops(world, 0, FAST), loops)
+
+
+def test_the_claim_reads_the_cached_stage_and_is_recorded(profile, monkeypatch):
+    run = run_feedback_loop(profile, 0, FAST, progress=False)
+    table = rounds_table(run)
+    last = load_manifest(run)["metrics"]
+    assert last["clean"]["teacher_auc"] == round(table.query("round == 2 and loop == 'clean'").teacher_auc.item(), 4)
+    assert run_feedback_loop(profile, 0, FAST, progress=False) == run   # reused, not simulated again
+    monkeypatch.setattr("relcourse.feedback_loop.run_feedback_loop",
+                        lambda profile, seed, progress: run)  # the claim's own rounds are the default 4: too slow here
+    fed_back, clean = feedback_effect(profile, 0)
+    result = experiments.run_claim(profile, "T4", progress=False)
+    assert result.effects == (fed_back - clean,) and result.status == "inconclusive"   # one seed
+    assert claims.load_results("smoke")["T4"].effects == result.effects
+    assert "T4" in experiments.runnable_claims("post_pretrain")
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="at least one round"):
+        LoopOptions(rounds=0)
+    with pytest.raises(ValueError, match="selection"):
+        LoopOptions(selection="random")
+    with pytest.raises(ValueError, match="pairs_share"):
+        LoopOptions(pairs_share=0)
+    assert np.isclose(LoopOptions().pairs_share, 0.5)
