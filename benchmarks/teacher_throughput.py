@@ -8,7 +8,7 @@
    shard size, not the log size.
 2. Pseudo-labelling: a 200-tree x 31-leaf teacher fitted on the laptop world's labels scores
    `--rows` pairs (the world's pairs resampled) with stock LightGBM Booster.predict and with
-   the same trees compiled to native code by tl2cgen (relcourse.teacher.CompiledTeacher);
+   the same trees compiled to native code by lleaves (relcourse.teacher.CompiledTeacher);
    rows/s side by side and the largest difference of the scores. Stock LightGBM does about
    0.24M rows/s on 2 cores; the goal is >= 1e6 rows/s.
 """
@@ -82,11 +82,11 @@ def pseudo_labelling(data_dir, rows: int, threads: int) -> None:
     big = x.iloc[np.random.default_rng(0).integers(0, len(x), rows)]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        compiled = teacher.compile(os.path.join(tmp, "teacher.so"))
+        compiled = teacher.compile()
         compile_s = time.perf_counter() - start
         timings, scores = {}, {}
         # Both read the same frame the same way (Teacher.matrix, then clip): only the trees differ.
-        for name, model in (("lightgbm Booster.predict", teacher), ("tl2cgen compiled trees", compiled)):
+        for name, model in (("lightgbm Booster.predict", teacher), ("lleaves compiled trees", compiled)):
             model.predict(big.iloc[:10_000])  # warm-up: thread pools, first-touch page faults
             start = time.perf_counter()
             scores[name] = model.predict(big)
@@ -96,7 +96,7 @@ def pseudo_labelling(data_dir, rows: int, threads: int) -> None:
             print(f"{name:<26} {seconds:>8.2f} {rows / seconds:>12,.0f}")
         a, b = scores.values()
         print(f"compile time {compile_s:.1f} s; max |difference| of the scores {np.abs(a - b).max():.3g}; "
-              f"speed-up x{timings['lightgbm Booster.predict'] / timings['tl2cgen compiled trees']:.1f}")
+              f"speed-up x{timings['lightgbm Booster.predict'] / timings['lleaves compiled trees']:.1f}")
         print(f"\n== pseudo_label(): scoring + writing Parquet shards of all the world's {len(x):,} pairs")
         for name, model in (("lightgbm", teacher), ("compiled", compiled)):
             stats = pseudo_label(model, data_dir, os.path.join(tmp, name))

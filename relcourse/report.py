@@ -1,7 +1,7 @@
 """The claims report: one Markdown row per claim, with what the experiments measured.
 
 >>> print(claims_table("never-run").splitlines()[2])
-| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | test AUC after fine-tuning | — | — | 0 | not run |
+| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | test AUC after fine-tuning | — | — | 0 | not run |  |
 """
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 from relcourse.claims import CLAIMS, Claim, ClaimResult, load_results
 from relcourse.store import write_text_atomic
 
-HEADER = ("| id | stage | claim | metric | effect | 95% CI | seeds | status |\n"
-          "|---|---|---|---|---|---|---|---|")
+# The last column holds the experiment's own words: both arms' mean metrics and the seeds,
+# so a reader sees the levels, not only their difference.
+HEADER = ("| id | stage | claim | metric | effect | 95% CI | seeds | status | arm vs baseline |\n"
+          "|---|---|---|---|---|---|---|---|---|")
 
 
 def claims_table(profile: str) -> str:
@@ -36,5 +38,6 @@ def _row(claim: Claim, result: ClaimResult) -> str:
     lo, hi = result.interval
     interval = "—" if math.isnan(lo) else f"[{lo:+.4f}, {hi:+.4f}]"
     effect = "—" if math.isnan(result.mean) else f"{result.mean:+.4f}"
-    cells = [claim.id, claim.stage, claim.statement, claim.metric, effect, interval, str(len(result.seeds)), result.status]
+    cells = [claim.id, claim.stage, claim.statement, claim.metric, effect, interval, str(len(result.seeds)), result.status,
+             result.notes.replace("|", "/")]
     return "| " + " | ".join(cells) + " |"

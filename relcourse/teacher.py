@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -176,36 +177,38 @@ class Teacher:
         teacher.booster = lgb.Booster(model_str=meta["booster"])
         return teacher
 
-    def compile(self, libpath: str | Path) -> CompiledTeacher:
+    def compile(self) -> CompiledTeacher:
         """The same trees compiled to native code (see CompiledTeacher)."""
-        return CompiledTeacher(self, libpath)
+        return CompiledTeacher(self)
 
 
 class CompiledTeacher:
-    """The teacher's trees compiled to a shared library by treelite + tl2cgen (gcc): the same
-    ŷ as Teacher.predict, several times faster, for pseudo-labelling at scale. Compiling 200
-    trees takes seconds.
+    """The teacher's trees compiled to native code by lleaves (LLVM): the same ŷ as
+    Teacher.predict, several times faster, for pseudo-labelling at scale. Compiling 200 trees
+    takes a few seconds.
 
-    Each tree becomes nested if/else code, with no interpreter walking node arrays. With
-    `quantize`, each input value is first replaced by its rank among the model's thresholds
-    for that feature, so the splits compare small integers; the ranks preserve every
-    comparison, so the result is exact (inputs stay float64, as LightGBM reads them).
+    Stock LightGBM walks each tree's node arrays in an interpreter loop; lleaves turns every
+    tree into straight-line branches of machine code, inlined into one function per block of
+    trees, so a row costs a few hundred well-predicted compares. The scores agree with
+    Booster.predict to float rounding (the sum of 200 leaf values in another order).
+
+    lleaves 1.3 needs llvmlite < 0.45 (it uses LLVM's legacy pass manager); pyproject.toml pins it.
     """
 
-    def __init__(self, teacher: Teacher, libpath: str | Path):
+    def __init__(self, teacher: Teacher):
         try:
-            import tl2cgen
-            import treelite
+            import lleaves
         except ImportError:
-            raise ImportError("compiling the teacher needs tl2cgen and treelite: pip install tl2cgen treelite") from None
-        self.teacher, self._dmatrix = teacher, tl2cgen.DMatrix
-        model = treelite.frontend.from_lightgbm(teacher._trained())
-        tl2cgen.export_lib(model, toolchain="gcc", libpath=str(libpath), params={"parallel_comp": teacher.threads, "quantize": 1},
-                           nthread=teacher.threads, verbose=False)
-        self.predictor = tl2cgen.Predictor(str(libpath), nthread=teacher.threads, verbose=False)
+            raise ImportError("compiling the teacher needs lleaves: pip install lleaves 'llvmlite<0.45'") from None
+        self.teacher = teacher
+        with tempfile.TemporaryDirectory() as tmp:   # lleaves reads LightGBM's text model from a file
+            model_file = Path(tmp) / "teacher.txt"
+            teacher._trained().save_model(str(model_file))
+            self.model = lleaves.Model(model_file=str(model_file))
+            self.model.compile()
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        raw = self.predictor.predict(self._dmatrix(self.teacher.matrix(features))).ravel()
+        raw = self.model.predict(self.teacher.matrix(features), n_jobs=self.teacher.threads)
         return np.clip(raw, 0.0, 1.0)
 
 

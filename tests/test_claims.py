@@ -118,13 +118,13 @@ def test_corrupt_results_file_says_how_to_fix_it():
 
 def test_report_renders_every_claim_of_claims_md(tmp_path):
     ids = claim_ids_in_claims_md()
-    record(summarise("F1", "smoke", {0: 0.02, 1: 0.03, 2: 0.025}))
+    record(summarise("F1", "smoke", {0: 0.02, 1: 0.03, 2: 0.025}, notes="arm 1.30, baseline 1.27"))
     table = claims_table("smoke")
     rows = table.splitlines()[2:]
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == ids
     f1 = next(row for row in rows if row.startswith("| F1 |"))
-    assert "+0.0250" in f1 and "[+0.0126, +0.0374]" in f1 and f1.endswith("| 3 | holds |")
-    assert sum(row.endswith("| not run |") for row in rows) == len(ids) - 1
+    assert "+0.0250" in f1 and "[+0.0126, +0.0374]" in f1 and f1.endswith("| 3 | holds | arm 1.30, baseline 1.27 |")
+    assert sum(row.endswith("| not run |  |") for row in rows) == len(ids) - 1
 
     out = write_report("smoke", tmp_path / "report.md")
     assert table in out.read_text()
