@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = command("report", _report, "print the claims table, or write it with --out")
     report.add_argument("--out", type=Path, help="write the report to this Markdown file")
 
-    course = command("course", _course, "execute the course notebooks in order (papermill)")
+    course = command("course", _course, "execute the course notebooks in order (papermill)", overrides=True)
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
     course.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks, e.g. --only 00 04_fine_tune")
     course.add_argument("--out", type=Path, help="folder for the executed notebooks (default: build/<profile>/)")
@@ -111,10 +111,11 @@ def _report(args) -> None:
 def _course(args) -> None:
     from relcourse.course import CourseError, run_course  # papermill and Jupyter load only when needed
 
-    profile = load_profile(args.profile)
+    overrides = parse_overrides(args.overrides)
+    profile = load_profile(args.profile, overrides)
     seed = profile.seeds[0] if args.seed is None else args.seed
     try:
-        run_course(profile.name, seed, args.out, args.only)
+        run_course(profile.name, seed, args.out, args.only, overrides=overrides)
     except CourseError as e:
         _fail(str(e))
 

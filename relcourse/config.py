@@ -160,6 +160,9 @@ class Profile(Section):
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
     device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))
     threads: int = setting(2, "CPU threads for torch and the data loaders", 1, 256)
+    notebook_claims: str = setting("run", "'run': the notebooks run every claim's arms on every seed (minutes on "
+                                          "smoke); 'read': they show the claims registry, filled by `relcourse run "
+                                          "claims` (hours on the bigger profiles)", choices=("run", "read"))
 
     # The seeds belong to the data profile (data_gen owns them); `seeds=0,1` is a shortcut.
     aliases: ClassVar[dict[str, str]] = {"seeds": "data.seeds"}
@@ -196,7 +199,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", data=WORLDS["smoke"]),
     # 2 CPU cores, the whole course in <= 2 hours with 3 seeds.
     "laptop": Profile(
-        name="laptop", data=WORLDS["laptop"],
+        name="laptop", data=WORLDS["laptop"], notebook_claims="read",
         tokenizer=TokenizerConfig(vocab_size=4_000, max_query_len=8, max_len=32),
         pretrain=PretrainConfig(model=_LAPTOP_TEACHER, steps=4_000, batch_size=64, lr=5e-4, warmup_steps=400),
         post_pretrain=PostPretrainConfig(steps=3_000, batch_size=64, docs_per_query_in_batch=8, lr=3e-4),
@@ -205,7 +208,7 @@ PROFILES: dict[str, Profile] = {
                               steps=3_000, batch_size=64, lr=5e-4)),
     # One H100, the whole pipeline in <= 20 minutes: BERT-base teacher, 4-layer student.
     "gpu": Profile(
-        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8,
+        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8, notebook_claims="read",
         tokenizer=TokenizerConfig(vocab_size=16_000, max_query_len=16, max_len=128),
         pretrain=PretrainConfig(model=_GPU_TEACHER, steps=2_000, batch_size=256, lr=3e-4, warmup_steps=200),
         post_pretrain=PostPretrainConfig(steps=1_500, batch_size=256, docs_per_query_in_batch=8, lr=1e-4),
@@ -214,7 +217,7 @@ PROFILES: dict[str, Profile] = {
                               steps=1_500, batch_size=256, lr=2e-4)),
     # Hours on a GPU: BERT-large teacher, closer to the sources' scale.
     "gpu-xl": Profile(
-        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16,
+        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16, notebook_claims="read",
         tokenizer=TokenizerConfig(vocab_size=32_000, max_query_len=24, max_len=256),
         pretrain=PretrainConfig(model=_XL_TEACHER, steps=50_000, batch_size=512, lr=2e-4, warmup_steps=2_000),
         post_pretrain=PostPretrainConfig(steps=20_000, batch_size=512, docs_per_query_in_batch=8, lr=5e-5),

@@ -188,14 +188,21 @@ def run_course(
     out_dir: Path | None = None,
     only: list[str] | None = None,
     *,
+    overrides: dict | None = None,
     log_output: bool = False,
 ) -> list[Path]:
     """Execute the course's notebooks in order on ``profile``; return the executed copies.
 
-    Writes ``<out_dir>/<name>.ipynb`` (default ``build/<profile>/``), prints each notebook's
+    ``overrides`` (dotted keys, e.g. ``{"pretrain.steps": 50}``) reach every notebook as its
+    ``overrides`` parameter; they are checked here first, so a bad key fails before any kernel
+    starts. Writes ``<out_dir>/<name>.ipynb`` (default ``build/<profile>/``), prints each notebook's
     wall time, and stops at the first failure with a :class:`CourseError` naming the notebook
     and the cell.
     """
+    from relcourse.config import load_profile
+
+    overrides = dict(overrides or {})
+    load_profile(profile, overrides)   # raises ConfigError naming the key and its valid values
     out_dir = Path(out_dir) if out_dir is not None else BUILD_DIR / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = _select(list_notebooks(), only)
@@ -203,7 +210,8 @@ def run_course(
         raise CourseError(f"no notebooks found in {NOTEBOOKS_DIR}")
     ensure_kernel()
     timeout = cell_timeout(profile)
-    print(f"[course] profile={profile} seed={seed}: {len(notebooks)} notebook(s) -> {out_dir}")
+    shown = "".join(f" {k}={v}" for k, v in overrides.items())
+    print(f"[course] profile={profile}{shown} seed={seed}: {len(notebooks)} notebook(s) -> {out_dir}")
     done = []
     t_all = time.perf_counter()
     # The kernels inherit the environment: code that reads RELCOURSE_PROFILE (the notebooks'
@@ -212,7 +220,7 @@ def run_course(
         for src in notebooks:
             dst = out_dir / src.name
             t0 = time.perf_counter()
-            _execute(src, dst, {"profile": profile, "seed": seed}, timeout, log_output)
+            _execute(src, dst, {"profile": profile, "seed": seed, "overrides": overrides}, timeout, log_output)
             print(f"[course] {src.name:<40s} {time.perf_counter() - t0:8.1f} s")
             done.append(dst)
     print(f"[course] all {len(done)} notebook(s) ran in {time.perf_counter() - t_all:.1f} s")
@@ -289,15 +297,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only these notebooks, e.g. --only 00 04_fine_tune")
     ap.add_argument("--refresh", action="store_true",
                     help="re-execute notebooks/ in place on smoke and stamp them (committed outputs)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting in every notebook, e.g. --set pretrain.steps=50 (repeatable)")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
     args = ap.parse_args(argv)
+    from relcourse.config import ConfigError, parse_overrides
+
     try:
         if args.refresh:
             refresh_notebooks(args.only, log_output=args.log_output)
             print("[course] notebooks/ refreshed; review with `git diff --stat notebooks/` and commit.")
         else:
-            run_course(args.profile, args.seed, args.out, args.only, log_output=args.log_output)
-    except CourseError as err:
+            run_course(args.profile, args.seed, args.out, args.only, overrides=parse_overrides(args.overrides),
+                       log_output=args.log_output)
+    except (CourseError, ConfigError) as err:
         print(f"[course] FAILED: {err}", file=sys.stderr)
         return 1
     return 0

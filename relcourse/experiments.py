@@ -192,6 +192,27 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     return result
 
 
+def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.ClaimResult] | None:
+    """The results a notebook shows for these claims, or None while some are not in the registry.
+
+    With profile.notebook_claims 'run' (smoke: one seed, a couple of minutes) the notebook runs
+    them here. With 'read' (laptop and up, where both arms on every seed take hours) it reads
+    the registry, which `relcourse run claims` fills in the background, and prints that command
+    for the claims it lacks; every arm of a recorded claim is built, so a notebook can then read
+    any arm back at once.
+    """
+    if profile.notebook_claims == "run":
+        return {c: run_claim(profile, c, progress=False) for c in claim_ids}
+    recorded = claims.load_results(profile.name)
+    missing = [c for c in claim_ids if recorded[c].status == "not run"]
+    if missing:
+        print(f"The '{profile.name}' claims registry has no result yet for {', '.join(missing)}. On this profile "
+              f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
+              f"    python -m relcourse run claims --profile {profile.name} {' '.join('--claim ' + c for c in missing)}")
+        return None
+    return {c: recorded[c] for c in claim_ids}
+
+
 def runnable_claims(stage: str) -> list[str]:
     """The claims of a stage that have experiments here."""
     return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in ("T1", "T4"))]

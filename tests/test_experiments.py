@@ -26,3 +26,29 @@ def test_a_4_class_arm_depends_on_the_seed_not_on_the_global_rng(tmp_path, monke
         scores.append(pd.read_parquet(run / "test_scores.parquet").score.to_numpy())
         shutil.rmtree(run)   # build it again from the same cached pretraining run
     np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path, monkeypatch, capsys):
+    from relcourse import claims, experiments
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    ran = []
+
+    def fake_run_claim(profile, claim_id, progress=True):
+        ran.append((profile.name, claim_id))
+        return claims.summarise(claim_id, profile.name, {0: 0.01})
+
+    monkeypatch.setattr(experiments, "run_claim", fake_run_claim)
+    smoke, laptop = load_profile("smoke"), load_profile("laptop")
+    assert (smoke.notebook_claims, laptop.notebook_claims) == ("run", "read")
+
+    assert set(experiments.notebook_claims(smoke, ["F1", "F2"])) == {"F1", "F2"}
+    assert ran == [("smoke", "F1"), ("smoke", "F2")]
+
+    # laptop: nothing is trained in the notebook; it names the command for what is missing
+    assert experiments.notebook_claims(laptop, ["F1", "F2"]) is None and len(ran) == 2
+    assert "relcourse run claims --profile laptop --claim F1 --claim F2" in capsys.readouterr().out
+    claims.record(claims.summarise("F1", "laptop", {0: 0.020, 1: 0.021, 2: 0.022}))
+    claims.record(claims.summarise("F2", "laptop", {0: -0.01, 1: 0.0, 2: 0.01}))
+    read = experiments.notebook_claims(laptop, ["F1", "F2"])
+    assert read["F1"].status == "holds" and read["F2"].status == "inconclusive" and len(ran) == 2

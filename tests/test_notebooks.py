@@ -66,6 +66,7 @@ def test_parameters_cell_reads_the_profile_from_the_environment(path, monkeypatc
         exec(cell.source, namespace)  # noqa: S102 - our own committed notebook cell
         assert namespace["profile"] == expected
         assert isinstance(namespace["seed"], int)
+        assert namespace["overrides"] == {}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -129,12 +130,21 @@ def test_cell_timeout_is_explicit(monkeypatch):
 # --- the runner end to end (a Jupyter kernel, a few seconds each) -----------------------------
 
 def test_run_course_executes_and_injects_parameters(tmp_path):
-    done = course.run_course("smoke", seed=3, out_dir=tmp_path, only=["00"])
+    done = course.run_course("smoke", seed=3, out_dir=tmp_path, only=["00"], overrides={"pretrain.steps": "50"})
     assert done == [tmp_path / "00_welcome.ipynb"]
     nb = read(done[0])
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "seed = 3" in injected[0].source
     assert course.source_hash(nb) == course.source_hash(read(NOTEBOOKS[0]))
+    # the override reached the notebook's profile: 00 prints the pretraining steps it reads
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "pretrain steps 50 ->" in printed
+
+
+def test_a_bad_override_fails_before_any_kernel_starts(tmp_path):
+    with pytest.raises(ValueError, match="pretrain.steps"):
+        course.run_course("smoke", out_dir=tmp_path, only=["00"], overrides={"pretrain.steps": "-1"})
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch):
