@@ -77,16 +77,18 @@ def test_data_builds_each_requested_seed(capsys, monkeypatch, runs):
     assert [Path(p).name.split("-")[0] for p in printed] == ["0", "2"]
 
 
-def test_course_delegates_to_run_course(monkeypatch, tmp_path):
+def test_course_delegates_to_run_course(monkeypatch, tmp_path, capsys):
     calls = []
-    monkeypatch.setattr(course, "run_course", lambda *args: calls.append(args) or [])
+    monkeypatch.setattr(course, "run_course", lambda *args, **kwargs: calls.append((*args, kwargs)) or [])
     main(["course", "--profile", "laptop", "--only", "00", "03_finetune"])
-    main(["course", "--seed", "2", "--out", str(tmp_path)])
-    assert calls == [("laptop", 0, None, ["00", "03_finetune"]), ("smoke", 2, tmp_path, None)]
+    main(["course", "--seed", "2", "--out", str(tmp_path), "--set", "pretrain.steps=50"])
+    assert calls == [("laptop", 0, None, ["00", "03_finetune"], {"overrides": {}}),
+                     ("smoke", 2, tmp_path, None, {"overrides": {"pretrain.steps": "50"}})]
+    assert "not a setting" in fails(["course", "--set", "pretrain.stepz=50"], capsys)
 
 
 def test_course_failure_exits_2(monkeypatch, capsys):
-    def run_course(*args):
+    def run_course(*args, **kwargs):
         raise course.CourseError("notebook 01_data.ipynb failed at cell 3")
 
     monkeypatch.setattr(course, "run_course", run_course)
