@@ -173,13 +173,16 @@ def build_stage(profile: Profile, stage: str, seed: int, progress: bool = True) 
     return builders[stage]()
 
 
+# Claims with no fine-tuned arms: each seed's (arm, baseline) is the teacher's test AUC, two ways.
+TEACHER_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect}
+
+
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
     for seed in profile.seeds:
-        if claim_id in ("T1", "T4"):   # no fine-tuned arms: the teacher's test AUC, two ways
-            effect = teacher_effect if claim_id == "T1" else feedback_effect
-            per_seed[seed] = effect(profile, seed, progress)
+        if claim_id in TEACHER_CLAIMS:
+            per_seed[seed] = TEACHER_CLAIMS[claim_id](profile, seed, progress)
             continue
         spec = CLAIM_ARMS[claim_id]
         per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress),
@@ -215,7 +218,7 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
 
 def runnable_claims(stage: str) -> list[str]:
     """The claims of a stage that have experiments here."""
-    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in ("T1", "T4"))]
+    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in TEACHER_CLAIMS)]
 
 
 def run_claims(profile: Profile, stage: str, progress: bool = True) -> list[claims.ClaimResult]:

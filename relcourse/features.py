@@ -201,8 +201,15 @@ def behaviour_features(data_dir: str | Path) -> pd.DataFrame:
     with columns query_id and FEATURES; pairs never shown have no row. Streams the impressions
     one shard at a time."""
     shards = data_gen.iter_shards(data_dir, "impressions", columns=list(IMPRESSION_COLUMNS))
-    counts = functools.reduce(Counts.__add__, map(count_shard, shards))
-    return features_from_counts(counts, data_gen.read_table(data_dir, "queries", columns=["query_id", "bucket"]))
+    return features_of_logs(shards, data_gen.read_table(data_dir, "queries", columns=["query_id", "bucket"]))
+
+
+def features_of_logs(shards, queries: pd.DataFrame) -> pd.DataFrame:
+    """FEATURES of impressions given shard by shard, as DataFrames (a world's logs) or dicts of
+    columns (data_gen.resimulate_logs); `queries` holds query_id and bucket. Each shard is
+    reduced to per-pair sums before the next is read, so memory is bounded by the shard size."""
+    counts = functools.reduce(Counts.__add__, (count_shard(pd.DataFrame(shard)) for shard in shards))
+    return features_from_counts(counts, queries)
 
 
 # --- which pairs to pseudo-label (claim T5) -------------------------------------------------

@@ -47,15 +47,12 @@ and it is good enough (test AUC about 0.8 on smoke) that its score is a tempting
 It takes a second to train. The cross-encoder's own loop is the natural next experiment on
 a GPU.
 
->>> LoopOptions(rounds=2).changes()
-{'rounds': 2}
 >>> "ranker_score_mean" in BEHAVIOUR, len(BEHAVIOUR) == len(FEATURES) - 1
 (False, True)
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +66,7 @@ from data_gen.rng import rng_for
 
 from . import lexical, metrics
 from .config import Profile
-from .features import (FEATURES, IMPRESSION_COLUMNS, STRATEGIES, Counts, count_shard, features_from_counts,
-                       select_pairs)
+from .features import FEATURES, STRATEGIES, behaviour_features, features_of_logs, select_pairs
 from .post_pretrain import POOL_SPLITS
 from .store import cached_stage, ensure_data, load_manifest, run_hash
 from .teacher import Teacher, evaluate_teacher
@@ -106,10 +102,6 @@ class LoopOptions:
         if self.student_rounds < 1 or self.finetune_rounds < 0:
             raise ValueError("student_rounds must be >= 1 and finetune_rounds >= 0")
 
-    def changes(self) -> dict:
-        default = LoopOptions()
-        return {k: v for k, v in dataclasses.asdict(self).items() if getattr(default, k) != v}
-
 
 class LexicalStudent:
     """The stand-in relevance model: LightGBM regression from lexical features to a score in
@@ -138,13 +130,6 @@ class LexicalStudent:
         if self.booster is None:
             raise ValueError("the student is not trained: call fit() first")
         return self.booster.predict(x, num_threads=self.params["num_threads"])
-
-
-def logs_features(shards, queries: pd.DataFrame) -> pd.DataFrame:
-    """relcourse.features.FEATURES of impressions given as an iterable of shards (dicts of
-    columns, e.g. from data_gen.resimulate_logs), counted shard by shard."""
-    counts = functools.reduce(Counts.__add__, (count_shard(pd.DataFrame(shard)) for shard in shards))
-    return features_from_counts(counts, queries)
 
 
 def _spearman(a, b) -> float:
@@ -206,15 +191,14 @@ def simulate_loops(data_dir: str | Path, seed: int, options: LoopOptions = LoopO
     at the same point."""
     world = _World(Path(data_dir), seed)
     n_searches = max(1, round(data_gen.load_manifest(data_dir)["config"]["n_searches"] * options.searches_share))
-    start_x = logs_features(data_gen.iter_shards(data_dir, "impressions", columns=list(IMPRESSION_COLUMNS)), world.queries)
-    start_scores, start = _round(world, start_x, Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options)
+    start_scores, start = _round(world, behaviour_features(data_dir), Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options)
     rows = [{"round": 0, "loop": loop, **start} for loop in LOOPS]
     model = {loop: start_scores for loop in LOOPS}
     steps = [(r, loop) for r in range(1, options.rounds + 1) for loop in LOOPS]
     for r, loop in tqdm(steps, desc="feedback rounds", disable=not progress):
         # One fresh stream of users per round, the same for both loops: only the ranker differs.
         logs_seed = int(rng_for(seed, "feedback-round", r).integers(2**31))
-        x = logs_features(data_gen.resimulate_logs(data_dir, model[loop], logs_seed, n_searches), world.queries)
+        x = features_of_logs(data_gen.resimulate_logs(data_dir, model[loop], logs_seed, n_searches), world.queries)
         if loop == "fed_back":
             x = x.assign(**{MODEL_SCORE: world.scores(model[loop], x.index)})
             teacher = Teacher(BEHAVIOUR + (MODEL_SCORE,), allow_model_score_feature=True, seed=seed, threads=THREADS)
