@@ -4,6 +4,7 @@
     relcourse data --profile smoke --seed 0                       # generate (or reuse) the data
     relcourse run pretrain --profile smoke                        # build a stage (or reuse it)
     relcourse run claims --stage pretrain --profile laptop        # run a stage's claims, all seeds
+    relcourse run claims --claim P1 --profile laptop --workers 2  # one claim, two runs at a time
     relcourse report --profile smoke --out report.md              # the claims table
     relcourse course --profile smoke --only 00                    # execute the notebooks
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stage", choices=("pretrain", "post_pretrain", "finetune"), help="with 'claims': whose claims")
     run.add_argument("--claim", action="append", help="with 'claims': only this claim id (repeatable)")
     run.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="with 'claims': build this many runs at once, each in its own process with "
+                          "threads/workers threads (e.g. 2 on a 2-core laptop)")
 
     report = command("report", _report, "print the claims table, or write it with --out")
     report.add_argument("--out", type=Path, help="write the report to this Markdown file")
@@ -86,16 +90,13 @@ def _run(args) -> None:
 
     profile = load_profile(args.profile, parse_overrides(args.overrides))
     if args.what == "claims":
-        if not (args.stage or args.claim):
-            raise ValueError("run claims needs --stage STAGE or --claim ID, e.g. --stage pretrain")
-        ids = args.claim or experiments.runnable_claims(args.stage)
-        known = [c for stage in ("pretrain", "post_pretrain", "finetune") for c in experiments.runnable_claims(stage)]
-        for claim_id in ids:
-            if claim_id not in known:
-                raise ValueError(f"claim {claim_id!r} has no experiment here; choose from {', '.join(known)}")
-            result = experiments.run_claim(profile, claim_id)
-            print(f"{claim_id}: {result.status}, effect {result.mean:+.4f} {result.notes}")
+        if args.seed:
+            raise ValueError("run claims uses every seed of the profile; change them with --set seeds=0,1,2")
+        for result in experiments.run_claims(profile, args.stage, args.claim, args.workers):
+            print(f"{result.claim_id}: {result.status}, effect {result.mean:+.4f} {result.notes}")
         return
+    if args.workers != 1:
+        raise ValueError("--workers is for 'run claims'; a stage of the recipe is one run per seed")
     for seed in args.seed or profile.seeds:
         print(experiments.build_stage(profile, args.what, seed))
 

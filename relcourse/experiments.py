@@ -7,9 +7,9 @@ arms share whatever they have in common: the recipe's pretraining run serves P1�
 recipe's post-pretraining run serves every F claim, and each is trained once per seed.
 
 `run_claims(profile, stage)` runs both arms of each claim of a stage for every seed of the
-profile, measures (arm − baseline) on the claim's metric, and records the mean, its 95%
-interval over seeds and the status in the registry (relcourse.claims), with the arms' mean
-metrics in the notes.
+profile (in `workers` processes at once), measures (arm − baseline) on the claim's metric, and
+records the mean, its 95% interval over seeds and the status in the registry (relcourse.claims),
+with the arms' mean metrics in the notes.
 
 >>> CLAIM_ARMS["P1"].baseline.pretrain.replacement
 'all_mask'
@@ -19,12 +19,17 @@ LabelsSpec(strategy='stratified', design='double+gold', rubric='v2')
 from __future__ import annotations
 
 import dataclasses
+import functools
+import multiprocessing
 import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 import data_gen
 
@@ -69,6 +74,26 @@ class Arm:
     post_pretrain: PostPretrainOptions | None = None   # None: fine-tune the pretrained model
     loss: str | None = None                            # None: the profile's finetune.loss
     labels: LabelsSpec | None = None                   # None: the world's default training labels
+
+    def label(self) -> str:
+        """What the arm changes from the recipe, for progress lines.
+
+        >>> Arm(PretrainOptions(span=True)).label()
+        'pretrain.span=True, post_pretrain=None'
+        >>> RECIPE.label()
+        'recipe'
+        """
+        changed = []
+        for field in dataclasses.fields(self):
+            mine, recipe = getattr(self, field.name), getattr(RECIPE, field.name)
+            if mine == recipe:
+                continue
+            if dataclasses.is_dataclass(mine) and dataclasses.is_dataclass(recipe):   # options: name what differs
+                changed += [f"{field.name}.{f.name}={getattr(mine, f.name)}" for f in dataclasses.fields(mine)
+                            if getattr(mine, f.name) != getattr(recipe, f.name)]
+            else:
+                changed.append(f"{field.name}={mine}")
+        return ", ".join(changed) or "recipe"
 
 
 RECIPE = Arm(post_pretrain=PostPretrainOptions())
@@ -221,9 +246,76 @@ def runnable_claims(stage: str) -> list[str]:
     return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in TEACHER_CLAIMS)]
 
 
-def run_claims(profile: Profile, stage: str, progress: bool = True) -> list[claims.ClaimResult]:
+def select_claims(stage: str | None = None, claim_ids: list[str] | None = None) -> list[str]:
+    """The claims to run: the ids given, else the stage's; a clear error for what has no experiment."""
+    if claim_ids:
+        known = [c for s in claims.STAGES for c in runnable_claims(s)]
+        for claim_id in claim_ids:
+            if claim_id not in known:
+                raise ValueError(f"claim {claim_id!r} has no experiment here; choose from {', '.join(known)}")
+        return list(claim_ids)
+    if stage is None:
+        raise ValueError("name the claims: a stage (e.g. --stage pretrain) or claim ids (e.g. --claim T2)")
     ids = runnable_claims(stage)
     if not ids:
         raise ValueError(f"no experiments for stage {stage!r}; stages with experiments: "
                          f"{', '.join(s for s in claims.STAGES if runnable_claims(s))}")
-    return [run_claim(profile, claim_id, progress) for claim_id in ids]
+    return ids
+
+
+def claim_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
+    """The runs a claim compares, named: one per (seed, arm), or per seed for a teacher claim.
+    Seeds vary fastest, so parallel workers start on different seeds instead of queueing for
+    the same upstream stage.
+
+    >>> from relcourse.config import load_profile
+    >>> list(claim_jobs(load_profile("laptop"), "P1"))[2:4]
+    ['seed 2 post_pretrain=None', 'seed 0 pretrain.replacement=all_mask, post_pretrain=None']
+    """
+    if claim_id in TEACHER_CLAIMS:
+        return {f"seed {seed} {claim_id}": functools.partial(TEACHER_CLAIMS[claim_id], profile, seed, False)
+                for seed in profile.seeds}
+    spec = CLAIM_ARMS[claim_id]
+    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, False)
+            for arm in (spec.arm, spec.baseline) for seed in profile.seeds}
+
+
+def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] | None = None,
+               workers: int = 1, progress: bool = True) -> list[claims.ClaimResult]:
+    """Run the claims (a stage's, or the ids given) on every seed and record each in the registry
+    as soon as its runs are built.
+
+    With `workers` > 1 the runs are built that many at a time, each in its own process with
+    profile.threads // workers threads: a small model keeps several threads only partly busy
+    (compare `benchmarks/pretrain_throughput.py --threads 1` and `--threads 2`), so separate
+    processes usually finish sooner. Runs that several claims share (the recipe) are built once;
+    stages are cached and locked, so two workers needing one upstream stage build it once. If a
+    run fails, the runs not started are cancelled and the error is raised; what finished stays
+    cached for the next try.
+    """
+    ids = select_claims(stage, claim_ids)
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1")
+    if workers == 1:
+        return [run_claim(profile, claim_id, progress) for claim_id in ids]
+    worker_profile = dataclasses.replace(profile, threads=max(1, profile.threads // workers))
+    needs = {claim_id: claim_jobs(worker_profile, claim_id) for claim_id in ids}
+    jobs = {name: job for claim_id in ids for name, job in needs[claim_id].items()}   # shared runs once
+    built, results = set(), {}
+    # spawn, not fork: a forked child inherits torch's thread pools in whatever state they are in
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(job): name for name, job in jobs.items()}
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="claim runs", disable=not progress):
+                future.result()
+                built.add(futures[future])
+                for claim_id in ids:
+                    if claim_id not in results and built >= needs[claim_id].keys():
+                        results[claim_id] = run_claim(profile, claim_id, progress=False)   # all cached: quick
+                if progress:
+                    tqdm.write(f"{time.strftime('%H:%M:%S')} built {futures[future]}; claims recorded: "
+                               f"{', '.join(results) or 'none yet'}")
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return [results[claim_id] for claim_id in ids]

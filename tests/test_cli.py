@@ -77,6 +77,26 @@ def test_data_builds_each_requested_seed(capsys, monkeypatch, runs):
     assert [Path(p).name.split("-")[0] for p in printed] == ["0", "2"]
 
 
+def test_run_claims_delegates_and_names_bad_requests(monkeypatch, capsys):
+    from relcourse import claims, experiments
+
+    calls, real_run_claims = [], experiments.run_claims
+
+    def run_claims(profile, stage, claim_ids, workers):
+        calls.append((profile.name, profile.threads, stage, claim_ids, workers))
+        return [claims.summarise("P1", profile.name, {0: 0.01, 1: 0.02})]
+
+    monkeypatch.setattr(experiments, "run_claims", run_claims)
+    main(["run", "claims", "--profile", "laptop", "--claim", "P1", "--workers", "2", "--set", "threads=2"])
+    assert calls == [("laptop", 2, None, ["P1"], 2)] and capsys.readouterr().out.startswith("P1: ")
+    monkeypatch.setattr(experiments, "run_claims", real_run_claims)   # the checks below fail before any work
+    assert "--stage pretrain" in fails(["run", "claims"], capsys)
+    assert "'Z9' has no experiment" in fails(["run", "claims", "--claim", "Z9"], capsys)
+    assert "--set seeds=" in fails(["run", "claims", "--stage", "pretrain", "--seed", "1"], capsys)
+    assert "for 'run claims'" in fails(["run", "pretrain", "--workers", "2"], capsys)
+    assert "at least 1" in fails(["run", "claims", "--claim", "T1", "--workers", "0"], capsys)
+
+
 def test_course_delegates_to_run_course(monkeypatch, tmp_path, capsys):
     calls = []
     monkeypatch.setattr(course, "run_course", lambda *args, **kwargs: calls.append((*args, kwargs)) or [])

@@ -52,3 +52,27 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
     claims.record(claims.summarise("F2", "laptop", {0: -0.01, 1: 0.0, 2: 0.01}))
     read = experiments.notebook_claims(laptop, ["F1", "F2"])
     assert read["F1"].status == "holds" and read["F2"].status == "inconclusive" and len(ran) == 2
+
+
+def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monkeypatch):
+    # Two spawned 1-thread workers must record what one 1-thread process records, bit for bit:
+    # an arm is a function of (profile, seed), not of which process built it or in which order.
+    from relcourse import claims, experiments
+
+    recorded = {}
+    for workers in (2, 1):
+        monkeypatch.setenv(RUNS_ENV, str(tmp_path / f"workers{workers}"))
+        cfg = load_profile("smoke", {**TINY, "seeds": "0,1", "threads": workers})
+        [result] = experiments.run_claims(cfg, claim_ids=["P1"], workers=workers, progress=False)
+        assert claims.load_results("smoke")["P1"].effects == result.effects
+        recorded[workers] = result.effects
+    assert len(recorded[2]) == 2 and recorded[2] == recorded[1]
+
+
+def test_claim_jobs_name_what_each_arm_changes():
+    from relcourse import experiments
+
+    laptop = load_profile("laptop")
+    assert list(experiments.claim_jobs(laptop, "P6")) == [
+        f"seed {s} {name}" for name in ("pretrain.span=True, post_pretrain=None", "post_pretrain=None") for s in (0, 1, 2)]
+    assert list(experiments.claim_jobs(laptop, "T1")) == ["seed 0 T1", "seed 1 T1", "seed 2 T1"]

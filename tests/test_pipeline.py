@@ -105,7 +105,7 @@ def test_bad_input_is_named(profile):
     with pytest.raises(ValueError, match="lacks columns"):
         labelled_splits(data_dir, tokenizer, profile, pd.DataFrame({"doc_id": [1, 2]}))
     with pytest.raises(ValueError, match="stage 'distill'"):
-        experiments.run_claims(profile, "distill")
+        experiments.select_claims("distill")
     with pytest.raises(ValueError, match="data_share"):
         PretrainOptions(data_share=0)
     with pytest.raises(ValueError, match="sentence_task"):
