@@ -50,7 +50,7 @@ lab: $(STAMP) kernel
 	cd notebooks && $(CURDIR)/$(PY) -m jupyter lab $(LAB_FLAGS)
 
 refresh-notebooks: $(STAMP) kernel
-	CUDA_VISIBLE_DEVICES= $(PY) -m relcourse.course --refresh
+	CUDA_VISIBLE_DEVICES= $(PY) -m relcourse course --refresh
 
 clean:
 	rm -rf build runs

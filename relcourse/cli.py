@@ -7,6 +7,7 @@
     relcourse run claims --claim P1 --profile laptop --workers 2  # one claim, two runs at a time
     relcourse report --profile smoke --out report.md              # the claims table
     relcourse course --profile smoke --only 00                    # execute the notebooks
+    relcourse course --refresh                                    # re-execute notebooks/ in place
 
 Mistakes (an unknown profile, a bad --set) print one line to stderr and exit with status 2.
 """
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
     course.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks, e.g. --only 00 04_fine_tune")
     course.add_argument("--out", type=Path, help="folder for the executed notebooks (default: build/<profile>/)")
+    course.add_argument("--refresh", action="store_true",
+                        help="re-execute notebooks/ in place on smoke and stamp them (their committed outputs)")
+    course.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
     return parser
 
 
@@ -110,13 +114,20 @@ def _report(args) -> None:
 
 
 def _course(args) -> None:
-    from relcourse.course import CourseError, run_course  # papermill and Jupyter load only when needed
+    from relcourse.course import CourseError, refresh_notebooks, run_course  # papermill loads only when needed
 
     overrides = parse_overrides(args.overrides)
     profile = load_profile(args.profile, overrides)
     seed = profile.seeds[0] if args.seed is None else args.seed
     try:
-        run_course(profile.name, seed, args.out, args.only, overrides=overrides)
+        if args.refresh:
+            if args.overrides or args.out or args.profile not in (None, "smoke"):
+                raise ValueError("--refresh re-executes notebooks/ on smoke as committed; "
+                                 "it takes no --profile, --set or --out")
+            refresh_notebooks(args.only, log_output=args.log_output)
+            print("[course] notebooks/ refreshed; review with `git diff --stat notebooks/` and commit.")
+        else:
+            run_course(profile.name, seed, args.out, args.only, overrides=overrides, log_output=args.log_output)
     except CourseError as e:
         _fail(str(e))
 

@@ -1,8 +1,7 @@
 """Run the course: execute every notebook in order, the way the field does it (papermill).
 
-    python -m relcourse course --profile smoke     # via the CLI
-    python -m relcourse.course --profile laptop    # this module directly
-    python -m relcourse.course --refresh           # re-execute notebooks/ in place (smoke)
+    python -m relcourse course --profile laptop    # execute into build/laptop/
+    python -m relcourse course --refresh           # re-execute notebooks/ in place (smoke)
 
 Each notebook has a cell tagged ``parameters`` whose defaults read ``RELCOURSE_PROFILE``
 from the environment. papermill injects ``profile`` and ``seed`` after that cell, and
@@ -14,7 +13,6 @@ with the hash of its sources, so that a test can tell when outputs have gone sta
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -282,39 +280,3 @@ def refresh_notebooks(only: list[str] | None = None, *, log_output: bool = False
             nbformat.write(nb, src)
             print(f"[course] {src.name:<40s} {time.perf_counter() - t0:8.1f} s  (refreshed)")
     return notebooks
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m relcourse.course",
-        description="Execute the course notebooks in order with papermill.",
-    )
-    ap.add_argument("--profile", default=os.environ.get("RELCOURSE_PROFILE", "smoke"),
-                    help="smoke | laptop | gpu | gpu-xl (default: $RELCOURSE_PROFILE or smoke)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="default: build/<profile>/")
-    ap.add_argument("--only", nargs="+", default=None, metavar="NB",
-                    help="run only these notebooks, e.g. --only 00 04_fine_tune")
-    ap.add_argument("--refresh", action="store_true",
-                    help="re-execute notebooks/ in place on smoke and stamp them (committed outputs)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a setting in every notebook, e.g. --set pretrain.steps=50 (repeatable)")
-    ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
-    args = ap.parse_args(argv)
-    from relcourse.config import ConfigError, parse_overrides
-
-    try:
-        if args.refresh:
-            refresh_notebooks(args.only, log_output=args.log_output)
-            print("[course] notebooks/ refreshed; review with `git diff --stat notebooks/` and commit.")
-        else:
-            run_course(args.profile, args.seed, args.out, args.only, overrides=parse_overrides(args.overrides),
-                       log_output=args.log_output)
-    except (CourseError, ConfigError) as err:
-        print(f"[course] FAILED: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

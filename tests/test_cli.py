@@ -102,9 +102,19 @@ def test_course_delegates_to_run_course(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(course, "run_course", lambda *args, **kwargs: calls.append((*args, kwargs)) or [])
     main(["course", "--profile", "laptop", "--only", "00", "03_finetune"])
     main(["course", "--seed", "2", "--out", str(tmp_path), "--set", "pretrain.steps=50"])
-    assert calls == [("laptop", 0, None, ["00", "03_finetune"], {"overrides": {}}),
-                     ("smoke", 2, tmp_path, None, {"overrides": {"pretrain.steps": "50"}})]
+    assert calls == [("laptop", 0, None, ["00", "03_finetune"], {"overrides": {}, "log_output": False}),
+                     ("smoke", 2, tmp_path, None, {"overrides": {"pretrain.steps": "50"}, "log_output": False})]
     assert "not a setting" in fails(["course", "--set", "pretrain.stepz=50"], capsys)
+
+
+def test_course_refresh_delegates_and_refuses_other_profiles(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(course, "refresh_notebooks", lambda only, log_output: calls.append(only) or [])
+    main(["course", "--refresh", "--only", "03"])
+    assert calls == [["03"]] and "refreshed" in capsys.readouterr().out
+    assert "on smoke as committed" in fails(["course", "--refresh", "--profile", "laptop"], capsys)
+    assert "on smoke as committed" in fails(["course", "--refresh", "--set", "pretrain.steps=5"], capsys)
+    assert calls == [["03"]]
 
 
 def test_course_failure_exits_2(monkeypatch, capsys):
