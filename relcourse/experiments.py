@@ -234,9 +234,12 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     recorded = claims.load_results(profile.name)
     missing = [c for c in claim_ids if recorded[c].status == "not run"]
     if missing:
+        # on CPU a small model uses one process per core better than one process with many threads
+        workers = f" --workers {profile.threads}" if profile.device == "cpu" and profile.threads > 1 else ""
         print(f"The '{profile.name}' claims registry has no result yet for {', '.join(missing)}. On this profile "
               f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
-              f"    python -m relcourse run claims --profile {profile.name} {' '.join('--claim ' + c for c in missing)}")
+              f"    python -m relcourse run claims --profile {profile.name} "
+              f"{' '.join('--claim ' + c for c in missing)}{workers}")
         return None
     return {c: recorded[c] for c in claim_ids}
 

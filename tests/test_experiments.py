@@ -47,7 +47,7 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
 
     # laptop: nothing is trained in the notebook; it names the command for what is missing
     assert experiments.notebook_claims(laptop, ["F1", "F2"]) is None and len(ran) == 2
-    assert "relcourse run claims --profile laptop --claim F1 --claim F2" in capsys.readouterr().out
+    assert "relcourse run claims --profile laptop --claim F1 --claim F2 --workers 2" in capsys.readouterr().out
     claims.record(claims.summarise("F1", "laptop", {0: 0.020, 1: 0.021, 2: 0.022}))
     claims.record(claims.summarise("F2", "laptop", {0: -0.01, 1: 0.0, 2: 0.01}))
     read = experiments.notebook_claims(laptop, ["F1", "F2"])
