@@ -226,8 +226,9 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     With profile.notebook_claims 'run' (smoke: one seed, a couple of minutes) the notebook runs
     them here. With 'read' (laptop and up, where both arms on every seed take hours) it reads
     the registry, which `relcourse run claims` fills in the background, and prints that command
-    for the claims it lacks; every arm of a recorded claim is built, so a notebook can then read
-    any arm back at once.
+    for the claims it lacks; every arm of a recorded claim is built, and `run claims` also builds
+    the extra arms the notebook shows on the first seed, so a notebook can then read any arm back
+    at once.
     """
     if profile.notebook_claims == "run":
         return {c: run_claim(profile, c, progress=False) for c in claim_ids}
@@ -283,10 +284,19 @@ def claim_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
             for arm in (spec.arm, spec.baseline) for seed in profile.seeds}
 
 
+def extra_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
+    """The arms a notebook shows beside the claim's two (EXTRA_ARMS), on the profile's first seed,
+    the one the notebooks use: built with the claims, so a notebook reading the registry on a big
+    profile trains nothing."""
+    seed = profile.seeds[0]
+    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, False)
+            for arm in EXTRA_ARMS.get(claim_id, {}).values()}
+
+
 def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] | None = None,
                workers: int = 1, progress: bool = True) -> list[claims.ClaimResult]:
     """Run the claims (a stage's, or the ids given) on every seed and record each in the registry
-    as soon as its runs are built.
+    as soon as its runs are built; then build the extra arms the notebooks show (extra_jobs).
 
     With `workers` > 1 the runs are built that many at a time, each in its own process with
     profile.threads // workers threads: a small model keeps several threads only partly busy
@@ -300,10 +310,15 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
     if workers == 1:
-        return [run_claim(profile, claim_id, progress) for claim_id in ids]
+        results = [run_claim(profile, claim_id, progress) for claim_id in ids]
+        for claim_id in ids:
+            for job in extra_jobs(profile, claim_id).values():
+                job()
+        return results
     worker_profile = dataclasses.replace(profile, threads=max(1, profile.threads // workers))
     needs = {claim_id: claim_jobs(worker_profile, claim_id) for claim_id in ids}
-    jobs = {name: job for claim_id in ids for name, job in needs[claim_id].items()}   # shared runs once
+    extras = {name: job for claim_id in ids for name, job in extra_jobs(worker_profile, claim_id).items()}
+    jobs = {name: job for claim_id in ids for name, job in needs[claim_id].items()} | extras   # shared runs once
     built, results = set(), {}
     # spawn, not fork: a forked child inherits torch's thread pools in whatever state they are in
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

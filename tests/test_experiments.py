@@ -63,9 +63,11 @@ def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monke
     for workers in (2, 1):
         monkeypatch.setenv(RUNS_ENV, str(tmp_path / f"workers{workers}"))
         cfg = load_profile("smoke", {**TINY, "seeds": "0,1", "threads": workers})
-        [result] = experiments.run_claims(cfg, claim_ids=["P1"], workers=workers, progress=False)
-        assert claims.load_results("smoke")["P1"].effects == result.effects
+        [result] = experiments.run_claims(cfg, claim_ids=["P6"], workers=workers, progress=False)
+        assert claims.load_results("smoke")["P6"].effects == result.effects
         recorded[workers] = result.effects
+        # 2 arms x 2 seeds, and the static-masking arm notebook 02 shows beside them, on seed 0
+        assert len(list((tmp_path / f"workers{workers}" / "smoke" / "finetune").glob("[0-9]*"))) == 5
     assert len(recorded[2]) == 2 and recorded[2] == recorded[1]
 
 
@@ -76,3 +78,6 @@ def test_claim_jobs_name_what_each_arm_changes():
     assert list(experiments.claim_jobs(laptop, "P6")) == [
         f"seed {s} {name}" for name in ("pretrain.span=True, post_pretrain=None", "post_pretrain=None") for s in (0, 1, 2)]
     assert list(experiments.claim_jobs(laptop, "T1")) == ["seed 0 T1", "seed 1 T1", "seed 2 T1"]
+    # what notebook 02 shows beside P6, built with the claims on the seed the notebooks use
+    assert list(experiments.extra_jobs(laptop, "P6")) == ["seed 0 pretrain.static=True, post_pretrain=None"]
+    assert experiments.extra_jobs(laptop, "P1") == {}
