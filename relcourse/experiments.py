@@ -235,7 +235,7 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     recorded = claims.load_results(profile.name)
     missing = [c for c in claim_ids if recorded[c].status == "not run"]
     if missing:
-        # on CPU a small model uses one process per core better than one process with many threads
+        # on CPU, suggest one 1-thread worker per thread of the profile (see run_claims)
         workers = f" --workers {profile.threads}" if profile.device == "cpu" and profile.threads > 1 else ""
         print(f"The '{profile.name}' claims registry has no result yet for {', '.join(missing)}. On this profile "
               f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
@@ -277,10 +277,10 @@ def claim_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     ['seed 2 post_pretrain=None', 'seed 0 pretrain.replacement=all_mask, post_pretrain=None']
     """
     if claim_id in TEACHER_CLAIMS:
-        return {f"seed {seed} {claim_id}": functools.partial(TEACHER_CLAIMS[claim_id], profile, seed, False)
+        return {f"seed {seed} {claim_id}": functools.partial(TEACHER_CLAIMS[claim_id], profile, seed, progress=False)
                 for seed in profile.seeds}
     spec = CLAIM_ARMS[claim_id]
-    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, False)
+    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, progress=False)
             for arm in (spec.arm, spec.baseline) for seed in profile.seeds}
 
 
@@ -289,7 +289,7 @@ def extra_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     the one the notebooks use: built with the claims, so a notebook reading the registry on a big
     profile trains nothing."""
     seed = profile.seeds[0]
-    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, False)
+    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, progress=False)
             for arm in EXTRA_ARMS.get(claim_id, {}).values()}
 
 
@@ -313,7 +313,7 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
         results = [run_claim(profile, claim_id, progress) for claim_id in ids]
         for claim_id in ids:
             for job in extra_jobs(profile, claim_id).values():
-                job()
+                job(progress=progress)   # one run at a time: its progress bar is readable
         return results
     worker_profile = dataclasses.replace(profile, threads=max(1, profile.threads // workers))
     needs = {claim_id: claim_jobs(worker_profile, claim_id) for claim_id in ids}
