@@ -9,9 +9,9 @@ models: its output is Parquet shards with a manifest, which pandas opens directl
 >>> data_gen.read_table(out, "queries").shape[0]
 60
 """
-from .config import PROFILES, SCHEMA_VERSION, WorldConfig, world_config
+from .config import PROFILES, SCHEMA_VERSION, WORLD_VERSION, WorldConfig, world_config
 from .pipeline import generate, resimulate_logs, world_pools
 from .io import DataError, iter_shards, load_manifest, read_table
 
-__all__ = ["PROFILES", "SCHEMA_VERSION", "WorldConfig", "world_config", "generate", "resimulate_logs", "world_pools",
+__all__ = ["PROFILES", "SCHEMA_VERSION", "WORLD_VERSION", "WorldConfig", "world_config", "generate", "resimulate_logs", "world_pools",
            "DataError", "iter_shards", "load_manifest", "read_table"]

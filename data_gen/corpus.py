@@ -1,4 +1,4 @@
-"""Pretraining text, one short paragraph (two or three sentences) a line. The in-domain corpus is the only place that states the world's knowledge in
+"""Pretraining text, one short paragraph (two to four sentences) a line. The in-domain corpus is the only place that states the world's knowledge in
 words: which kind a product is, what a kind is a kind of, aliases, attributes, routes. That is
 why pretraining can help a relevance model that human labels alone cannot teach (WORLD.md §6).
 The general corpus is everyday prose that knows nothing of the domain. Both carry dirt —
@@ -21,25 +21,41 @@ from .text import attribute_sentences, emoji_noise, pick, qualifier_word, route_
 from .world import World
 
 
-def _domain_line(w: World, rng: np.random.Generator) -> str:
-    """A short paragraph whose sentences come in a natural order: the first names its subject,
-    the next ones refer back to it ("it ..."). Swapping them reads wrong, which is what
-    sentence-order prediction learns to notice."""
+def _product_paragraph(w: World, rng: np.random.Generator) -> str:
+    """A paragraph about one product, the way shop and review text talks about it: the first
+    sentence introduces it with its kind, the next ones state facts (its kind's place in the
+    taxonomy, its alias, its attributes, an opinion), each naming it again by name or alias.
+
+    Names recur within the paragraph, as they do in real product text, so masked-language
+    modelling often finds a hidden name elsewhere in the context: it learns to look across the
+    text for a matching word, the skill a relevance model needs to compare query and document.
+    The facts come from a few templates each, combined at random, so a cleaned corpus still
+    states every product's kind and alias many times in many forms (exact repeats are rare)."""
     e = w.entities[int(rng.integers(len(w.entities)))]
     h, t = w.hyponyms[e.hyponym], w.topics[e.topic]
-    kind = int(rng.integers(5))
-    if kind == 0:  # a product, what kind it is, what it is like
-        intro = pick(rng, [f"the {e.name} is a {h.name}.", f"{e.name}, a popular {h.name}, sold out again."])
-        facts = attribute_sentences(w, e.topic, e.size, e.price, int(e.has_feature), e.number, rng, 0.5)
-        more = [f"fans call it {e.alias}.", f"i bought one last month and it {pick(rng, words.PRAISE + words.COMPLAINT)}."]
-        return " ".join([intro, *facts[:2], pick(rng, more)])
-    if kind == 1:  # the taxonomy
-        return pick(rng, [f"a {h.name} is a kind of {t.noun}. the {e.name} is one of them.",
-                          f"the {h.name} is one type of {t.noun}. the {e.name} is a well-known one."])
-    if kind == 2:  # an alias
-        facts = attribute_sentences(w, e.topic, e.size, e.price, int(e.has_feature), e.number, rng, 1.0)
-        return f"{e.alias} is another name for the {e.name}. {pick(rng, facts)}"
-    if kind == 3:  # qualifier synonyms
+
+    def name() -> str:   # mostly the name, sometimes the alias
+        return e.alias if rng.random() < 0.3 else f"the {e.name}"
+
+    intro = pick(rng, [f"the {e.name} is a {h.name}.", f"{e.name}, a popular {h.name}, sold out again.",
+                       f"we tested the {e.name}, a {h.name} from this year.", f"meet the {e.name}, a new {h.name}."])
+    facts = [pick(rng, [f"a {h.name} is a kind of {t.noun}.", f"like every {h.name}, {name()} is a {t.noun}.",
+                        f"{name()} is one of the best known {h.name}s, a type of {t.noun}."]),
+             pick(rng, [f"fans call the {e.name} {e.alias}.", f"{e.alias} is another name for the {e.name}.",
+                        f"many people know the {e.name} as {e.alias}."]),
+             *attribute_sentences(w, e.topic, e.size, e.price, int(e.has_feature), e.number, rng, 0.5, name()),
+             f"i bought {name()} last month and it {pick(rng, words.PRAISE + words.COMPLAINT)}."]
+    chosen = rng.choice(len(facts), size=min(len(facts), int(rng.integers(2, 4))), replace=False)
+    return " ".join([intro, *(facts[i] for i in sorted(chosen))])
+
+
+def _domain_line(w: World, rng: np.random.Generator) -> str:
+    """A short paragraph of site text: mostly about a product, else qualifier synonyms or a route."""
+    kind = rng.random()
+    if kind < 0.7:
+        return _product_paragraph(w, rng)
+    t = w.topics[int(rng.integers(len(w.topics)))]
+    if kind < 0.85:  # qualifier synonyms
         q = pick(rng, list(words.QUALIFIERS))
         value = int(rng.integers(2))
         a, b = qualifier_word(q, value, rng), qualifier_word(q, value, rng)

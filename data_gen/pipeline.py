@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm  # plain bars: no widget dependency in notebooks
 
 from . import annotation, logs
-from .config import SCHEMA_VERSION, WorldConfig
+from .config import SCHEMA_VERSION, WORLD_VERSION, WorldConfig
 from .corpus import corpus_lines
 from .documents import candidate_pool
 from .io import MANIFEST, DataError, ShardWriter, load_manifest, read_table, write_manifest
@@ -40,8 +40,10 @@ LABEL_DESIGN = "double+gold"
 
 
 def _split(world: World, queries: list[Query], seed: int) -> np.ndarray:
-    """train / valid / test / unlabelled per query. Queries naming a corpus-only entity go to test:
-    no human label ever names those products, so the test set measures the tail."""
+    """train / valid / test / unlabelled per query. A query naming a corpus-only entity is never
+    labelled for training: it goes to test when drawn for labelling, else stays unlabelled. So no
+    human label names those products, the test set measures them, and the logs of the unlabelled
+    ones reach post-pretraining: the logs cover what human labels do not (claim T2)."""
     cfg = world.cfg
     rng = rng_for(seed, "split")
     u = rng.random(len(queries))
@@ -51,7 +53,7 @@ def _split(world: World, queries: list[Query], seed: int) -> np.ndarray:
     v = u / cfg.labelled_queries_share  # uniform on [0, 1) among labelled queries
     split = np.where(~labelled, "unlabelled",
                      np.where(v < cfg.test_share, "test", np.where(v < cfg.test_share + cfg.valid_share, "valid", "train")))
-    return np.where(tail, "test", split)
+    return np.where(tail & labelled, "test", split)
 
 
 def _query_columns(queries: list[Query], rank: np.ndarray, bucket: np.ndarray, split: np.ndarray) -> dict:
@@ -150,7 +152,7 @@ def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custo
     if out.exists() and any(out.iterdir()):
         if (out / MANIFEST).exists():
             manifest = load_manifest(out)
-            if manifest["config"] == config and manifest["seed"] == seed:
+            if (manifest["config"], manifest["seed"], manifest.get("world_version")) == (config, seed, WORLD_VERSION):
                 return manifest
         raise DataError(f"{out} already holds other data; choose another --out or delete it first")
     try:
@@ -162,7 +164,8 @@ def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custo
         raise DataError(f"cannot write to {out.parent}: {err.strerror}; choose a writable --out") from None
     try:
         tables = _write_all(cfg, seed, tmp, progress)
-        manifest = {"schema_version": SCHEMA_VERSION, "profile": profile, "seed": seed, "config": config,
+        manifest = {"schema_version": SCHEMA_VERSION, "world_version": WORLD_VERSION, "profile": profile, "seed": seed,
+                    "config": config,
                     "tables": tables}
         write_manifest(tmp, manifest)
         if out.exists():

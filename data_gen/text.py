@@ -38,17 +38,19 @@ def route_phrase(world: World, origin: int, dest: int, mode: int, rng: np.random
 
 
 def attribute_sentences(world: World, topic: int, size: int, price: int, has_feature: int, number: int,
-                        rng: np.random.Generator, state_p: float) -> list[str]:
+                        rng: np.random.Generator, state_p: float, subject: str = "it") -> list[str]:
     """Sentences stating some of a product's attributes; each is said with probability state_p,
-    so a model must often know them from the corpus instead."""
+    so a model must often know them from the corpus instead. `subject` names the product
+    ("it" in a document, the product's name or alias in the corpus)."""
     t = world.topics[topic]
     out = []
     if size >= 0 and rng.random() < state_p:
-        out.append(f"it is {qualifier_word('size', size, rng)}.")
+        out.append(f"{subject} is {qualifier_word('size', size, rng)}.")
     if price >= 0 and rng.random() < state_p:
-        out.append(f"the price is {qualifier_word('price', price, rng)}.")
+        out.append(f"the price is {qualifier_word('price', price, rng)}." if subject == "it"
+                   else f"{subject} is {qualifier_word('price', price, rng)}.")
     if has_feature >= 0 and rng.random() < state_p:
-        out.append(f"it comes {'with' if has_feature else 'without'} a {t.feature}.")
+        out.append(f"{subject} comes {'with' if has_feature else 'without'} a {t.feature}.")
     if number >= 0 and rng.random() < state_p:
         out.append(f"rated at {number} {t.unit}.")
     return out

@@ -161,6 +161,22 @@ def _t_central_prob(t: float, df: int) -> float:
     return 2 / math.pi * (theta + sin * math.cos(theta) * total)
 
 
+def seeds_for_half_width(sd: float, half_width: float = 0.02, most: int = 1_000) -> int | None:
+    """The fewest seeds whose 95% interval of the mean effect is at most ±half_width, when the
+    effect varies from seed to seed with standard deviation `sd`: the power a claim needs.
+    None when even `most` seeds would not do, or sd is unknown (NaN).
+
+    >>> seeds_for_half_width(0.01), seeds_for_half_width(0.03), seeds_for_half_width(0.0)
+    (4, 12, 2)
+    """
+    if not math.isfinite(sd):
+        return None
+    for n in range(2, most + 1):
+        if t_quantile_975(n - 1) * sd / math.sqrt(n) <= half_width:
+            return n
+    return None
+
+
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "") -> ClaimResult:
     """Mean effect, its 95% interval over seeds, and the status that interval implies."""
     claim = get_claim(claim_id)

@@ -54,13 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "build a stage of the recipe (or reuse it), or run the claims of a stage",
                   overrides=True)
-    run.add_argument("what", choices=RUNNABLE, help="a stage of the recipe, or 'claims' (with --stage)")
+    run.add_argument("what", choices=RUNNABLE, help="a stage of the recipe, 'claims' (with --stage), or 'ladder': "
+                                                    "every rung of the learning ladder and the baselines, every seed")
     run.add_argument("--stage", choices=("pretrain", "post_pretrain", "finetune"), help="with 'claims': whose claims")
     run.add_argument("--claim", action="append", help="with 'claims': only this claim id (repeatable)")
     run.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
     run.add_argument("--workers", type=int, default=1,
                      help="with 'claims': build this many runs at once, each in its own process with "
                           "threads/workers threads (e.g. 2 on a 2-core laptop)")
+    run.add_argument("--out", type=Path, help="with 'ladder': write the results (per seed and summarised) as JSON")
 
     report = command("report", _report, "print the claims table, or write it with --out")
     report.add_argument("--out", type=Path, help="write the report to this Markdown file")
@@ -86,7 +88,7 @@ def _data(args) -> None:
         print(ensure_data(profile, seed))
 
 
-RUNNABLE = ("tokenizer", "pretrain", "teacher", "post_pretrain", "finetune", "claims")
+RUNNABLE = ("tokenizer", "pretrain", "teacher", "post_pretrain", "finetune", "claims", "ladder")
 
 
 def _run(args) -> None:
@@ -99,8 +101,12 @@ def _run(args) -> None:
         for result in experiments.run_claims(profile, args.stage, args.claim, args.workers):
             print(f"{result.claim_id}: {result.status}, effect {result.mean:+.4f} {result.notes}")
         return
-    if args.workers != 1:
-        raise ValueError("--workers is for 'run claims'; a stage of the recipe is one run per seed")
+    if args.what == "ladder":
+        results = experiments.write_ladder(profile, args.seed or list(profile.seeds), args.out)
+        print(json.dumps(results["summary"]["models"], indent=1) if args.out is None else args.out)
+        return
+    if args.workers != 1 or args.out:
+        raise ValueError("--workers is for 'run claims' and --out for 'run ladder'; a stage is one run per seed")
     for seed in args.seed or profile.seeds:
         print(experiments.build_stage(profile, args.what, seed))
 

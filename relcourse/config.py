@@ -80,6 +80,8 @@ class TokenizerConfig(Section):
     vocab_size: int = setting(1_000, "WordPiece vocabulary size, special tokens included", 100, 250_000)
     max_query_len: int = setting(8, "tokens kept of a query; the document gets the rest of max_len", 4, 128)
     max_len: int = setting(32, "tokens of one [CLS] query [SEP] document [SEP] input", 16, 1_024)
+    exact_match: bool = setting(False, "give document tokens that also occur in the query their own token "
+                                       "type (2): the exact-match input, an arm that hands the model matching")
 
     def check(self):
         if self.max_query_len + 3 >= self.max_len:
@@ -103,19 +105,41 @@ class ModelConfig(Section):
 @dataclass(frozen=True)
 class PretrainConfig(Section):
     model: ModelConfig = section(ModelConfig, "the BERT that every later stage starts from (the teacher)")
-    steps: int = setting(150, "optimizer steps", 1, 10**7)
+    steps: int = setting(300, "optimizer steps", 1, 10**7)
     batch_size: int = setting(32, "text pairs per step", 1, 65_536)
     lr: float = setting(1e-3, "peak learning rate (AdamW)", 1e-6, 1.0)
-    warmup_steps: int = setting(15, "steps of linear learning-rate warm-up", 0, 10**7)
+    warmup_steps: int = setting(30, "steps of linear learning-rate warm-up", 0, 10**7)
     mask_prob: float = setting(0.15, "share of tokens selected for masked-language-model prediction", 0.01, 0.8)
     sentence_task: str = setting("sop", "the second pretraining task: sop (swapped segment order) "
                                         "or nsp (random next segment)", choices=("sop", "nsp"))
     mlm_weight: float = setting(1.0, "weight of the MLM loss against the sentence-task loss", 0.0, 10.0)
+    replacement: str = setting("80/10/10", "what a selected token becomes (claim P1): 80% [MASK] / 10% random / "
+                                           "10% unchanged, or all [MASK]", choices=("80/10/10", "all_mask"))
+    span: bool = setting(False, "mask whole spans of words instead of single tokens (claim P6)")
+    static: bool = setting(False, "draw each sample's mask once instead of at every step (claim P6)")
+    data_share: float = setting(1.0, "share of the corpus's segment pairs used, at the same steps (claim P3)", 0.001, 1.0)
+    cleaned: bool = setting(True, "deduplicate the corpus and strip symbol spam (claim P4)")
+    corpus: str = setting("general+domain", "the text pretraining reads (claim P5)",
+                          choices=("general", "general+domain", "domain"))
+    tapt_share: float = setting(0.3, "last share of the steps spent on the task's own (query, document) pairs, "
+                                     "unlabelled, MLM only (TAPT, claim P5)", 0.0, 0.95)
+    tapt_match_mask: float = setting(0.5, "share of TAPT's masked tokens chosen among the words the query and the "
+                                          "document share, so that filling them rewards reading across [SEP]",
+                                     0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TeacherConfig(Section):
+    learning_rate: float = setting(0.05, "LightGBM shrinkage per tree", 1e-4, 1.0)
+    num_leaves: int = setting(15, "leaves per tree: small, since a few thousand noisy labels overfit fast", 2, 4_096)
+    min_data_in_leaf: int = setting(20, "fewest labelled pairs in a leaf", 1, 100_000)
+    max_rounds: int = setting(2_000, "most boosting rounds; early stopping on the validation labels decides", 1, 100_000)
+    early_stopping_rounds: int = setting(50, "rounds without validation improvement before stopping", 1, 10_000)
 
 
 @dataclass(frozen=True)
 class PostPretrainConfig(Section):
-    steps: int = setting(200, "optimizer steps on the teacher's pseudo-labels", 1, 10**7)
+    steps: int = setting(1_000, "optimizer steps on the teacher's pseudo-labels", 1, 10**7)
     batch_size: int = setting(32, "(query, document) pairs per step", 2, 65_536)
     docs_per_query_in_batch: int = setting(4, "documents of the same query in a batch, so the pairwise "
                                               "loss has pairs to compare", 2, 64)
@@ -123,6 +147,9 @@ class PostPretrainConfig(Section):
     mlm_weight: float = setting(0.1, "weight of the MLM loss kept alongside relevance (claim T3: small, not 0)",
                                 0.0, 10.0)
     pairwise_weight: float = setting(1.0, "weight of the pairwise ranking loss", 0.0, 10.0)
+    selection: str = setting("covering", "which logged pairs get pseudo-labels (claim T5): covering buckets x "
+                                         "score bands, or naive (the most shown)", choices=("covering", "naive"))
+    pairs_share: float = setting(1.0, "share of the pool's logged pairs that get pseudo-labels", 0.001, 1.0)
 
     def check(self):
         if self.batch_size % self.docs_per_query_in_batch:
@@ -132,12 +159,33 @@ class PostPretrainConfig(Section):
 
 @dataclass(frozen=True)
 class FinetuneConfig(Section):
-    steps: int = setting(200, "optimizer steps on human labels", 1, 10**7)
+    steps: int = setting(600, "optimizer steps on human labels", 1, 10**7)
     batch_size: int = setting(32, "labelled (query, document) pairs per step", 1, 65_536)
     lr: float = setting(3e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     loss: str = setting("ce+pairwise", "training loss (claims F1, F2)",
                         choices=("mse", "soft_ce", "pairwise", "ce+pairwise", "multiclass"))
     pairwise_weight: float = setting(1.0, "weight of the pairwise term when the loss has one", 0.0, 10.0)
+    start: str = setting("post_pretrain", "the checkpoint fine-tuning starts from: the recipe's post-pretrained "
+                                          "model, the pretrained one (no stage 2), or random weights (scratch)",
+                         choices=("post_pretrain", "pretrain", "scratch"))
+    docs_per_query_in_batch: int = setting(4, "documents of one query in a batch: pairs for the pairwise term", 2, 64)
+    warmup_share: float = setting(0.1, "share of the steps spent warming the learning rate up", 0.0, 0.5)
+    evaluations: int = setting(10, "validation AUC checks per run (the best weights are kept)", 1, 10_000)
+    patience: int = setting(3, "stop after this many checks without improvement; 0 = never", 0, 10_000)
+    labels: str = setting("world", "the human labels: the world's own, or a labelling plan bought at the same "
+                                   "cost: stratified, head_only or extremes (claim F3)",
+                          choices=("world", "stratified", "head_only", "extremes"))
+    label_design: str = setting("double+gold", "how a plan's pairs are labelled (claim F4)",
+                                choices=("single", "double", "double+gold"))
+    stale_share: float = setting(0.0, "share of a plan's labels left over from rubric v1 (claim F5)", 0.0, 1.0)
+
+    def check(self):
+        if self.batch_size < self.docs_per_query_in_batch:
+            raise ConfigError("batch_size", f"={self.batch_size} must hold at least one query group of "
+                                            f"docs_per_query_in_batch={self.docs_per_query_in_batch} documents")
+        if self.labels == "world" and (self.label_design != "double+gold" or self.stale_share):
+            raise ConfigError("labels", "='world' are the world's own labels (double+gold, rubric v2); choose a "
+                                        "plan (e.g. labels=stratified) to change label_design or stale_share")
 
 
 @dataclass(frozen=True)
@@ -155,6 +203,7 @@ class Profile(Section):
     data: WorldConfig = section(WorldConfig, "the synthetic world and its logs (data_gen.config)")
     tokenizer: TokenizerConfig = section(TokenizerConfig, "the WordPiece tokenizer")
     pretrain: PretrainConfig = section(PretrainConfig, "stage 1: MLM + sentence task on the corpora")
+    teacher: TeacherConfig = section(TeacherConfig, "the GBDT that turns behaviour statistics into pseudo-labels")
     post_pretrain: PostPretrainConfig = section(PostPretrainConfig, "stage 2: pseudo-labels from behaviour logs")
     finetune: FinetuneConfig = section(FinetuneConfig, "stage 3: human labels")
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
@@ -201,8 +250,9 @@ PROFILES: dict[str, Profile] = {
     "laptop": Profile(
         name="laptop", data=WORLDS["laptop"], notebook_claims="read",
         tokenizer=TokenizerConfig(vocab_size=4_000, max_query_len=8, max_len=32),
-        pretrain=PretrainConfig(model=_LAPTOP_TEACHER, steps=4_000, batch_size=64, lr=5e-4, warmup_steps=400),
-        post_pretrain=PostPretrainConfig(steps=3_000, batch_size=64, docs_per_query_in_batch=8, lr=3e-4),
+        pretrain=PretrainConfig(model=_LAPTOP_TEACHER, steps=4_000, batch_size=64, lr=5e-4, warmup_steps=400,
+                                tapt_share=0.25, tapt_match_mask=0.5),
+        post_pretrain=PostPretrainConfig(steps=6_000, batch_size=64, docs_per_query_in_batch=8, lr=5e-4),
         finetune=FinetuneConfig(steps=2_000, batch_size=64, lr=1e-4),
         distill=DistillConfig(teacher=_LAPTOP_TEACHER, student=dataclasses.replace(_LAPTOP_TEACHER, layers=1),
                               steps=3_000, batch_size=64, lr=5e-4)),
@@ -235,7 +285,16 @@ def load_profile(name: str | None = None, overrides: dict | None = None) -> Prof
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ConfigError("profile", f" {name!r} is unknown; choose one of: {', '.join(PROFILES)}")
-    return _apply(PROFILES[name], dict(overrides or {}), prefix="")
+    return with_overrides(PROFILES[name], overrides or {})
+
+
+def with_overrides(profile: Profile, overrides: dict) -> Profile:
+    """`profile` with dotted-key overrides applied: how an experiment's arm changes the recipe.
+
+    >>> with_overrides(load_profile("smoke"), {"pretrain.span": True}).pretrain.span
+    True
+    """
+    return _apply(profile, dict(overrides), prefix="")
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, str]:
@@ -283,9 +342,11 @@ def _coerce(value, kind: type, key: str):
         if kind is tuple:  # the only tuple setting is a list of seeds
             items = value.split(",") if isinstance(value, str) else value
             return tuple(int(item) for item in items)
+        if isinstance(value, str) and kind is bool:
+            return {"true": True, "false": False}[value.lower()]
         if isinstance(value, str) and kind in (int, float):
             return kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise ConfigError(key, f"={value!r} is not a valid {kind.__name__}") from None
     if kind is float and type(value) is int:
         return float(value)

@@ -31,7 +31,12 @@ import torch
 
 import data_gen
 
+from .config import TokenizerConfig
 from .tokenizer import encode_pairs
+
+# The queries whose text and behaviour logs may be read without labels (TAPT, pseudo-labels):
+# never valid or test, so nothing about the evaluation queries leaks into training.
+UNLABELLED_TEXT_SPLITS = ("train", "unlabelled")
 
 
 @dataclass(frozen=True)
@@ -73,15 +78,26 @@ def pair_texts(data_dir: str | Path, doc_ids: np.ndarray) -> pd.DataFrame:
                          "document": (rows.title + " " + rows.body).values})
 
 
-def make_pairset(data_dir: str | Path, tokenizer, doc_ids, targets, max_query_len: int, max_len: int) -> PairSet:
-    """Tokenise the given pairs once; batches then only index into the tensors."""
+def make_pairset(data_dir: str | Path, tokenizer, doc_ids, targets, encoding: TokenizerConfig) -> PairSet:
+    """Tokenise the given pairs once, as the profile's `tokenizer` settings say (lengths, the
+    exact-match input); batches then only index into the tensors."""
     doc_ids = np.asarray(doc_ids)
     targets = np.asarray(targets, dtype=np.float64)
     if len(doc_ids) != len(targets):
         raise ValueError(f"{len(doc_ids)} doc_ids but {len(targets)} targets: give one target per pair")
     texts = pair_texts(data_dir, doc_ids)
-    inputs = encode_pairs(tokenizer, texts["query"].tolist(), texts["document"].tolist(), max_query_len, max_len)
+    inputs = encode_pairs(tokenizer, texts["query"].tolist(), texts["document"].tolist(), encoding.max_query_len,
+                          encoding.max_len, encoding.exact_match)
     return PairSet(texts.query_id.values, doc_ids, targets, inputs)
+
+
+def unlabelled_pairs(data_dir: str | Path) -> np.ndarray:
+    """doc_ids of every candidate pair of the queries whose text and logs training may read
+    (UNLABELLED_TEXT_SPLITS), in doc_id order: TAPT's text and post-pretraining's pool."""
+    queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split"])
+    allowed = queries.loc[queries["split"].isin(UNLABELLED_TEXT_SPLITS), "query_id"]
+    docs = data_gen.read_table(data_dir, "docs", columns=["doc_id", "query_id"])
+    return np.sort(docs.loc[docs["query_id"].isin(allowed), "doc_id"].to_numpy())
 
 
 def pointwise_rows(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:

@@ -1,20 +1,24 @@
 """The claims as experiments: each is two arms of one pipeline that differ in one choice.
 
-An `Arm` names a whole pipeline up to a fine-tuned cross-encoder: the pretraining options, the
-post-pretraining options (or none: fine-tune the pretrained model directly), the fine-tuning
-loss and the human labels it learns from. `run_arm` builds it through the cached stages, so
-arms share whatever they have in common: the recipe's pretraining run serves P1–P6 and T2, the
-recipe's post-pretraining run serves every F claim, and each is trained once per seed.
+An arm is a dict of dotted overrides of the profile, the same keys `--set` takes: `{}` is the
+recipe, `{"pretrain.replacement": "all_mask"}` the baseline of claim P1. Every setting lives in
+the profile and in its stage's cache key, so arms share whatever they have in common (the
+recipe's pretraining serves P1–P6 and T2, its post-pretraining every F claim), each stage is
+trained once per seed, and no setting can silently reuse a stale run.
+
+The pretraining claims are judged by the probe (PROBE): fine-tune each pretrained model directly
+on the human labels, without stage 2, so that a pretraining difference is not washed out or
+mixed up with post-pretraining.
 
 `run_claims(profile, stage)` runs both arms of each claim of a stage for every seed of the
 profile (in `workers` processes at once), measures (arm − baseline) on the claim's metric, and
 records the mean, its 95% interval over seeds and the status in the registry (relcourse.claims),
 with the arms' mean metrics in the notes.
 
->>> CLAIM_ARMS["P1"].baseline.pretrain.replacement
-'all_mask'
->>> CLAIM_ARMS["F4"].arm.labels
-LabelsSpec(strategy='stratified', design='double+gold', rubric='v2')
+>>> CLAIM_ARMS["P1"].baseline
+{'finetune.start': 'pretrain', 'pretrain.replacement': 'all_mask'}
+>>> arm_label(CLAIM_ARMS["F4"].baseline)
+'finetune.labels=stratified, finetune.label_design=single'
 """
 from __future__ import annotations
 
@@ -31,143 +35,185 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-import data_gen
-
 from . import claims, metrics
-from .config import Profile
+from .config import Profile, with_overrides
 from .feedback_loop import feedback_effect
-from .finetune import finetune, labelled_splits, score
-from .labelling import LabellingPlan, mix_rubric_versions, run_plan
+from .finetune import finetune, finetune_settings, labelled_splits, query_swap, score, training_labels
 from .models import load_model, save_model
-from .post_pretrain import PostPretrainOptions, ensure_teacher, run_post_pretrain
-from .pretrain import MODEL_DIR, PretrainOptions, ensure_tokenizer, run_pretrain, tokenizer_of
-from .store import cached_stage, ensure_data, load_manifest, run_hash
+from .post_pretrain import ensure_teacher, run_post_pretrain
+from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, run_pretrain, tokenizer_of
+from .store import cached_stage, ensure_data, git_commit, load_manifest, run_hash, write_json_atomic
 
-STALE_SHARE = 0.5   # F5: share of the pairs whose label is left over from rubric v1
-
-
-@dataclass(frozen=True)
-class LabelsSpec:
-    """Which human labels fine-tuning reads, bought with the budget the world's own training
-    labels cost, so every spec is an equal-cost alternative (claims F3, F4, F5)."""
-    strategy: str = "stratified"     # head_only, extremes or stratified
-    design: str = "double+gold"      # single, double or double+gold
-    rubric: str = "v2"               # "v2", or "mixed": STALE_SHARE of the labels from rubric v1
-
-    def labels(self, data_dir: Path, seed: int) -> pd.DataFrame:
-        world = data_gen.read_table(data_dir, "labels", columns=["split", "cost"])
-        budget = float(world.loc[world["split"] == "train", "cost"].sum())
-        plan = LabellingPlan(budget, self.strategy, self.design, rubric_version=2)
-        labels = run_plan(plan, data_dir, seed)
-        if self.rubric == "mixed":
-            old = run_plan(dataclasses.replace(plan, rubric_version=1), data_dir, seed)
-            labels = mix_rubric_versions(old, labels, STALE_SHARE, seed)
-        elif self.rubric != "v2":
-            raise ValueError(f"rubric={self.rubric!r} is unknown; use 'v2' or 'mixed'")
-        return labels.pairs[["doc_id", "label"]]
+RECIPE: dict = {}                               # the course's recipe: the profile as it is
+PROBE = {"finetune.start": "pretrain"}          # fine-tune the pretrained model, no stage 2
 
 
-@dataclass(frozen=True)
-class Arm:
-    """A pipeline up to a fine-tuned model; the defaults are the course's recipe minus stage 2."""
-    pretrain: PretrainOptions = PretrainOptions()
-    post_pretrain: PostPretrainOptions | None = None   # None: fine-tune the pretrained model
-    loss: str | None = None                            # None: the profile's finetune.loss
-    labels: LabelsSpec | None = None                   # None: the world's default training labels
+def arm_label(arm: dict) -> str:
+    """What the arm changes from the recipe, for progress lines and tables.
 
-    def label(self) -> str:
-        """What the arm changes from the recipe, for progress lines.
-
-        >>> Arm(PretrainOptions(span=True)).label()
-        'pretrain.span=True, post_pretrain=None'
-        >>> RECIPE.label()
-        'recipe'
-        """
-        changed = []
-        for field in dataclasses.fields(self):
-            mine, recipe = getattr(self, field.name), getattr(RECIPE, field.name)
-            if mine == recipe:
-                continue
-            if dataclasses.is_dataclass(mine) and dataclasses.is_dataclass(recipe):   # options: name what differs
-                changed += [f"{field.name}.{f.name}={getattr(mine, f.name)}" for f in dataclasses.fields(mine)
-                            if getattr(mine, f.name) != getattr(recipe, f.name)]
-            else:
-                changed.append(f"{field.name}={mine}")
-        return ", ".join(changed) or "recipe"
-
-
-RECIPE = Arm(post_pretrain=PostPretrainOptions())
+    >>> arm_label({"pretrain.span": True}), arm_label(RECIPE)
+    ('pretrain.span=True', 'recipe')
+    """
+    return ", ".join(f"{k}={v}" for k, v in arm.items()) or "recipe"
 
 
 @dataclass(frozen=True)
 class ClaimArms:
-    arm: Arm
-    baseline: Arm
+    arm: dict
+    baseline: dict
     metric: str = "auc"          # a column of relcourse.metrics.evaluate, read on the 'all' row
 
 
+_PLAN = {"finetune.labels": "stratified"}     # a labelling plan at the world's labelling cost
 CLAIM_ARMS: dict[str, ClaimArms] = {
-    "P1": ClaimArms(Arm(), Arm(PretrainOptions(replacement="all_mask"))),
-    "P2": ClaimArms(Arm(PretrainOptions(sentence_task="sop")), Arm(PretrainOptions(sentence_task="nsp"))),
-    "P3": ClaimArms(Arm(), Arm(PretrainOptions(data_share=0.25))),
-    "P4": ClaimArms(Arm(), Arm(PretrainOptions(cleaned=False))),
-    "P5": ClaimArms(Arm(PretrainOptions(tapt_share=0.2)), Arm(PretrainOptions(corpus="general"))),
-    "P6": ClaimArms(Arm(PretrainOptions(span=True)), Arm()),
-    "T2": ClaimArms(RECIPE, Arm()),
-    "T3": ClaimArms(RECIPE, Arm(post_pretrain=PostPretrainOptions(mlm_weight=0.0))),
-    "T5": ClaimArms(RECIPE, Arm(post_pretrain=PostPretrainOptions(selection="naive"))),
-    "F1": ClaimArms(RECIPE, dataclasses.replace(RECIPE, loss="soft_ce"), metric="pnr"),
-    "F2": ClaimArms(RECIPE, dataclasses.replace(RECIPE, loss="multiclass"), metric="pnr"),
-    "F3": ClaimArms(dataclasses.replace(RECIPE, labels=LabelsSpec()),
-                    dataclasses.replace(RECIPE, labels=LabelsSpec(strategy="head_only"))),
-    "F4": ClaimArms(dataclasses.replace(RECIPE, labels=LabelsSpec()),
-                    dataclasses.replace(RECIPE, labels=LabelsSpec(design="single"))),
-    "F5": ClaimArms(dataclasses.replace(RECIPE, labels=LabelsSpec()),
-                    dataclasses.replace(RECIPE, labels=LabelsSpec(rubric="mixed"))),
+    "P1": ClaimArms(PROBE, {**PROBE, "pretrain.replacement": "all_mask"}),
+    "P2": ClaimArms({**PROBE, "pretrain.sentence_task": "sop"}, {**PROBE, "pretrain.sentence_task": "nsp"}),
+    "P3": ClaimArms(PROBE, {**PROBE, "pretrain.data_share": 0.25}),
+    "P4": ClaimArms(PROBE, {**PROBE, "pretrain.cleaned": False}),
+    "P5": ClaimArms(PROBE, {**PROBE, "pretrain.corpus": "general", "pretrain.tapt_share": 0.0}),
+    "P6": ClaimArms({**PROBE, "pretrain.span": True}, PROBE),
+    "T2": ClaimArms(RECIPE, PROBE),
+    "T3": ClaimArms(RECIPE, {"post_pretrain.mlm_weight": 0.0}),
+    "T5": ClaimArms(RECIPE, {"post_pretrain.selection": "naive"}),
+    "F1": ClaimArms(RECIPE, {"finetune.loss": "soft_ce"}, metric="pnr"),
+    "F2": ClaimArms(RECIPE, {"finetune.loss": "multiclass"}, metric="pnr"),
+    "F3": ClaimArms(_PLAN, {"finetune.labels": "head_only"}),
+    "F4": ClaimArms(_PLAN, {**_PLAN, "finetune.label_design": "single"}),
+    "F5": ClaimArms(_PLAN, {**_PLAN, "finetune.stale_share": 0.5}),
 }
 # Arms a notebook shows beside a claim's two: the rest of a family of options.
-EXTRA_ARMS: dict[str, dict[str, Arm]] = {
-    "P5": {"general + domain": Arm()},
-    "P6": {"static masking": Arm(PretrainOptions(static=True))},
-    "F1": {"mse": dataclasses.replace(RECIPE, loss="mse"), "pairwise": dataclasses.replace(RECIPE, loss="pairwise")},
+EXTRA_ARMS: dict[str, dict[str, dict]] = {
+    "P5": {"general + domain, no TAPT": {**PROBE, "pretrain.tapt_share": 0.0}},
+    "P6": {"static masking": {**PROBE, "pretrain.static": True}},
+    "F1": {"mse": {"finetune.loss": "mse"}, "pairwise": {"finetune.loss": "pairwise"}},
+}
+# The learning ladder (notebook 04): the same labels and test set, one more stage at each rung.
+LADDER: dict[str, dict] = {
+    "from scratch": {"finetune.start": "scratch"},
+    "pretrained, fine-tuned": PROBE,
+    "recipe: post-pretrained, fine-tuned": RECIPE,
+    "from scratch + exact-match input": {"finetune.start": "scratch", "tokenizer.exact_match": True},
 }
 
 
-def upstream_model(profile: Profile, seed: int, arm: Arm, progress: bool = True) -> Path:
-    """The run folder of the model the arm fine-tunes: post-pretrained, or only pretrained."""
-    if arm.post_pretrain is None:
-        return run_pretrain(profile, seed, arm.pretrain, progress)
-    return run_post_pretrain(profile, seed, arm.post_pretrain, arm.pretrain, progress)
+def ladder_results(profile: Profile, seed: int, progress: bool = True) -> dict:
+    """Every rung of LADDER on one seed (test metrics and the query-swap check), and the
+    references beside the recipe's model (relcourse.ladder): BM25, the LexicalRanker, the text
+    ceiling and the LexicalRanker with the recipe's score stacked, overall and by phenomenon."""
+    from .lexical import by_phenomenon, phenomena
+    from .ladder import reference_scores
+    out = {"models": {}}
+    for name, arm in LADDER.items():
+        manifest = load_manifest(run_arm(profile, seed, arm, progress))["metrics"]
+        out["models"][name] = {**manifest["test"]["all"], "swapped_query_auc": manifest["query_swap"]["auc"],
+                               "swapped_query_score_correlation": manifest["query_swap"]["score_correlation"]}
+    scores = reference_scores(run_arm(profile, seed, RECIPE, progress), profile, seed)
+    groups = phenomena(ensure_data(profile, seed, progress=False))
+    references = ["BM25", "LexicalRanker", "text ceiling", "cross-encoder", "LexicalRanker + cross-encoder"]
+    for name in references:
+        frame = scores.assign(score=scores[name]).join(groups, on="query_id")
+        table = by_phenomenon(frame)
+        out.setdefault("references", {})[name] = table.loc["all"].to_dict()
+        out.setdefault("auc_by_phenomenon", {})[name] = table["auc"].to_dict()
+    out["queries_by_phenomenon"] = by_phenomenon(scores.assign(score=scores["BM25"]).join(groups, on="query_id"))[
+        "n_queries"].to_dict()
+    return out
 
 
-def run_arm(profile: Profile, seed: int, arm: Arm = RECIPE, progress: bool = True) -> Path:
-    """The fine-tuned model of this arm (cached stage 'finetune'): model, test scores, metrics."""
+def write_ladder(profile: Profile, seeds: list[int], out: Path | None = None, progress: bool = True) -> dict:
+    """`ladder_results` of every seed, their summary and the profile's claims registry; written as
+    JSON to `out` (atomically) when given: what results/<profile>.json holds."""
+    per_seed = {seed: ladder_results(profile, seed, progress) for seed in seeds}
+    results = {"profile": profile.name, "seeds": seeds, "git_commit": git_commit(), "settings": profile.to_dict(),
+               "summary": ladder_summary(per_seed), "per_seed": per_seed,
+               "claims": {c: dataclasses.asdict(r) for c, r in claims.load_results(profile.name).items()}}
+    if out is not None:
+        write_json_atomic(Path(out), _finite(results))
+    return results
+
+
+def _finite(obj):
+    """NaN (a metric undefined on a subset) as null, so the file is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
+
+
+def ladder_summary(per_seed: dict[int, dict]) -> dict:
+    """Mean, per-seed SD and 95% Student-t half-width over seeds of every number of `ladder_results`
+    (section -> name -> metric), plus the per-seed values, so a reader sees the spread.
+
+    >>> ladder_summary({0: {"models": {"m": {"auc": 0.8}}}, 1: {"models": {"m": {"auc": 0.9}}}})["models"]["m"]["auc"]
+    {'mean': 0.85, 'sd': 0.0707, 'ci95_half_width': 0.6353, 'per_seed': [0.8, 0.9]}
+    """
+    seeds = sorted(per_seed)
+    first = per_seed[seeds[0]]
+    summary: dict = {}
+    for section in ("models", "references", "auc_by_phenomenon"):
+        for name in first.get(section, {}):
+            for metric in first[section][name]:
+                values = [per_seed[s][section][name][metric] for s in seeds]
+                values = [float(v) for v in values if v is not None and v == v]   # NaN where undefined
+                if not values:
+                    continue
+                mean = statistics.fmean(values)
+                sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+                half = claims.t_quantile_975(len(values) - 1) * sd / len(values) ** 0.5 if len(values) > 1 else float("nan")
+                summary.setdefault(section, {}).setdefault(name, {})[metric] = {
+                    "mean": round(mean, 4), "sd": round(sd, 4), "ci95_half_width": round(half, 4),
+                    "per_seed": [round(v, 4) for v in values]}
+    return summary
+
+
+def start_model(profile: Profile, seed: int, progress: bool = True) -> Path | None:
+    """The run folder of the model fine-tuning starts from (finetune.start), None for scratch."""
+    start = profile.finetune.start
+    if start == "scratch":
+        return None
+    return run_pretrain(profile, seed, progress) if start == "pretrain" else run_post_pretrain(profile, seed, progress)
+
+
+def run_arm(profile: Profile, seed: int, arm: dict = RECIPE, progress: bool = True) -> Path:
+    """The fine-tuned model of this arm (cached stage 'finetune'): model, test scores, metrics,
+    and the query-swap check."""
+    profile = with_overrides(profile, arm)
     data_dir = ensure_data(profile, seed, progress)
-    start = upstream_model(profile, seed, arm, progress)
-    cfg = profile.finetune if arm.loss is None else dataclasses.replace(profile.finetune, loss=arm.loss)
+    start = start_model(profile, seed, progress)
+    cfg = profile.finetune
+    outputs = 4 if cfg.loss == "multiclass" else 1
 
     def build(out: Path) -> dict:
         tokenizer = tokenizer_of(profile, seed, progress)
-        train_labels = arm.labels.labels(data_dir, seed) if arm.labels else None
+        train_labels = None if cfg.labels == "world" else training_labels(cfg, data_dir, seed)
         splits = labelled_splits(data_dir, tokenizer, profile, train_labels)
-        # A 4-class arm gets a fresh head, drawn from the global RNG: seed it, or the head (and the
-        # whole arm) would depend on what the process ran before instead of on (profile, seed).
+        # A fresh head (4-class, or a whole model from scratch) is drawn from the global RNG: seed
+        # it, or the arm would depend on what the process ran before instead of on (profile, seed).
         torch.manual_seed(seed)
-        model = load_model(start / MODEL_DIR, num_outputs=4 if cfg.loss == "multiclass" else 1)
+        if start is None:
+            model = new_model(profile, len(tokenizer))
+            if outputs == 4:
+                model = type(model)(model.cfg, model.vocab_size, model.max_len, 4, model.token_types)
+        else:
+            model = load_model(start / MODEL_DIR, num_outputs=outputs)
         result = finetune(model, splits, cfg, profile, seed, out / "train", progress)
         save_model(model, out / MODEL_DIR)
+        scores = score(model, splits.test)
         pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids,
                       "label": splits.test.targets, "bucket_name": splits.test_buckets,
-                      "score": score(model, splits.test)}).to_parquet(out / "test_scores.parquet")
+                      "score": scores}).to_parquet(out / "test_scores.parquet")
         table = result["test"]
         return {"test": {row: {k: (None if pd.isna(v) else float(v)) for k, v in values.items()}
                          for row, values in table.to_dict(orient="index").items()},
+                "query_swap": query_swap(model, data_dir, tokenizer, profile, splits.test, scores, seed),
                 "train_pairs": len(splits.train), "steps": result["train"].steps_done,
                 "stopped_early": result["train"].stopped_early}
 
-    config = {"finetune": dataclasses.asdict(cfg), "labels": dataclasses.asdict(arm.labels) if arm.labels else None}
-    return cached_stage(profile, "finetune", seed, config, build,
-                        upstream={"data": run_hash(data_dir), "model": run_hash(start)}, resumable=True)
+    upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress))}
+    if start is not None:
+        upstream["model"] = run_hash(start)
+    return cached_stage(profile, "finetune", seed, finetune_settings(profile), build, upstream=upstream, resumable=True)
 
 
 def arm_table(run_dir: Path) -> pd.DataFrame:
@@ -176,7 +222,7 @@ def arm_table(run_dir: Path) -> pd.DataFrame:
     return table.loc[["all", *metrics.BUCKETS], list(metrics.COLUMNS)].rename_axis("subset")
 
 
-def arm_metric(profile: Profile, seed: int, arm: Arm, metric: str = "auc", progress: bool = True) -> float:
+def arm_metric(profile: Profile, seed: int, arm: dict, metric: str = "auc", progress: bool = True) -> float:
     return float(arm_table(run_arm(profile, seed, arm, progress)).loc["all", metric])
 
 
@@ -188,14 +234,11 @@ def teacher_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[
 
 def build_stage(profile: Profile, stage: str, seed: int, progress: bool = True) -> Path:
     """The recipe's run of one stage (for `relcourse run STAGE`)."""
-    builders = {"tokenizer": lambda: ensure_tokenizer(profile, seed, progress),
-                "pretrain": lambda: run_pretrain(profile, seed, PretrainOptions(), progress),
-                "teacher": lambda: ensure_teacher(profile, seed, progress),
-                "post_pretrain": lambda: run_post_pretrain(profile, seed, PostPretrainOptions(), PretrainOptions(), progress),
-                "finetune": lambda: run_arm(profile, seed, RECIPE, progress)}
+    builders = {"tokenizer": ensure_tokenizer, "pretrain": run_pretrain, "teacher": ensure_teacher,
+                "post_pretrain": run_post_pretrain, "finetune": run_arm}
     if stage not in builders:
         raise ValueError(f"stage {stage!r} is unknown; choose one of {', '.join(builders)}")
-    return builders[stage]()
+    return builders[stage](profile, seed, progress=progress)
 
 
 # Claims with no fine-tuned arms: each seed's (arm, baseline) is the teacher's test AUC, two ways.
@@ -274,13 +317,13 @@ def claim_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
 
     >>> from relcourse.config import load_profile
     >>> list(claim_jobs(load_profile("laptop"), "P1"))[2:4]
-    ['seed 2 post_pretrain=None', 'seed 0 pretrain.replacement=all_mask, post_pretrain=None']
+    ['seed 2 finetune.start=pretrain', 'seed 0 finetune.start=pretrain, pretrain.replacement=all_mask']
     """
     if claim_id in TEACHER_CLAIMS:
         return {f"seed {seed} {claim_id}": functools.partial(TEACHER_CLAIMS[claim_id], profile, seed, progress=False)
                 for seed in profile.seeds}
     spec = CLAIM_ARMS[claim_id]
-    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, progress=False)
+    return {f"seed {seed} {arm_label(arm)}": functools.partial(run_arm, profile, seed, arm, progress=False)
             for arm in (spec.arm, spec.baseline) for seed in profile.seeds}
 
 
@@ -289,7 +332,7 @@ def extra_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     the one the notebooks use: built with the claims, so a notebook reading the registry on a big
     profile trains nothing."""
     seed = profile.seeds[0]
-    return {f"seed {seed} {arm.label()}": functools.partial(run_arm, profile, seed, arm, progress=False)
+    return {f"seed {seed} {arm_label(arm)}": functools.partial(run_arm, profile, seed, arm, progress=False)
             for arm in EXTRA_ARMS.get(claim_id, {}).values()}
 
 

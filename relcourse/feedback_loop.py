@@ -67,7 +67,7 @@ from data_gen.rng import rng_for
 from . import lexical, metrics
 from .config import Profile
 from .features import FEATURES, STRATEGIES, behaviour_features, features_of_logs, select_pairs
-from .post_pretrain import POOL_SPLITS
+from .data import UNLABELLED_TEXT_SPLITS
 from .store import cached_stage, ensure_data, load_manifest, run_hash
 from .teacher import Teacher, evaluate_teacher
 
@@ -148,7 +148,7 @@ class _World:
             .sort_values("doc_id").set_index("doc_id")
         self.lexical = lexical.pair_features(data_dir).drop(columns="query_id").loc[self.truth.index]
         split = self.queries.set_index("query_id")["split"]
-        self.pool_queries = split.index[split.isin(POOL_SPLITS)]
+        self.pool_queries = split.index[split.isin(UNLABELLED_TEXT_SPLITS)]
         test = self.truth["query_id"].map(split).eq("test").to_numpy()
         self.test = self.truth[test].assign(bucket_name=lambda t: t["query_id"].map(
             self.queries.set_index("query_id")["bucket_name"]))

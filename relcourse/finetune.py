@@ -10,11 +10,15 @@ fine-tuning claims (F1–F5) change one thing at a time: the loss, or which labe
 - Early stopping watches the validation queries' AUC (their human labels) and keeps the best
   weights; the test queries are judged against the hidden truth (rubric v2), which a real team
   approximates with a carefully labelled test set.
+- The query-swap check (`query_swap`): score every test document again with another test
+  query's text in place of its own. A model that reads the query falls towards AUC 0.5 and its
+  scores change; a document classifier keeps its AUC and its scores.
 
 >>> # see notebooks/04_fine_tune.ipynb and tests/test_pipeline.py for a run end to end
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +31,12 @@ import data_gen
 from . import metrics
 from .config import FinetuneConfig, Profile
 from .data import PairSet, make_pairset, query_grouped_batch
+from .labelling import LabellingPlan, mix_rubric_versions, run_plan
 from .losses import expected_tier, make_loss
 from .models import RelevanceBert
+from .tokenizer import encode_pairs
 from .train import TrainConfig, train
 
-DOCS_PER_QUERY = 4            # documents of one query in a batch: pairs for the pairwise term
-EVAL_EVERY_SHARE = 10         # evaluate on the validation queries 10 times per run
-PATIENCE = 3                  # ... and stop after 3 evaluations without improvement
 SCORE_BATCH = 512
 
 
@@ -60,11 +63,27 @@ def test_truth(data_dir: str | Path) -> pd.DataFrame:
     return test.rename(columns={"tier_v2": "label"})
 
 
+def training_labels(cfg: FinetuneConfig, data_dir: str | Path, seed: int) -> pd.DataFrame:
+    """(doc_id, label) that fine-tuning learns from: the world's own training labels, or a
+    labelling plan (cfg.labels, cfg.label_design) bought with what the world's labels cost, so
+    every plan is an equal-cost alternative (claims F3, F4); with cfg.stale_share, that share of
+    the plan's labels is left over from rubric v1 (claim F5)."""
+    if cfg.labels == "world":
+        return human_labels(data_dir, "train")[["doc_id", "label"]]
+    world = data_gen.read_table(data_dir, "labels", columns=["split", "cost"])
+    budget = float(world.loc[world["split"] == "train", "cost"].sum())
+    plan = LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=2)
+    labels = run_plan(plan, data_dir, seed)
+    if cfg.stale_share:
+        old = run_plan(LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=1), data_dir, seed)
+        labels = mix_rubric_versions(old, labels, cfg.stale_share, seed)
+    return labels.pairs[["doc_id", "label"]]
+
+
 def labelled_splits(data_dir: str | Path, tokenizer, profile: Profile, train_labels: pd.DataFrame | None = None,
                     ) -> LabelledSplits:
     """Tokenised train / valid / test pairs. `train_labels` (doc_id, label) replaces the world's
-    default training labels, e.g. a LabelSet's `pairs` from another labelling plan (F3, F4, F5)."""
-    tok = profile.tokenizer
+    default training labels, e.g. `training_labels` of another labelling plan (F3, F4, F5)."""
     train_labels = human_labels(data_dir, "train") if train_labels is None else train_labels
     missing = {"doc_id", "label"} - set(train_labels.columns)
     if missing:
@@ -76,7 +95,7 @@ def labelled_splits(data_dir: str | Path, tokenizer, profile: Profile, train_lab
 
     def pairset(frame):
         return make_pairset(data_dir, tokenizer, frame["doc_id"].to_numpy(), frame["label"].to_numpy(),
-                            tok.max_query_len, tok.max_len)
+                            profile.tokenizer)
 
     return LabelledSplits(pairset(train_labels), pairset(valid), pairset(test), test["bucket_name"].to_numpy())
 
@@ -101,10 +120,46 @@ def evaluate_model(model: RelevanceBert, pairs: PairSet, buckets=None) -> pd.Dat
     return metrics.evaluate(pairs.targets, score(model, pairs), pairs.query_ids, buckets)
 
 
+def swapped_queries(data_dir: str | Path, query_ids: np.ndarray, seed: int) -> dict[int, int]:
+    """A derangement of the test queries: each query id -> another query whose text replaces its own."""
+    ids = np.unique(query_ids)
+    rng = np.random.default_rng([seed, 7])
+    shift = rng.permutation(len(ids))          # a random cycle: no query keeps its own text
+    return {int(ids[shift[i]]): int(ids[shift[(i + 1) % len(ids)]]) for i in range(len(ids))}
+
+
+def query_swap(model: RelevanceBert, data_dir: str | Path, tokenizer, profile: Profile, test: PairSet,
+               real_scores: np.ndarray, seed: int) -> dict:
+    """The query-sensitivity check: AUC with each test query's text replaced by another test
+    query's, and how the scores with the real and the swapped query correlate (Pearson).
+
+    A model that matches query and document drops towards 0.5 with swapped queries and its
+    scores decorrelate; one that judges documents alone (a document classifier) keeps both."""
+    swap = swapped_queries(data_dir, test.query_ids, seed)
+    queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "text"]).set_index("query_id")["text"]
+    docs = data_gen.read_table(data_dir, "docs", columns=["doc_id", "title", "body"]).set_index("doc_id")
+    rows = docs.loc[test.doc_ids]
+    texts = queries.loc[[swap[int(q)] for q in test.query_ids]].tolist()
+    inputs = encode_pairs(tokenizer, texts, (rows["title"] + " " + rows["body"]).tolist(),
+                          profile.tokenizer.max_query_len, profile.tokenizer.max_len, profile.tokenizer.exact_match)
+    swapped = score(model, PairSet(test.query_ids, test.doc_ids, test.targets, inputs))
+    spread = real_scores.std() * swapped.std()
+    return {"auc": metrics.auc(test.targets, swapped),
+            "score_correlation": float(np.corrcoef(real_scores, swapped)[0, 1]) if spread > 0 else float("nan")}
+
+
+def finetune_settings(profile: Profile) -> dict:
+    """The fine-tuning stage's cache key (the model it starts from is in its upstream hashes;
+    from scratch, the model's size is here)."""
+    return {"finetune": dataclasses.asdict(profile.finetune), "tokenizer": dataclasses.asdict(profile.tokenizer),
+            "model": dataclasses.asdict(profile.pretrain.model)}
+
+
 def train_config(cfg: FinetuneConfig, profile: Profile, seed: int) -> TrainConfig:
-    return TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, device=profile.device,
-                       threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 4, 1),
-                       eval_every=max(cfg.steps // EVAL_EVERY_SHARE, 1), patience=PATIENCE)
+    return TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=int(cfg.steps * cfg.warmup_share),
+                       device=profile.device, threads=profile.threads, seed=seed,
+                       checkpoint_every=max(cfg.steps // 4, 1), eval_every=max(cfg.steps // cfg.evaluations, 1),
+                       patience=cfg.patience)
 
 
 def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, profile: Profile, seed: int,
@@ -115,10 +170,11 @@ def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, 
                          f"this one has {model.num_outputs}: load it with num_outputs=4 for 'multiclass' only")
     kwargs = {"pairwise_weight": cfg.pairwise_weight} if cfg.loss == "ce+pairwise" else {}
     loss = make_loss(cfg.loss, **kwargs)
-    batch_size = max(cfg.batch_size - cfg.batch_size % DOCS_PER_QUERY, DOCS_PER_QUERY)
+    group = cfg.docs_per_query_in_batch
+    batch_size = cfg.batch_size - cfg.batch_size % group
 
     def batch_at(step):
-        return query_grouped_batch(splits.train, step, batch_size, DOCS_PER_QUERY, seed)
+        return query_grouped_batch(splits.train, step, batch_size, group, seed)
 
     def loss_fn(m, batch):
         return {"loss": loss(m(batch)["relevance"], batch["targets"], batch["query_ids"])}

@@ -46,12 +46,35 @@ MAX_SPAN = 10
 IGNORE_INDEX = -100   # cross-entropy's default ignore_index: no loss at unselected positions
 
 
+def selection_probability(special: torch.Tensor, mask_prob: float, focus: torch.Tensor | None = None,
+                          focus_share: float = 0.0) -> torch.Tensor:
+    """(B, L) chance that each token is selected: mask_prob for every regular token, or, with a
+    `focus` (e.g. the words query and document share), a row's expected selections split so that
+    about `focus_share` of them fall on focus tokens (all of them, when there are too few).
+
+    >>> special = torch.tensor([[True, False, False, False, False, True]])
+    >>> focus = torch.tensor([[False, True, False, False, False, False]])
+    >>> [round(p, 3) for p in selection_probability(special, 0.5, focus, focus_share=0.5)[0].tolist()]  # 2 picks, 1 on focus
+    [0.0, 1.0, 0.333, 0.333, 0.333, 0.0]
+    """
+    regular = ~special
+    uniform = regular.float() * mask_prob
+    if focus is None or focus_share == 0:
+        return uniform
+    focus = focus & regular
+    n, s = regular.sum(1, keepdim=True).float(), focus.sum(1, keepdim=True).float()
+    p_focus = (focus_share * mask_prob * n / s.clamp(min=1)).clamp(max=1)
+    p_other = ((mask_prob * n - p_focus * s) / (n - s).clamp(min=1)).clamp(0, 1)
+    return torch.where(focus, p_focus, regular.float() * p_other)
+
+
 def mask_tokens(input_ids: torch.Tensor, special_mask: torch.Tensor, mask_token_id: int, vocab_size: int,
                 mask_prob: float = 0.15, replacement: str = "80/10/10", span: bool = False,
-                generator: torch.Generator | None = None,
-                first_regular_id: int = FIRST_REGULAR_ID) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None, first_regular_id: int = FIRST_REGULAR_ID,
+                focus: torch.Tensor | None = None, focus_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(masked input_ids, labels), both like input_ids (B, L). Labels hold the original id at the
     selected positions and -100 elsewhere. Random replacements are regular ids, never special.
+    `focus` and `focus_share` bias single-token selection (see `selection_probability`).
 
     All draws are made on the CPU from `generator` (a CPU torch.Generator), so one seed gives
     the same masks whatever device the ids are on."""
@@ -66,10 +89,13 @@ def mask_tokens(input_ids: torch.Tensor, special_mask: torch.Tensor, mask_token_
         raise ValueError(f"vocab_size={vocab_size} has no regular token (ids >= {first_regular_id}) to draw")
     ids, special = input_ids.cpu(), special_mask.cpu()
     shape = ids.shape
+    if span and focus is not None and focus_share:
+        raise ValueError("focused selection is for single tokens: use span=False with a focus")
     if span:
         selected, span_start = _span_selection(special, mask_prob, generator)
     else:   # each token on its own: a span of one, starting where it is
-        selected = (torch.rand(shape, generator=generator) < mask_prob) & ~special
+        chance = selection_probability(special, mask_prob, None if focus is None else focus.cpu(), focus_share)
+        selected = (torch.rand(shape, generator=generator) < chance) & ~special
         span_start = torch.arange(shape[1]).expand(shape)
     # One uniform draw per span decides its fate; a span's tokens share the draw at its start.
     fate = torch.rand(shape, generator=generator).gather(1, span_start)

@@ -47,19 +47,23 @@ class ModelError(ValueError):
     """A saved model is missing or does not fit what the caller expects."""
 
 
-def bert_config(cfg: ModelConfig, vocab_size: int, max_len: int) -> BertConfig:
+def bert_config(cfg: ModelConfig, vocab_size: int, max_len: int, token_types: int = 2) -> BertConfig:
     return BertConfig(vocab_size=vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
                       num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
-                      max_position_embeddings=max_len, type_vocab_size=2, pad_token_id=0)
+                      max_position_embeddings=max_len, type_vocab_size=token_types, pad_token_id=0)
 
 
 class RelevanceBert(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, max_len: int, num_outputs: int = 1):
+    """`token_types` is 2 (query, document), or 3 with the exact-match input (a document token
+    that also occurs in the query; see relcourse.tokenizer.encode_pairs)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, max_len: int, num_outputs: int = 1, token_types: int = 2):
         super().__init__()
         if num_outputs not in (1, 4):
             raise ModelError(f"num_outputs={num_outputs}: use 1 (a relevance score) or 4 (one logit per tier)")
         self.cfg, self.vocab_size, self.max_len, self.num_outputs = cfg, vocab_size, max_len, num_outputs
-        bert = bert_config(cfg, vocab_size, max_len)
+        self.token_types = token_types
+        bert = bert_config(cfg, vocab_size, max_len, token_types)
         self.encoder = BertModel(bert, add_pooling_layer=False)
         # The MLM head of BERT: a transform, then a projection tied to the input embeddings
         # (the same matrix reads tokens in and writes them out; fewer parameters to learn).
@@ -113,7 +117,7 @@ class RelevanceBert(nn.Module):
 
     def describe(self) -> dict:
         return {"model": dataclasses.asdict(self.cfg), "vocab_size": self.vocab_size,
-                "max_len": self.max_len, "num_outputs": self.num_outputs}
+                "max_len": self.max_len, "num_outputs": self.num_outputs, "token_types": self.token_types}
 
 
 def save_model(model: RelevanceBert, directory: str | Path) -> None:
@@ -136,7 +140,8 @@ def load_model(directory: str | Path, num_outputs: int | None = None, expect: Mo
     if expect is not None and expect != cfg:
         raise ModelError(f"the model in {directory} has {cfg}, but this run expects {expect}: "
                          "it was trained with another config; rebuild it with this profile")
-    model = RelevanceBert(cfg, saved["vocab_size"], saved["max_len"], num_outputs or saved["num_outputs"])
+    model = RelevanceBert(cfg, saved["vocab_size"], saved["max_len"], num_outputs or saved["num_outputs"],
+                          saved.get("token_types", 2))
     state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
     if model.num_outputs != saved["num_outputs"] and not strict_heads:
         state = {k: v for k, v in state.items() if not k.startswith("relevance_head.")}

@@ -6,20 +6,23 @@ Human labels are few (thousands); the logs hold every pair ever shown. The recip
 2. `pseudo_labelled_pairs`: pairs selected from the logs of the training and unlabelled queries
    (never the valid or test queries: their behaviour must not leak into the model), covering
    buckets and score bands (or, for claim T5, the most shown pairs), scored by the teacher.
+   The unlabelled queries include tail products that no human label names: the logs reach
+   what labels do not.
 3. `run_post_pretrain`: the pretrained BERT trained on (q, d, ŷ) with
        loss = soft CE(s, ŷ) + pairwise_weight · pairwise(s, ŷ within a query) + mlm_weight · MLM
-   on query-grouped batches, so the pairwise term has pairs. The inputs are masked for MLM in
-   every arm (the MLM-free arm of claim T3 keeps the masking and drops the loss), so the arms
-   differ in the loss only.
+   on query-grouped batches, so the pairwise term has pairs. The relevance loss reads the pairs
+   as they are; MLM reads its own masked copy of them (a second pass through the encoder).
+   Scoring a masked copy would hide ~15% of the words, query names included, from the very
+   judgement the stage teaches. Claim T3 drops the MLM term (mlm_weight=0), and its pass with it.
 The probe (relcourse.finetune) then fine-tunes the result on human labels (claims T2, T3, T5).
 
->>> PostPretrainOptions(selection="naive").changes()
-{'selection': 'naive'}
+>>> from relcourse.config import load_profile
+>>> load_profile("smoke", {"post_pretrain.selection": "naive"}).post_pretrain.selection   # claim T5's baseline
+'naive'
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,51 +32,41 @@ import torch
 import data_gen
 
 from .config import Profile
-from .data import make_pairset, query_grouped_batch
-from .features import behaviour_features, select_pairs
+from .data import UNLABELLED_TEXT_SPLITS, make_pairset, query_grouped_batch
+from .features import FEATURE_SCHEMA_VERSION, behaviour_features, select_pairs
 from .losses import CombinedLoss, SoftCrossEntropyLoss
 from .models import load_model, save_model
-from .pretrain import MODEL_DIR, PretrainOptions, masked, run_pretrain, tokenizer_of
+from .pretrain import MODEL_DIR, masked, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .teacher import Teacher, evaluate_teacher
 from .train import TrainConfig, train
 
-POOL_SPLITS = ("train", "unlabelled")   # whose logged pairs may be pseudo-labelled
 
-
-@dataclass(frozen=True)
-class PostPretrainOptions:
-    """One arm of the post-pretraining experiments; the defaults are the recipe."""
-    selection: str = "covering"        # T5: "covering" (buckets x score bands) or "naive" (most shown)
-    pairs_share: float = 0.5           # share of the eligible logged pairs that get pseudo-labels
-    mlm_weight: float | None = None    # T3: None = the profile's post_pretrain.mlm_weight; 0 drops MLM
-
-    def __post_init__(self):
-        if not 0 < self.pairs_share <= 1:
-            raise ValueError(f"pairs_share={self.pairs_share} must be in (0, 1]")
-
-    def changes(self) -> dict:
-        default = PostPretrainOptions()
-        return {k: v for k, v in dataclasses.asdict(self).items() if getattr(default, k) != v}
+def teacher_settings(profile: Profile) -> dict:
+    """The teacher stage's cache key: its LightGBM settings and the features' schema version."""
+    return {"teacher": dataclasses.asdict(profile.teacher), "features": FEATURE_SCHEMA_VERSION}
 
 
 def ensure_teacher(profile: Profile, seed: int, progress: bool = True) -> Path:
     """The GBDT teacher of this world, fitted on the training labels, early-stopped on valid."""
     data_dir = ensure_data(profile, seed, progress)
+    cfg = profile.teacher
 
     def build(out: Path) -> dict:
         features = behaviour_features(data_dir)
         labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "split", "label"])
         teacher = Teacher(seed=seed, threads=profile.threads).fit(
-            features, labels[labels["split"] == "train"], valid=labels[labels["split"] == "valid"])
+            features, labels[labels["split"] == "train"], valid=labels[labels["split"] == "valid"],
+            params={"learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
+                    "min_data_in_leaf": cfg.min_data_in_leaf},
+            max_rounds=cfg.max_rounds, early_stopping_rounds=cfg.early_stopping_rounds)
         teacher.save(out / "teacher.json")
         table = evaluate_teacher(teacher, features, data_dir)
         raw_ctr = _raw_ctr_table(features, data_dir)
         return {"test": _records(table), "raw_ctr_test": _records(raw_ctr),
                 "importance": teacher.feature_importance().round(2).to_dict()}
 
-    return cached_stage(profile, "teacher", seed, {"teacher": "lightgbm-v1"}, build,
-                        upstream={"data": run_hash(data_dir)})
+    return cached_stage(profile, "teacher", seed, teacher_settings(profile), build, upstream={"data": run_hash(data_dir)})
 
 
 def _raw_ctr_table(features: pd.DataFrame, data_dir: Path) -> pd.DataFrame:
@@ -89,45 +82,54 @@ def _records(table: pd.DataFrame) -> dict:
             for row, values in table.to_dict(orient="index").items()}
 
 
-def pseudo_labelled_pairs(data_dir: Path, teacher: Teacher, options: PostPretrainOptions, seed: int) -> pd.DataFrame:
+def pseudo_labelled_pairs(data_dir: Path, teacher: Teacher, profile: Profile, seed: int) -> pd.DataFrame:
     """(doc_id, query_id, pseudo_label) of the selected logged pairs of the pool's queries."""
+    cfg = profile.post_pretrain
     features = behaviour_features(data_dir)
     queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split", "bucket_name"])
-    pool = features[features["query_id"].isin(queries.loc[queries["split"].isin(POOL_SPLITS), "query_id"])]
-    chosen = select_pairs(pool, queries, max(2, int(len(pool) * options.pairs_share)), options.selection, seed)
+    pool = features[features["query_id"].isin(queries.loc[queries["split"].isin(UNLABELLED_TEXT_SPLITS), "query_id"])]
+    chosen = select_pairs(pool, queries, max(2, int(len(pool) * cfg.pairs_share)), cfg.selection, seed)
     return pd.DataFrame({"doc_id": chosen.index.to_numpy(), "query_id": chosen["query_id"].to_numpy(),
                          "pseudo_label": teacher.predict(chosen)})
 
 
-def run_post_pretrain(profile: Profile, seed: int, options: PostPretrainOptions = PostPretrainOptions(),
-                      pretrain_options: PretrainOptions = PretrainOptions(), progress: bool = True) -> Path:
-    """The post-pretrained model of this profile, seed and arm: built once, then reused."""
+def post_pretrain_settings(profile: Profile) -> dict:
+    """The post-pretraining stage's cache key (the pretraining and teacher runs it reads are in
+    its upstream hashes)."""
+    return {"post_pretrain": dataclasses.asdict(profile.post_pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
+            "mask_prob": profile.pretrain.mask_prob, "replacement": profile.pretrain.replacement,
+            "span": profile.pretrain.span}
+
+
+def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The post-pretrained model of this profile and seed: built once, then reused."""
     data_dir = ensure_data(profile, seed, progress)
     teacher_dir = ensure_teacher(profile, seed, progress)
-    pretrain_dir = run_pretrain(profile, seed, pretrain_options, progress)
+    pretrain_dir = run_pretrain(profile, seed, progress)
     cfg = profile.post_pretrain
-    mlm_weight = cfg.mlm_weight if options.mlm_weight is None else options.mlm_weight
 
     def build(out: Path) -> dict:
         tokenizer = tokenizer_of(profile, seed, progress)
-        labelled = pseudo_labelled_pairs(data_dir, Teacher.load(teacher_dir / "teacher.json"), options, seed)
+        labelled = pseudo_labelled_pairs(data_dir, Teacher.load(teacher_dir / "teacher.json"), profile, seed)
         labelled.to_parquet(out / "pseudo_labels.parquet")
         pairs = make_pairset(data_dir, tokenizer, labelled["doc_id"].to_numpy(), labelled["pseudo_label"].to_numpy(),
-                             profile.tokenizer.max_query_len, profile.tokenizer.max_len)
+                             profile.tokenizer)
         model = load_model(pretrain_dir / MODEL_DIR)
         relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
-        mask_options = PretrainOptions()   # the recipe's masking: 15% single tokens, 80/10/10
 
         def batch_at(step: int) -> dict:
             batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            batch["input_ids"], batch["mlm_labels"] = masked(batch, tokenizer, profile, mask_options, generator)
+            if cfg.mlm_weight:   # MLM's own masked copy; the relevance loss reads the pairs unmasked
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+                batch["masked_ids"], batch["mlm_labels"] = masked(batch, tokenizer, profile, generator)
             return batch
 
         def loss_fn(m, batch: dict) -> dict:
-            out = m(batch, mlm_labels=batch["mlm_labels"])
-            rel = relevance(out["relevance"], batch["targets"], batch["query_ids"])
-            return {"loss": rel + mlm_weight * out["mlm"], "relevance": rel, "mlm": out["mlm"]}
+            rel = relevance(m(batch)["relevance"], batch["targets"], batch["query_ids"])
+            if not cfg.mlm_weight:
+                return {"loss": rel, "relevance": rel}
+            mlm = m({**batch, "input_ids": batch["masked_ids"]}, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
+            return {"loss": rel + cfg.mlm_weight * mlm, "relevance": rel, "mlm": mlm}
 
         tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, device=profile.device,
                            threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 5, 1))
@@ -136,8 +138,6 @@ def run_post_pretrain(profile: Profile, seed: int, options: PostPretrainOptions 
         return {"pairs": len(pairs), "queries": int(labelled["query_id"].nunique()),
                 "pseudo_label_mean": round(float(labelled["pseudo_label"].mean()), 4)}
 
-    config = {"post_pretrain": dataclasses.asdict(cfg), "tokenizer": dataclasses.asdict(profile.tokenizer),
-              "options": dataclasses.asdict(dataclasses.replace(options, mlm_weight=mlm_weight))}
-    return cached_stage(profile, "post_pretrain", seed, config, build,
+    return cached_stage(profile, "post_pretrain", seed, post_pretrain_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "teacher": run_hash(teacher_dir),
                                   "pretrain": run_hash(pretrain_dir)}, resumable=True)

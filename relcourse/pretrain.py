@@ -4,21 +4,28 @@ Two cached stages, each a folder under runs/<profile>/:
 - `tokenizer`: WordPiece trained once per world on all its text (both corpora, cleaned, and the
   training queries' documents). Every pretraining arm shares it, so a comparison of corpora
   (P4, P5) changes what the model reads, not how words are cut.
-- `pretrain`: the model, named by the profile's pretraining settings *and* the `PretrainOptions`
-  of one experimental arm. The claims P1–P6 are arms that differ from the recipe in one option.
+- `pretrain`: the model, named by the profile's `pretrain` settings (and the input encoding in
+  `tokenizer`). The claims P1–P6 are arms that override one of those settings.
 
-Equal compute in every comparison: every arm runs the profile's `pretrain.steps` optimizer steps
-of `pretrain.batch_size` segment pairs. P3 (`data_share`) keeps the steps and shrinks the pool of
-distinct samples, so the small pool is seen for more epochs. P5's DAPT → TAPT arm spends the last
-`tapt_share` of the same steps on the task's own text instead of adding steps.
+Equal compute in every comparison: every arm runs `pretrain.steps` optimizer steps of
+`pretrain.batch_size` pairs. P3 (`data_share`) keeps the steps and shrinks the pool of distinct
+samples, so the small pool is seen for more epochs.
 
->>> PretrainOptions(replacement="all_mask").changes()      # what an arm changes, for its label
-{'replacement': 'all_mask'}
+TAPT (task-adaptive pretraining, Gururangan et al. 2020): the last `tapt_share` of the same
+steps read the task's own text without labels: the (query, document) pairs of the training and
+unlabelled queries, laid out exactly as the relevance model will see them, with MLM only. With
+`tapt_match_mask` > 0 the masks favour the words the query and the document share: a hidden
+"zorvex" in the document is easiest to fill by finding "zorvex" in the query, so the model
+learns to look across [SEP] for matching words, which a relevance model needs and which
+paragraphs of prose never ask for.
+
+>>> from relcourse.config import load_profile
+>>> load_profile("smoke", {"pretrain.replacement": "all_mask"}).pretrain.replacement   # an arm of P1
+'all_mask'
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +33,12 @@ import torch
 
 from . import corpora
 from .config import Profile
-from .data import PairSet, pointwise_rows
+from .data import PairSet, make_pairset, pointwise_rows, unlabelled_pairs
 from .masking import mask_tokens
 from .models import RelevanceBert, load_model, save_model
 from .store import cached_stage, ensure_data, run_hash
-from .tokenizer import corpus_fingerprint, encode_pairs, load_tokenizer, save_tokenizer, special_tokens_mask, train_tokenizer
+from .tokenizer import (corpus_fingerprint, encode_pairs, load_tokenizer, save_tokenizer, shared_tokens,
+                        special_tokens_mask, train_tokenizer)
 from .train import TrainConfig, read_log, train
 
 TOKENIZER_ALGORITHM = "bpe-pieces-as-wordpiece-v1"   # bump when train_tokenizer changes what it learns
@@ -38,34 +46,15 @@ HELD_OUT = 512            # segment pairs of domain text kept out of training, t
 MODEL_DIR = "model"
 
 
-@dataclass(frozen=True)
-class PretrainOptions:
-    """One arm of the pretraining experiments; the defaults are the course's recipe."""
-    replacement: str = "80/10/10"       # P1: what a selected token becomes; or "all_mask"
-    sentence_task: str | None = None    # P2: "sop" or "nsp"; None = the profile's pretrain.sentence_task
-    data_share: float = 1.0             # P3: share of the corpus's segment pairs used (same steps)
-    cleaned: bool = True                # P4: dedup and symbol-spam removal
-    corpus: str = "general+domain"      # P5: "general", "general+domain" or "domain"
-    tapt_share: float = 0.0             # P5: last share of the steps on the task's own text (TAPT)
-    span: bool = False                  # P6: mask whole spans instead of single tokens
-    static: bool = False                # P6: masks drawn once per sample instead of every step
-
-    def __post_init__(self):
-        if not 0 < self.data_share <= 1:
-            raise ValueError(f"data_share={self.data_share} must be in (0, 1]: the share of the pairs kept")
-        if not 0 <= self.tapt_share < 1:
-            raise ValueError(f"tapt_share={self.tapt_share} must be in [0, 1): the share of steps on task text")
-
-    def changes(self) -> dict:
-        """The options that differ from the recipe."""
-        default = PretrainOptions()
-        return {k: v for k, v in dataclasses.asdict(self).items() if getattr(default, k) != v}
-
-
 # --- the tokenizer stage ---------------------------------------------------------------------
 
 def tokenizer_texts(data_dir: Path) -> list[str]:
     return corpora.pretraining_texts(data_dir, "general+domain", cleaned=True) + corpora.task_texts(data_dir)
+
+
+def tokenizer_settings(profile: Profile) -> dict:
+    """The tokenizer stage's cache key: what the vocabulary depends on (not the input layout)."""
+    return {"vocab_size": profile.tokenizer.vocab_size, "algorithm": TOKENIZER_ALGORITHM}
 
 
 def ensure_tokenizer(profile: Profile, seed: int, progress: bool = True) -> Path:
@@ -78,8 +67,8 @@ def ensure_tokenizer(profile: Profile, seed: int, progress: bool = True) -> Path
         save_tokenizer(tokenizer, out / "tokenizer", corpus_fingerprint(texts))
         return {"vocab_size": len(tokenizer), "texts": len(texts)}
 
-    config = {"vocab_size": profile.tokenizer.vocab_size, "algorithm": TOKENIZER_ALGORITHM}
-    return cached_stage(profile, "tokenizer", seed, config, build, upstream={"data": run_hash(data_dir)})
+    return cached_stage(profile, "tokenizer", seed, tokenizer_settings(profile), build,
+                        upstream={"data": run_hash(data_dir)})
 
 
 def tokenizer_of(profile: Profile, seed: int, progress: bool = True):
@@ -88,33 +77,48 @@ def tokenizer_of(profile: Profile, seed: int, progress: bool = True):
 
 # --- the pretraining stage -------------------------------------------------------------------
 
+def new_model(profile: Profile, vocab_size: int) -> RelevanceBert:
+    """A randomly initialised BERT of the profile's size, with the profile's input encoding."""
+    return RelevanceBert(profile.pretrain.model, vocab_size, profile.tokenizer.max_len,
+                         token_types=3 if profile.tokenizer.exact_match else 2)
+
+
 def segment_pairs(texts: list[str], tokenizer, profile: Profile, task: str, seed: int) -> PairSet:
     """Paragraphs cut into two segments (swapped or replaced for the sentence task), tokenised;
     `targets` holds the sentence-task label of each pair."""
     first, second, labels = corpora.sentence_pairs(texts, task, seed)
-    max_len = profile.tokenizer.max_len
-    inputs = encode_pairs(tokenizer, first, second, max_query_len=max_len // 2, max_len=max_len)
+    tok = profile.tokenizer
+    inputs = encode_pairs(tokenizer, first, second, max_query_len=tok.max_len // 2, max_len=tok.max_len,
+                          exact_match=tok.exact_match)
     ids = np.arange(len(labels))
     return PairSet(ids, ids, labels.astype(np.float64), inputs)
 
 
-def masked(batch: dict, tokenizer, profile: Profile, options: PretrainOptions, generator: torch.Generator) -> tuple:
+def masked(batch: dict, tokenizer, profile: Profile, generator: torch.Generator, match_share: float = 0.0) -> tuple:
+    """(masked input_ids, MLM labels) of a batch under the profile's masking; `match_share` of the
+    selections aimed at the words that query and document share (TAPT)."""
+    cfg = profile.pretrain
     special = special_tokens_mask(batch["input_ids"], tokenizer)
-    return mask_tokens(batch["input_ids"], special, tokenizer.mask_token_id, len(tokenizer),
-                       profile.pretrain.mask_prob, options.replacement, options.span, generator)
+    focus = shared_tokens(batch["input_ids"], batch["token_type_ids"], ~special) if match_share else None
+    return mask_tokens(batch["input_ids"], special, tokenizer.mask_token_id, len(tokenizer), cfg.mask_prob,
+                       cfg.replacement, cfg.span and not match_share, generator, focus=focus, focus_share=match_share)
 
 
-def pretraining_data(data_dir: Path, tokenizer, profile: Profile, options: PretrainOptions, seed: int, task: str):
+def pretraining_data(data_dir: Path, tokenizer, profile: Profile, seed: int):
     """(training pairs, TAPT pairs or None, held-out pairs). The held-out pairs are domain text
     of a fixed seed, the same for every arm, so MLM and SOP accuracies compare across arms."""
+    cfg = profile.pretrain
     held_texts = corpora.pretraining_texts(data_dir, "domain", cleaned=True)[-HELD_OUT:]
-    held_out = segment_pairs(held_texts, tokenizer, profile, task, seed=10_000 + seed)
+    held_out = segment_pairs(held_texts, tokenizer, profile, cfg.sentence_task, seed=10_000 + seed)
     # Compared as cleaning sees them, so a raw arm's spam-decorated copy of a held-out line stays out too.
     held = {_normalised(t) for t in held_texts}
-    texts = [t for t in corpora.pretraining_texts(data_dir, options.corpus, options.cleaned) if _normalised(t) not in held]
-    keep = np.random.default_rng(seed).permutation(len(texts))[:max(1, int(len(texts) * options.data_share))]
-    train_pairs = segment_pairs([texts[i] for i in sorted(keep)], tokenizer, profile, task, seed)
-    tapt = segment_pairs(corpora.task_texts(data_dir), tokenizer, profile, task, seed) if options.tapt_share else None
+    texts = [t for t in corpora.pretraining_texts(data_dir, cfg.corpus, cfg.cleaned) if _normalised(t) not in held]
+    keep = np.random.default_rng(seed).permutation(len(texts))[:max(1, int(len(texts) * cfg.data_share))]
+    train_pairs = segment_pairs([texts[i] for i in sorted(keep)], tokenizer, profile, cfg.sentence_task, seed)
+    tapt = None
+    if cfg.tapt_share:
+        doc_ids = unlabelled_pairs(data_dir)
+        tapt = make_pairset(data_dir, tokenizer, doc_ids, np.zeros(len(doc_ids)), profile.tokenizer)
     return train_pairs, tapt, held_out
 
 
@@ -122,60 +126,62 @@ def _normalised(text: str) -> str:
     return corpora.strip_symbols(text).lower()
 
 
-def run_pretrain(profile: Profile, seed: int, options: PretrainOptions = PretrainOptions(),
-                 progress: bool = True) -> Path:
-    """The pretraining run of this profile, seed and arm: built once, then reused."""
+def pretrain_settings(profile: Profile) -> dict:
+    """The pretraining stage's cache key: every pretraining setting and the input encoding."""
+    return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer)}
+
+
+def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The pretraining run of this profile and seed: built once, then reused."""
     data_dir = ensure_data(profile, seed, progress)
     tok_dir = ensure_tokenizer(profile, seed, progress)
     cfg = profile.pretrain
-    task = options.sentence_task or cfg.sentence_task
-    if task not in ("sop", "nsp"):
-        raise ValueError(f"sentence_task={task!r} is unknown; use 'sop' or 'nsp'")
 
     def build(out: Path) -> dict:
         tokenizer = load_tokenizer(tok_dir / "tokenizer")
-        train_pairs, tapt, held_out = pretraining_data(data_dir, tokenizer, profile, options, seed, task)
-        tapt_from = int(cfg.steps * (1 - options.tapt_share))
-        static = masked(train_pairs.inputs, tokenizer, profile, options, torch.Generator().manual_seed(seed)) \
-            if options.static else None
+        train_pairs, tapt, held_out = pretraining_data(data_dir, tokenizer, profile, seed)
+        tapt_from = int(cfg.steps * (1 - cfg.tapt_share))
+        static = masked(train_pairs.inputs, tokenizer, profile, torch.Generator().manual_seed(seed)) \
+            if cfg.static else None
         torch.manual_seed(seed)
-        model = RelevanceBert(cfg.model, len(tokenizer), profile.tokenizer.max_len)
+        model = new_model(profile, len(tokenizer))
 
         def batch_at(step: int) -> dict:
-            pairs = tapt if tapt is not None and step >= tapt_from else train_pairs
+            in_tapt = tapt is not None and step >= tapt_from
+            pairs = tapt if in_tapt else train_pairs
             rows = pointwise_rows(len(pairs), step, cfg.batch_size, seed)
             batch = pairs.rows(rows)
-            if static is not None and pairs is train_pairs:
+            batch["tapt"] = in_tapt
+            if static is not None and not in_tapt:
                 batch["input_ids"], batch["mlm_labels"] = static[0][rows], static[1][rows]
             else:   # dynamic masking: a fresh draw for every step, reproducible from the step
                 batch["input_ids"], batch["mlm_labels"] = masked(
-                    batch, tokenizer, profile, options, torch.Generator().manual_seed(seed * 1_000_003 + step))
+                    batch, tokenizer, profile, torch.Generator().manual_seed(seed * 1_000_003 + step),
+                    cfg.tapt_match_mask if in_tapt else 0.0)
             return batch
 
         def loss_fn(m: RelevanceBert, batch: dict) -> dict:
+            if batch["tapt"]:   # the task's pairs have no sentence task: MLM only
+                out = m(batch, batch["mlm_labels"], relevance=False)
+                return {"loss": out["mlm"], **out}
             out = m(batch, batch["mlm_labels"], batch["targets"].long(), relevance=False)
             return {"loss": cfg.mlm_weight * out["mlm"] + out["sentence"], **out}
-
-        def evaluate(m: RelevanceBert) -> dict:
-            return held_out_accuracy(m, held_out, tokenizer, profile, options)
 
         tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, device=profile.device,
                            threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 5, 1))
         train(model, batch_at, loss_fn, tcfg, out / "train", progress=progress)
         save_model(model, out / MODEL_DIR)
-        seen = cfg.steps * cfg.batch_size
-        return {**evaluate(model), "pairs": len(train_pairs), "epochs": round(seen / len(train_pairs), 2),
+        seen = tapt_from * cfg.batch_size
+        return {**held_out_accuracy(model, held_out, tokenizer, profile), "pairs": len(train_pairs),
+                "tapt_pairs": len(tapt) if tapt is not None else 0, "epochs": round(seen / len(train_pairs), 2),
                 "parameters": model.num_parameters()}
 
-    config = {"pretrain": dataclasses.asdict(cfg), "max_len": profile.tokenizer.max_len,
-              "options": dataclasses.asdict(dataclasses.replace(options, sentence_task=task))}
-    return cached_stage(profile, "pretrain", seed, config, build,
+    return cached_stage(profile, "pretrain", seed, pretrain_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "tokenizer": run_hash(tok_dir)}, resumable=True)
 
 
 @torch.no_grad()
-def held_out_accuracy(model: RelevanceBert, held_out: PairSet, tokenizer, profile: Profile,
-                      options: PretrainOptions) -> dict:
+def held_out_accuracy(model: RelevanceBert, held_out: PairSet, tokenizer, profile: Profile) -> dict:
     """MLM accuracy (on selected tokens) and sentence-task accuracy on the held-out pairs, with
     a fixed single-token 80/10/10 mask so every arm is measured on the same question."""
     model.eval()

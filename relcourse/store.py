@@ -242,10 +242,16 @@ def require_stage(profile: Profile | str, stage: str, seed: int) -> Path:
     return max(runs)[1]
 
 
+def data_settings(profile: Profile) -> dict:
+    """What the data stage's cache key holds: the world's settings and the generator's version. The
+    list of seeds a profile runs does not change what one seed generates."""
+    return {"world_version": data_gen.WORLD_VERSION,
+            **{k: v for k, v in dataclasses.asdict(profile.data).items() if k != "seeds"}}
+
+
 def ensure_data(profile: Profile, seed: int, progress: bool = True) -> Path:
     """The data stage: generate the synthetic world and logs for one seed, or reuse them."""
-    # The list of seeds a profile runs does not change what one seed generates.
-    config = {k: v for k, v in dataclasses.asdict(profile.data).items() if k != "seeds"}
+    config = data_settings(profile)
 
     def build(out: Path) -> dict:
         manifest = data_gen.generate(profile.data, seed, out, profile=profile.name, progress=progress)

@@ -115,9 +115,11 @@ class Teacher:
     # --- fit, predict ---------------------------------------------------------------------
 
     def fit(self, features: pd.DataFrame, labels: pd.DataFrame, valid: pd.DataFrame | None = None,
-            params: dict | None = None) -> Teacher:
+            params: dict | None = None, max_rounds: int = MAX_ROUNDS,
+            early_stopping_rounds: int = EARLY_STOPPING_ROUNDS) -> Teacher:
         """Fit on `labels` (doc_id, label 0..3; e.g. the labels table's train split), early-stopped
-        on `valid` when given (else ROUNDS_WITHOUT_VALID rounds). `params` override DEFAULT_PARAMS."""
+        on `valid` when given (at most `max_rounds`; else ROUNDS_WITHOUT_VALID rounds). `params`
+        override DEFAULT_PARAMS."""
         for f in self.features:
             if f in features.columns and features[f].isna().all():
                 raise ValueError(f"feature {f!r} is null in every row: a column the teacher cannot learn from; "
@@ -133,9 +135,9 @@ class Teacher:
             booster = lgb.train(self.params, train, num_boost_round=ROUNDS_WITHOUT_VALID)
         else:
             Xv, yv = self._labelled(features, valid, "valid")
-            booster = lgb.train(self.params, train, num_boost_round=MAX_ROUNDS,
+            booster = lgb.train(self.params, train, num_boost_round=max_rounds,
                                 valid_sets=[lgb.Dataset(Xv, yv / 3, reference=train)],
-                                callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+                                callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)])
         # Keep only the trees up to the best iteration: what is saved is what predicts.
         self.booster = lgb.Booster(model_str=booster.model_to_string())
         return self

@@ -129,13 +129,30 @@ def _pieces(tokenizer, texts: list[str], max_pieces: int) -> tuple[np.ndarray, n
     return out["input_ids"], out["attention_mask"].sum(axis=1)
 
 
+def shared_tokens(input_ids: torch.Tensor, token_type_ids: torch.Tensor, regular: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the regular tokens whose id also occurs among the regular tokens of the other
+    segment (query vs document). These are where query and document match word for word.
+
+    >>> ids = torch.tensor([[2, 7, 8, 3, 9, 7, 3]])            # [CLS] a b [SEP] c a [SEP]
+    >>> types = torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
+    >>> shared_tokens(ids, types, ids > 4).int().tolist()
+    [[0, 1, 0, 0, 0, 1, 0]]
+    """
+    segment = token_type_ids.clamp(max=1)                     # exact-match type 2 is document too
+    same_id = input_ids[:, :, None] == input_ids[:, None, :]
+    other_segment = (segment[:, :, None] != segment[:, None, :]) & regular[:, None, :]
+    return (same_id & other_segment).any(-1) & regular
+
+
 def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_query_len: int,
-                 max_len: int) -> dict[str, torch.Tensor]:
+                 max_len: int, exact_match: bool = False) -> dict[str, torch.Tensor]:
     """[CLS] query [SEP] document [SEP] [PAD]..., each (n, max_len) int64: input_ids,
     token_type_ids (0 query, 1 document) and attention_mask (0 on [PAD]).
 
     The query keeps its first `max_query_len` word pieces; the document its first
-    max_len - 3 - (query length). For pretraining, queries/docs are segments A/B."""
+    max_len - 3 - (query length). For pretraining, queries/docs are segments A/B.
+    With `exact_match`, document tokens that also occur in the query get token type 2: the
+    model is told where the words match instead of having to find out (an arm of the course)."""
     if len(queries) != len(docs):
         raise ValueError(f"{len(queries)} queries but {len(docs)} documents: give one document per query")
     if not (0 < max_query_len and max_query_len + 3 < max_len):
@@ -157,8 +174,11 @@ def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_query_len: 
     input_ids = np.where(in_query, from_query, input_ids)
     input_ids = np.where((pos == q_end) | (pos == d_end), tokenizer.sep_token_id, input_ids)
     input_ids = np.where(in_doc, from_doc, input_ids)
-    return {"input_ids": torch.from_numpy(input_ids),
-            "token_type_ids": torch.from_numpy((in_doc | (pos == d_end)).astype(np.int64)),
+    input_ids, token_types = torch.from_numpy(input_ids), torch.from_numpy((in_doc | (pos == d_end)).astype(np.int64))
+    if exact_match:
+        regular = torch.from_numpy(in_query | in_doc)
+        token_types = token_types + (shared_tokens(input_ids, token_types, regular) & torch.from_numpy(in_doc)).long()
+    return {"input_ids": input_ids, "token_type_ids": token_types,
             "attention_mask": torch.from_numpy((pos <= d_end).astype(np.int64))}
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 
 from relcourse.config import load_profile
-from relcourse.experiments import Arm, run_arm
+from relcourse.experiments import run_arm
 from relcourse.store import RUNS_ENV
 
 # A world and a model small enough to build from nothing in a few seconds.
@@ -22,7 +22,7 @@ def test_a_4_class_arm_depends_on_the_seed_not_on_the_global_rng(tmp_path, monke
     scores = []
     for earlier_work in (1, 2):
         torch.manual_seed(earlier_work)
-        run = run_arm(cfg, 0, Arm(loss="multiclass"), progress=False)
+        run = run_arm(cfg, 0, {"finetune.start": "pretrain", "finetune.loss": "multiclass"}, progress=False)
         scores.append(pd.read_parquet(run / "test_scores.parquet").score.to_numpy())
         shutil.rmtree(run)   # build it again from the same cached pretraining run
     np.testing.assert_array_equal(scores[0], scores[1])
@@ -76,8 +76,8 @@ def test_claim_jobs_name_what_each_arm_changes():
 
     laptop = load_profile("laptop")
     assert list(experiments.claim_jobs(laptop, "P6")) == [
-        f"seed {s} {name}" for name in ("pretrain.span=True, post_pretrain=None", "post_pretrain=None") for s in (0, 1, 2)]
+        f"seed {s} {name}" for name in ("finetune.start=pretrain, pretrain.span=True", "finetune.start=pretrain") for s in (0, 1, 2)]
     assert list(experiments.claim_jobs(laptop, "T1")) == ["seed 0 T1", "seed 1 T1", "seed 2 T1"]
     # what notebook 02 shows beside P6, built with the claims on the seed the notebooks use
-    assert list(experiments.extra_jobs(laptop, "P6")) == ["seed 0 pretrain.static=True, post_pretrain=None"]
+    assert list(experiments.extra_jobs(laptop, "P6")) == ["seed 0 finetune.start=pretrain, pretrain.static=True"]
     assert experiments.extra_jobs(laptop, "P1") == {}

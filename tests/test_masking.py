@@ -124,3 +124,26 @@ def test_bad_arguments_say_what_is_wrong():
         mask_tokens(ids, special.long(), 4, 30)
     with pytest.raises(ValueError, match="no regular token"):
         mask_tokens(ids, special, 4, 5)
+
+
+def test_focused_masking_aims_its_share_at_the_shared_words(tok_and_ids):
+    """TAPT's match masking: about focus_share of the selections fall on the focus tokens, the
+    overall rate stays mask_prob, and focus_share=0 is the plain draw, token for token."""
+    from relcourse.tokenizer import shared_tokens
+    tok, ids = tok_and_ids
+    special = special_tokens_mask(ids, tok)
+    types = (torch.arange(ids.shape[1]) >= 14).long().expand_as(ids)   # any split into two segments
+    focus = shared_tokens(ids, types, ~special)
+    assert 0.02 < focus.sum() / (~special).sum() < 0.5          # the focus is a minority of tokens
+    plain = mask_tokens(ids, special, tok.mask_token_id, len(tok), generator=torch.Generator().manual_seed(3))
+    zero = mask_tokens(ids, special, tok.mask_token_id, len(tok), generator=torch.Generator().manual_seed(3),
+                       focus=focus, focus_share=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, zero))
+    _, labels = mask_tokens(ids, special, tok.mask_token_id, len(tok), generator=torch.Generator().manual_seed(3),
+                            focus=focus, focus_share=0.5)
+    selected = labels != IGNORE_INDEX
+    rows = focus.sum(1) >= 2          # rows with enough shared words to carry half the selections
+    assert (selected[rows] & focus[rows]).sum() / selected[rows].sum() == pytest.approx(0.5, abs=0.05)
+    assert selected.sum() / (~special).sum() == pytest.approx(0.15, abs=0.01)
+    with pytest.raises(ValueError, match="single tokens"):
+        mask_tokens(ids, special, tok.mask_token_id, len(tok), span=True, focus=focus, focus_share=0.5)

@@ -61,3 +61,14 @@ def test_missing_or_mismatched_checkpoint(tmp_path):
     save_model(RelevanceBert(TINY, vocab_size=50, max_len=12), tmp_path / "m")
     with pytest.raises(ModelError, match="another config"):
         load_model(tmp_path / "m", expect=ModelConfig(layers=2, hidden=32, heads=2, intermediate=64))
+
+
+def test_the_exact_match_input_has_a_third_token_type_that_survives_saving(tmp_path):
+    model = RelevanceBert(TINY, vocab_size=50, max_len=12, token_types=3).eval()
+    batch = {"input_ids": torch.randint(5, 50, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long),
+             "token_type_ids": torch.tensor([[0] * 4 + [1] * 8, [0] * 4 + [1, 2, 2, 1] + [1] * 4])}
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m").eval()
+    assert loaded.token_types == 3 and torch.equal(loaded.relevance(batch), model.relevance(batch))
+    plain = batch | {"token_type_ids": batch["token_type_ids"].clamp(max=1)}
+    assert not torch.equal(model.relevance(batch)[1], model.relevance(plain)[1])   # type 2 changes the input

@@ -7,16 +7,17 @@ import torch
 
 from relcourse import claims, experiments, pretrain
 from relcourse.config import load_profile
-from relcourse.experiments import RECIPE, Arm, arm_table, run_arm, run_claim
+from relcourse.config import ConfigError, with_overrides
+from relcourse.experiments import LADDER, PROBE, RECIPE, arm_table, run_arm, run_claim
 from relcourse.finetune import labelled_splits
 from relcourse.models import load_model
-from relcourse.post_pretrain import PostPretrainOptions, run_post_pretrain
-from relcourse.pretrain import MODEL_DIR, PretrainOptions, run_pretrain, tokenizer_of
+from relcourse.post_pretrain import run_post_pretrain
+from relcourse.pretrain import MODEL_DIR, run_pretrain, tokenizer_of
 from relcourse.store import RUNS_ENV, ensure_data, load_manifest
 
 TINY = {"data.n_queries": 120, "data.n_searches": 4_000, "data.general_corpus_lines": 400,
         "data.domain_corpus_lines": 600, "data.label_budget": 1_500, "tokenizer.vocab_size": 300,
-        "pretrain.steps": 12, "pretrain.batch_size": 16, "pretrain.warmup_steps": 2,
+        "pretrain.steps": 12, "pretrain.batch_size": 16, "pretrain.warmup_steps": 2, "pretrain.tapt_share": 0.25,
         "post_pretrain.steps": 8, "post_pretrain.batch_size": 16, "finetune.steps": 8, "finetune.batch_size": 16}
 
 
@@ -41,8 +42,69 @@ def test_the_recipe_runs_end_to_end_and_is_reused(profile, monkeypatch):
     assert run_arm(profile, 0, RECIPE, progress=False) == run
 
 
+def test_every_rung_of_the_ladder_is_measured_with_the_query_swap_check(profile):
+    for name, arm in LADDER.items():
+        check = load_manifest(run_arm(profile, 0, arm, progress=False))["metrics"]["query_swap"]
+        assert 0 <= check["auc"] <= 1 and -1 <= check["score_correlation"] <= 1, name
+
+
+def test_the_query_swap_check_tells_a_matcher_from_a_document_classifier(profile, monkeypatch):
+    """An oracle that scores 'does the document mention a word of the query' loses its AUC when the
+    query is swapped; one that scores the document alone keeps its AUC and its scores."""
+    import data_gen
+    from relcourse import finetune, metrics
+    data_dir = ensure_data(profile, 0, progress=False)
+    tokenizer = tokenizer_of(profile, 0, progress=False)
+    splits = labelled_splits(data_dir, tokenizer, profile)
+    truth = splits.test.targets
+
+    def doc_only(model, pairs, batch_size=512):    # a fixed score per document: ignores the query
+        return np.asarray(pairs.doc_ids, dtype=float) % 7
+
+    def query_of(ids):                            # the query's tokens of one encoded pair
+        ids = ids.tolist()
+        return tuple(ids[1:ids.index(tokenizer.sep_token_id)])
+
+    judged = {(query_of(ids), doc): tier for ids, doc, tier in zip(splits.test.inputs["input_ids"], splits.test.doc_ids, truth)}
+
+    def matcher(model, pairs, batch_size=512):     # a perfect judge of (this query, this document)
+        noise = np.random.default_rng(0).random(len(pairs)) * 0.1
+        return noise + np.array([judged.get((query_of(ids), doc), 1.5)
+                                 for ids, doc in zip(pairs.inputs["input_ids"], pairs.doc_ids)])
+
+    monkeypatch.setattr(finetune, "score", doc_only)
+    check = finetune.query_swap(None, data_dir, tokenizer, profile, splits.test, doc_only(None, splits.test), 0)
+    assert check["score_correlation"] == pytest.approx(1.0)
+    assert check["auc"] == pytest.approx(metrics.auc(truth, doc_only(None, splits.test)))
+    monkeypatch.setattr(finetune, "score", matcher)
+    real = matcher(None, splits.test)
+    check = finetune.query_swap(None, data_dir, tokenizer, profile, splits.test, real, 0)
+    assert metrics.auc(truth, real) == 1 and check["auc"] < 0.6 and check["score_correlation"] < 0.3
+    queries = data_gen.read_table(data_dir, "queries").set_index("query_id")
+    swap = finetune.swapped_queries(data_dir, splits.test.query_ids, 0)
+    assert all(q != swap[q] for q in swap) and set(swap) == set(swap.values())     # a derangement
+    assert len(set(queries.loc[list(swap), "text"])) > 1
+
+
+def test_post_pretraining_reads_the_pairs_unmasked(profile, monkeypatch):
+    """The relevance loss sees the real tokens; only MLM's copy is masked."""
+    from relcourse import models, post_pretrain
+    seen = []
+    real_forward = models.RelevanceBert.forward
+
+    def watching(self, batch, mlm_labels=None, sentence_labels=None, relevance=True):
+        if relevance:
+            seen.append(bool((batch["input_ids"] == tokenizer.mask_token_id).any()))
+        return real_forward(self, batch, mlm_labels, sentence_labels, relevance)
+
+    tokenizer = tokenizer_of(profile, 0, progress=False)
+    monkeypatch.setattr(models.RelevanceBert, "forward", watching)
+    run_post_pretrain(with_overrides(profile, {"post_pretrain.lr": 1.1e-3}), 0, progress=False)
+    assert seen and not any(seen)
+
+
 def test_post_pretraining_reads_only_pool_queries_and_its_pseudo_labels(profile):
-    run = run_post_pretrain(profile, 0, PostPretrainOptions(), PretrainOptions(), progress=False)
+    run = run_post_pretrain(profile, 0, progress=False)
     labels = pd.read_parquet(run / "pseudo_labels.parquet")
     import data_gen
     queries = data_gen.read_table(ensure_data(profile, 0, progress=False), "queries")
@@ -51,18 +113,19 @@ def test_post_pretraining_reads_only_pool_queries_and_its_pseudo_labels(profile)
     assert labels["pseudo_label"].between(0, 1).all()
 
 
-@pytest.mark.parametrize("options", [PretrainOptions(replacement="all_mask"), PretrainOptions(sentence_task="nsp"),
-                                     PretrainOptions(data_share=0.25), PretrainOptions(cleaned=False),
-                                     PretrainOptions(corpus="general", tapt_share=0.5),
-                                     PretrainOptions(span=True), PretrainOptions(static=True)],
-                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.changes().items()))
-def test_every_pretraining_arm_trains_into_its_own_folder(profile, options):
-    recipe, arm = run_pretrain(profile, 0, progress=False), run_pretrain(profile, 0, options, progress=False)
-    assert arm != recipe
-    metrics = load_manifest(arm)["metrics"]
+@pytest.mark.parametrize("arm", [{"pretrain.replacement": "all_mask"}, {"pretrain.sentence_task": "nsp"},
+                                 {"pretrain.data_share": 0.25}, {"pretrain.cleaned": False},
+                                 {"pretrain.corpus": "general", "pretrain.tapt_share": 0.0},
+                                 {"pretrain.span": True}, {"pretrain.static": True}],
+                         ids=lambda arm: ",".join(f"{k}={v}" for k, v in arm.items()))
+def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
+    recipe, other = run_pretrain(profile, 0, progress=False), run_pretrain(with_overrides(profile, arm), 0, progress=False)
+    assert other != recipe
+    metrics = load_manifest(other)["metrics"]
     assert 0 <= metrics["mlm_accuracy"] <= 1 and 0 <= metrics["sentence_accuracy"] <= 1
-    if options.data_share < 1:   # equal steps over a quarter of the pairs: about four times the epochs
+    if "pretrain.data_share" in arm:   # equal steps over a quarter of the pairs: about four times the epochs
         assert metrics["epochs"] > 3 * load_manifest(recipe)["metrics"]["epochs"]
+    assert load_manifest(recipe)["metrics"]["tapt_pairs"] > 0
 
 
 def test_a_killed_pretraining_resumes_to_the_same_weights(profile, tmp_path, monkeypatch):
@@ -106,10 +169,24 @@ def test_bad_input_is_named(profile):
         labelled_splits(data_dir, tokenizer, profile, pd.DataFrame({"doc_id": [1, 2]}))
     with pytest.raises(ValueError, match="stage 'distill'"):
         experiments.select_claims("distill")
-    with pytest.raises(ValueError, match="data_share"):
-        PretrainOptions(data_share=0)
-    with pytest.raises(ValueError, match="sentence_task"):
-        run_pretrain(profile, 0, PretrainOptions(sentence_task="mlm"), progress=False)
-    with pytest.raises(ValueError, match="unknown corpus mix"):
-        run_pretrain(profile, 0, PretrainOptions(corpus="web"), progress=False)
-    assert Arm() != RECIPE
+    with pytest.raises(ConfigError, match="pretrain.data_share"):
+        with_overrides(profile, {"pretrain.data_share": 0})
+    with pytest.raises(ConfigError, match="pretrain.sentence_task"):
+        with_overrides(profile, {"pretrain.sentence_task": "mlm"})
+    with pytest.raises(ConfigError, match="pretrain.corpus"):
+        with_overrides(profile, {"pretrain.corpus": "web"})
+    with pytest.raises(ConfigError, match="finetune.labels"):
+        with_overrides(profile, {"finetune.stale_share": 0.5})
+    assert PROBE != RECIPE
+
+
+def test_the_ladder_results_file_is_strict_json_with_every_rung_and_reference(profile, tmp_path):
+    import json
+    from relcourse.experiments import write_ladder
+    write_ladder(profile, [0], tmp_path / "results.json", progress=False)
+    results = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert set(results["summary"]["models"]) == set(LADDER)
+    assert {"BM25", "LexicalRanker", "text ceiling", "LexicalRanker + cross-encoder"} <= set(results["summary"]["references"])
+    recipe = results["per_seed"]["0"]["models"]["recipe: post-pretrained, fine-tuned"]
+    assert {"auc", "pnr", "ndcg@10", "swapped_query_auc", "swapped_query_score_correlation"} <= set(recipe)
+    assert "alias" in results["summary"]["auc_by_phenomenon"]["LexicalRanker"]

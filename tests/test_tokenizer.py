@@ -58,9 +58,23 @@ def test_token_types_and_padding(tok):
         assert (types[:first_sep + 1] == 0).all() and (types[first_sep + 1:last_sep + 1] == 1).all()
         assert (ids[last_sep + 1:] == tok.pad_token_id).all() and (types[last_sep + 1:] == 0).all()
         assert attention.tolist() == [1] * (last_sep + 1) + [0] * (15 - last_sep)
-    assert batch["input_ids"][1, :3].tolist() == [tok.cls_token_id, tok.sep_token_id, tok.convert_tokens_to_ids("large")]
+    assert batch["input_ids"][1, :3].tolist() == [tok.cls_token_id, tok.sep_token_id, pieces(tok, "large")[0]]
     assert {k: v.shape for k, v in encode_pairs(tok, [], [], 4, 16).items()} == {
         "input_ids": (0, 16), "token_type_ids": (0, 16), "attention_mask": (0, 16)}
+
+
+def test_exact_match_marks_the_document_tokens_found_in_the_query(tok):
+    query, doc = "quiet kettle", "a kettle that is quiet and large"
+    plain = encode_pairs(tok, [query], [doc], max_query_len=6, max_len=24)
+    marked = encode_pairs(tok, [query], [doc], max_query_len=6, max_len=24, exact_match=True)
+    assert torch.equal(plain["input_ids"], marked["input_ids"])
+    ids, types = plain["input_ids"][0].tolist(), marked["token_type_ids"][0].tolist()
+    first_sep = ids.index(tok.sep_token_id)
+    in_query = set(ids[1:first_sep])
+    for position, (token, kind, old) in enumerate(zip(ids, types, plain["token_type_ids"][0].tolist())):
+        is_doc_word = old == 1 and token not in (tok.sep_token_id, tok.pad_token_id)
+        assert kind == (2 if is_doc_word and token in in_query else old), position
+    assert 2 in types
 
 
 def test_special_tokens_mask(tok):
@@ -78,7 +92,8 @@ def test_save_and_load_round_trip(tok, texts, tmp_path):
     assert loaded.get_vocab() == tok.get_vocab() and loaded.all_special_ids == tok.all_special_ids
     a, b = (encode_pairs(t, texts[:20], texts[20:40], 8, 32) for t in (tok, loaded))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert loaded(["quiet"], ["large"])["token_type_ids"] == [[0, 0, 0, 1, 1]]
+    assert loaded(["quiet"], ["large"])["token_type_ids"] == [[0] * (len(pieces(tok, "quiet")) + 2)
+                                                              + [1] * (len(pieces(tok, "large")) + 1)]
     info = json.loads((tmp_path / "tok" / INFO_FILE).read_text())
     assert info == {"vocab_size": len(tok), "corpus_fingerprint": fingerprint}
     assert [p.name for p in tmp_path.iterdir()] == ["tok"]   # no temp folder left behind

@@ -1,0 +1,97 @@
+"""Every setting lives in the profile and in the cache key of each stage it changes: change one
+setting, and the key of every stage that depends on it changes, so no run is silently reused."""
+import dataclasses
+
+import pytest
+
+from relcourse.config import PROFILES, with_overrides
+from relcourse.finetune import finetune_settings
+from relcourse.post_pretrain import post_pretrain_settings, teacher_settings
+from relcourse.pretrain import pretrain_settings, tokenizer_settings
+from relcourse.store import data_settings
+
+STAGE_SETTINGS = {"data": data_settings, "tokenizer": tokenizer_settings, "pretrain": pretrain_settings,
+                  "teacher": teacher_settings, "post_pretrain": post_pretrain_settings, "finetune": finetune_settings}
+# Which stage's key each section's settings must change (a stage also sees its upstream runs'
+# hashes, so a pretraining setting reaches fine-tuning through the pretraining run's hash).
+SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "post_pretrain": "post_pretrain",
+                 "finetune": "finetune", "tokenizer": "pretrain"}
+# Settings that change where or how a run is watched, not what it computes; and stage 4's, which
+# has no stage yet.
+NOT_COMPUTATION = {"name", "device", "threads", "notebook_claims", "data.seeds"}
+FUTURE_STAGES = ("distill.",)
+TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
+# Settings that only vary together with another: changed from a profile that has that one set.
+NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
+         "finetune.stale_share": {"finetune.labels": "stratified"}}
+
+
+def leaf_settings(section, prefix=""):
+    """(dotted key, field, value) of every leaf setting of a config section."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from leaf_settings(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, value
+
+
+def same_teacher(overrides):
+    """Stage 4's teacher is the model the earlier stages train: a model size changes both."""
+    return {**overrides, **{k.replace("pretrain.model.", "distill.teacher."): v for k, v in overrides.items()
+                            if k.startswith("pretrain.model.")}}
+
+
+def another_valid_value(profile, key, f, value):
+    """A different value the profile accepts for this setting."""
+    choices, (lo, hi) = f.metadata.get("choices"), f.metadata.get("range", (None, None))
+    if isinstance(value, bool):
+        candidates = [not value]
+    elif choices:
+        candidates = [c for c in choices if c != value]
+    elif isinstance(value, int):
+        candidates = [value + 1, value + 2, value * 2, value - 1]
+    elif isinstance(value, float):
+        candidates = [value * 0.9, value * 1.1, (lo + value) / 2 if lo is not None else value / 2,
+                      value + 0.05, 0.5]
+    else:
+        pytest.fail(f"{key}: no rule for a value of type {type(value).__name__}")
+    for candidate in candidates:
+        if candidate == value or (lo is not None and not lo <= candidate <= hi):
+            continue
+        try:
+            return with_overrides(profile, same_teacher({key: candidate}))
+        except ValueError:   # breaks a rule between fields; try another value
+            continue
+    pytest.fail(f"{key}: no other valid value found; add the settings it needs to NEEDS")
+
+
+@pytest.mark.parametrize("profile_name", ["smoke", "laptop"])
+def test_every_setting_changes_its_stage_key(profile_name):
+    checked = 0
+    for key, f, value in leaf_settings(PROFILES[profile_name]):
+        if key in NOT_COMPUTATION or key.startswith(FUTURE_STAGES):
+            continue
+        profile = with_overrides(PROFILES[profile_name], NEEDS.get(key, {}))
+        keys = {stage: settings(profile) for stage, settings in STAGE_SETTINGS.items()}
+        changed = another_valid_value(profile, key, f, value)
+        stage = SECTION_STAGE[key.split(".")[0]]
+        assert STAGE_SETTINGS[stage](changed) != keys[stage], f"{key} is not in the {stage} stage's cache key"
+        if key in TOKENIZER_VOCABULARY:
+            assert tokenizer_settings(changed) != keys["tokenizer"]
+        checked += 1
+    assert checked >= 50
+
+
+def test_fine_tuning_key_sees_the_input_encoding_and_the_scratch_model_size():
+    smoke = PROFILES["smoke"]
+    for key, value in {"tokenizer.exact_match": True, "tokenizer.max_len": 48, "pretrain.model.hidden": 128,
+                       "finetune.start": "scratch"}.items():
+        assert finetune_settings(with_overrides(smoke, same_teacher({key: value}))) != finetune_settings(smoke), key
+
+
+def test_settings_that_do_not_change_a_stage_leave_its_key_alone():
+    smoke = PROFILES["smoke"]
+    fast = with_overrides(smoke, {"threads": 1, "seeds": "0,1,2", "finetune.steps": 7})
+    assert pretrain_settings(fast) == pretrain_settings(smoke)
+    assert data_settings(fast) == data_settings(smoke) and teacher_settings(fast) == teacher_settings(smoke)
