@@ -59,7 +59,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("P3", "pretrain", "At equal compute, one epoch over more distinct samples beats several epochs over fewer",
           ("001", "004"), _FT_AUC, "1 epoch over k x N samples", "k epochs over N samples"),
     Claim("P4", "pretrain", "A cleaned corpus (deduplicated, symbol spam removed) pretrains better",
-          ("001",), _FT_AUC, "cleaned corpus", "raw corpus"),
+          ("001",), _FT_AUC, "cleaned corpus", "raw corpus, cut to the cleaned volume"),
     Claim("P5", "pretrain", "In-domain text helps, and continuing on domain then task text (DAPT, TAPT) helps more",
           ("001", "003"), _FT_AUC, "general + domain text, then DAPT and TAPT", "general text only"),
     Claim("P6", "pretrain", "Span masking beats single-token masking; dynamic masking is no worse than static",

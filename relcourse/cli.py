@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from relcourse.config import PROFILES, load_profile, parse_overrides
-from relcourse.report import claims_table, write_report
+from relcourse.report import claims_table, ladder_table, write_report
 from relcourse.store import ensure_data
 
 PROFILE_HELP = f"{' | '.join(PROFILES)} (default: $RELCOURSE_PROFILE, else smoke)"
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command("report", _report, "print the claims table, or write it with --out")
     report.add_argument("--out", type=Path, help="write the report to this Markdown file")
+    report.add_argument("--ladder", type=Path, metavar="JSON",
+                        help="print the learning ladder of a `run ladder --out` file as Markdown instead")
 
     course = command("course", _course, "execute the course notebooks in order (papermill)", overrides=True)
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
@@ -112,6 +114,11 @@ def _run(args) -> None:
 
 
 def _report(args) -> None:
+    if args.ladder:
+        if not args.ladder.is_file():
+            raise ValueError(f"{args.ladder} does not exist; write it with `relcourse run ladder --out {args.ladder}`")
+        print(ladder_table(json.loads(args.ladder.read_text())))
+        return
     name = load_profile(args.profile).name  # validates the name
     if args.out:
         print(write_report(name, args.out))

@@ -105,10 +105,10 @@ class ModelConfig(Section):
 @dataclass(frozen=True)
 class PretrainConfig(Section):
     model: ModelConfig = section(ModelConfig, "the BERT that every later stage starts from (the teacher)")
-    steps: int = setting(300, "optimizer steps", 1, 10**7)
+    steps: int = setting(150, "optimizer steps", 1, 10**7)
     batch_size: int = setting(32, "text pairs per step", 1, 65_536)
     lr: float = setting(1e-3, "peak learning rate (AdamW)", 1e-6, 1.0)
-    warmup_steps: int = setting(30, "steps of linear learning-rate warm-up", 0, 10**7)
+    warmup_steps: int = setting(15, "steps of linear learning-rate warm-up", 0, 10**7)
     mask_prob: float = setting(0.15, "share of tokens selected for masked-language-model prediction", 0.01, 0.8)
     sentence_task: str = setting("sop", "the second pretraining task: sop (swapped segment order) "
                                         "or nsp (random next segment)", choices=("sop", "nsp"))
@@ -119,6 +119,8 @@ class PretrainConfig(Section):
     static: bool = setting(False, "draw each sample's mask once instead of at every step (claim P6)")
     data_share: float = setting(1.0, "share of the corpus's segment pairs used, at the same steps (claim P3)", 0.001, 1.0)
     cleaned: bool = setting(True, "deduplicate the corpus and strip symbol spam (claim P4)")
+    cleaned_volume: bool = setting(False, "keep only as many paragraphs as cleaning would: claim P4 at equal "
+                                          "volume, so the raw arm is not simply fed more text")
     corpus: str = setting("general+domain", "the text pretraining reads (claim P5)",
                           choices=("general", "general+domain", "domain"))
     tapt_share: float = setting(0.3, "last share of the steps spent on the task's own (query, document) pairs, "
@@ -139,7 +141,7 @@ class TeacherConfig(Section):
 
 @dataclass(frozen=True)
 class PostPretrainConfig(Section):
-    steps: int = setting(1_000, "optimizer steps on the teacher's pseudo-labels", 1, 10**7)
+    steps: int = setting(600, "optimizer steps on the teacher's pseudo-labels", 1, 10**7)
     batch_size: int = setting(32, "(query, document) pairs per step", 2, 65_536)
     docs_per_query_in_batch: int = setting(4, "documents of the same query in a batch, so the pairwise "
                                               "loss has pairs to compare", 2, 64)
@@ -159,7 +161,7 @@ class PostPretrainConfig(Section):
 
 @dataclass(frozen=True)
 class FinetuneConfig(Section):
-    steps: int = setting(600, "optimizer steps on human labels", 1, 10**7)
+    steps: int = setting(300, "optimizer steps on human labels", 1, 10**7)
     batch_size: int = setting(32, "labelled (query, document) pairs per step", 1, 65_536)
     lr: float = setting(3e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     loss: str = setting("ce+pairwise", "training loss (claims F1, F2)",

@@ -69,7 +69,7 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "P1": ClaimArms(PROBE, {**PROBE, "pretrain.replacement": "all_mask"}),
     "P2": ClaimArms({**PROBE, "pretrain.sentence_task": "sop"}, {**PROBE, "pretrain.sentence_task": "nsp"}),
     "P3": ClaimArms(PROBE, {**PROBE, "pretrain.data_share": 0.25}),
-    "P4": ClaimArms(PROBE, {**PROBE, "pretrain.cleaned": False}),
+    "P4": ClaimArms(PROBE, {**PROBE, "pretrain.cleaned": False, "pretrain.cleaned_volume": True}),
     "P5": ClaimArms(PROBE, {**PROBE, "pretrain.corpus": "general", "pretrain.tapt_share": 0.0}),
     "P6": ClaimArms({**PROBE, "pretrain.span": True}, PROBE),
     "T2": ClaimArms(RECIPE, PROBE),

@@ -112,8 +112,12 @@ def pretraining_data(data_dir: Path, tokenizer, profile: Profile, seed: int):
     held_out = segment_pairs(held_texts, tokenizer, profile, cfg.sentence_task, seed=10_000 + seed)
     # Compared as cleaning sees them, so a raw arm's spam-decorated copy of a held-out line stays out too.
     held = {_normalised(t) for t in held_texts}
-    texts = [t for t in corpora.pretraining_texts(data_dir, cfg.corpus, cfg.cleaned) if _normalised(t) not in held]
-    keep = np.random.default_rng(seed).permutation(len(texts))[:max(1, int(len(texts) * cfg.data_share))]
+    def usable(cleaned: bool) -> list[str]:
+        return [t for t in corpora.pretraining_texts(data_dir, cfg.corpus, cleaned) if _normalised(t) not in held]
+
+    texts = usable(cfg.cleaned)
+    volume = len(usable(True)) if cfg.cleaned_volume else len(texts)   # P4 at equal volume
+    keep = np.random.default_rng(seed).permutation(len(texts))[:max(1, int(min(volume, len(texts)) * cfg.data_share))]
     train_pairs = segment_pairs([texts[i] for i in sorted(keep)], tokenizer, profile, cfg.sentence_task, seed)
     tapt = None
     if cfg.tapt_share:

@@ -46,3 +46,41 @@ def _row(claim: Claim, result: ClaimResult) -> str:
              "—" if math.isnan(sd) else f"{sd:.4f}", "—" if needed is None else str(needed), result.status,
              result.notes.replace("|", "/")]
     return "| " + " | ".join(cells) + " |"
+
+
+LADDER_METRICS = (("auc", "test AUC"), ("pnr", "PNR"), ("ndcg@10", "NDCG@10"),
+                  ("swapped_query_auc", "AUC, swapped queries"),
+                  ("swapped_query_score_correlation", "score corr., real vs swapped"))
+
+
+def ladder_table(results: dict) -> str:
+    """Markdown tables of a `relcourse run ladder` results file: every rung and reference as
+    mean ± 95% half-width over seeds (with the per-seed values), then AUC by phenomenon.
+
+    >>> one = {"mean": 0.8, "sd": 0.01, "ci95_half_width": 0.02, "per_seed": [0.79, 0.81]}
+    >>> print(ladder_table({"seeds": [0, 1], "summary": {"models": {"recipe": {"auc": one}}}}).splitlines()[2])
+    | recipe | 0.800 ± 0.020 (0.790, 0.810) | — | — | — | — |
+    """
+    def cell(entry: dict | None) -> str:
+        if not entry:
+            return "—"
+        seeds = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
+        half = entry["ci95_half_width"]
+        spread = f" ± {half:.3f}" if half is not None and half == half else ""
+        return f"{entry['mean']:.3f}{spread} ({seeds})"
+
+    summary = results["summary"]
+    lines = ["| model | " + " | ".join(name for _, name in LADDER_METRICS) + " |",
+             "|---" * (len(LADDER_METRICS) + 1) + "|"]
+    for section in ("models", "references"):
+        for name, metrics in summary.get(section, {}).items():
+            lines.append(f"| {name} | " + " | ".join(cell(metrics.get(key)) for key, _ in LADDER_METRICS) + " |")
+    phenomena = summary.get("auc_by_phenomenon", {})
+    if phenomena:
+        subsets = list(next(iter(phenomena.values())))
+        lines += ["", "Test AUC by phenomenon (mean over seeds):", "",
+                  "| ranker | " + " | ".join(subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
+        for name, by_subset in phenomena.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{by_subset[s]['mean']:.3f}" if s in by_subset else "—" for s in subsets) + " |")
+    return "\n".join(lines)

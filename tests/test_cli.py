@@ -131,3 +131,16 @@ def test_python_dash_m_relcourse():
                          env=env, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("relcourse: error: profile 'huge' is unknown") and "Traceback" not in out.stderr
+
+
+def test_report_renders_a_ladder_file_and_names_a_missing_one(capsys, tmp_path):
+    entry = {"mean": 0.81, "sd": 0.01, "ci95_half_width": 0.025, "per_seed": [0.80, 0.82]}
+    path = tmp_path / "ladder.json"
+    path.write_text(json.dumps({"seeds": [0, 1], "summary": {"models": {"recipe": {"auc": entry}},
+                                                             "references": {"BM25": {"auc": entry}}}}))
+    assert main(["report", "--ladder", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| recipe | 0.810 ± 0.025 (0.800, 0.820) |" in out and "| BM25 |" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--ladder", str(tmp_path / "missing.json")])
+    assert exit_info.value.code == 2 and "run ladder --out" in capsys.readouterr().err

@@ -115,6 +115,7 @@ def test_post_pretraining_reads_only_pool_queries_and_its_pseudo_labels(profile)
 
 @pytest.mark.parametrize("arm", [{"pretrain.replacement": "all_mask"}, {"pretrain.sentence_task": "nsp"},
                                  {"pretrain.data_share": 0.25}, {"pretrain.cleaned": False},
+                                 {"pretrain.cleaned": False, "pretrain.cleaned_volume": True},
                                  {"pretrain.corpus": "general", "pretrain.tapt_share": 0.0},
                                  {"pretrain.span": True}, {"pretrain.static": True}],
                          ids=lambda arm: ",".join(f"{k}={v}" for k, v in arm.items()))
@@ -126,6 +127,10 @@ def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
     if "pretrain.data_share" in arm:   # equal steps over a quarter of the pairs: about four times the epochs
         assert metrics["epochs"] > 3 * load_manifest(recipe)["metrics"]["epochs"]
     assert load_manifest(recipe)["metrics"]["tapt_pairs"] > 0
+    if arm.get("pretrain.cleaned_volume"):   # the raw corpus, cut to the cleaned corpus's volume
+        assert metrics["pairs"] == load_manifest(recipe)["metrics"]["pairs"]
+    elif arm.get("pretrain.cleaned") is False:
+        assert metrics["pairs"] > load_manifest(recipe)["metrics"]["pairs"]
 
 
 def test_a_killed_pretraining_resumes_to_the_same_weights(profile, tmp_path, monkeypatch):
