@@ -192,9 +192,7 @@ def run_arm(profile: Profile, seed: int, arm: dict = RECIPE, progress: bool = Tr
         # it, or the arm would depend on what the process ran before instead of on (profile, seed).
         torch.manual_seed(seed)
         if start is None:
-            model = new_model(profile, len(tokenizer))
-            if outputs == 4:
-                model = type(model)(model.cfg, model.vocab_size, model.max_len, 4, model.token_types)
+            model = new_model(profile, len(tokenizer), outputs)
         else:
             model = load_model(start / MODEL_DIR, num_outputs=outputs)
         result = finetune(model, splits, cfg, profile, seed, out / "train", progress)

@@ -30,7 +30,7 @@ import data_gen
 
 from . import metrics
 from .config import FinetuneConfig, Profile
-from .data import PairSet, make_pairset, query_grouped_batch
+from .data import PairSet, make_pairset, pair_texts, query_grouped_batch
 from .labelling import LabellingPlan, mix_rubric_versions, run_plan
 from .losses import expected_tier, make_loss
 from .models import RelevanceBert
@@ -137,11 +137,10 @@ def query_swap(model: RelevanceBert, data_dir: str | Path, tokenizer, profile: P
     scores decorrelate; one that judges documents alone (a document classifier) keeps both."""
     swap = swapped_queries(data_dir, test.query_ids, seed)
     queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "text"]).set_index("query_id")["text"]
-    docs = data_gen.read_table(data_dir, "docs", columns=["doc_id", "title", "body"]).set_index("doc_id")
-    rows = docs.loc[test.doc_ids]
     texts = queries.loc[[swap[int(q)] for q in test.query_ids]].tolist()
-    inputs = encode_pairs(tokenizer, texts, (rows["title"] + " " + rows["body"]).tolist(),
-                          profile.tokenizer.max_query_len, profile.tokenizer.max_len, profile.tokenizer.exact_match)
+    documents = pair_texts(data_dir, test.doc_ids)["document"].tolist()
+    inputs = encode_pairs(tokenizer, texts, documents, profile.tokenizer.max_query_len, profile.tokenizer.max_len,
+                          profile.tokenizer.exact_match)
     swapped = score(model, PairSet(test.query_ids, test.doc_ids, test.targets, inputs))
     spread = real_scores.std() * swapped.std()
     return {"auc": metrics.auc(test.targets, swapped),

@@ -77,9 +77,9 @@ def tokenizer_of(profile: Profile, seed: int, progress: bool = True):
 
 # --- the pretraining stage -------------------------------------------------------------------
 
-def new_model(profile: Profile, vocab_size: int) -> RelevanceBert:
+def new_model(profile: Profile, vocab_size: int, num_outputs: int = 1) -> RelevanceBert:
     """A randomly initialised BERT of the profile's size, with the profile's input encoding."""
-    return RelevanceBert(profile.pretrain.model, vocab_size, profile.tokenizer.max_len,
+    return RelevanceBert(profile.pretrain.model, vocab_size, profile.tokenizer.max_len, num_outputs,
                          token_types=3 if profile.tokenizer.exact_match else 2)
 
 
