@@ -1,4 +1,4 @@
-"""data_gen: the synthetic search world the course runs on (WORLD.md). It knows nothing of
+"""data_gen: the synthetic search world the course runs on (README.md beside it). It knows nothing of
 models: its output is Parquet shards with a manifest, which pandas opens directly.
 
 >>> import data_gen, tempfile

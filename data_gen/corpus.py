@@ -1,6 +1,6 @@
 """Pretraining text, one short paragraph (two to four sentences) a line. The in-domain corpus is the only place that states the world's knowledge in
 words: which kind a product is, what a kind is a kind of, aliases, attributes, routes. That is
-why pretraining can help a relevance model that human labels alone cannot teach (WORLD.md §6).
+why pretraining can help a relevance model that human labels alone cannot teach (README.md §6).
 The general corpus is everyday prose that knows nothing of the domain. Both carry dirt —
 verbatim duplicates and symbol/emoji spam — marked in a `dirt` column so cleaning can be scored.
 

@@ -19,7 +19,7 @@ from .rubric import Need
 from .text import pick, qualifier_word, route_phrase, thing_name
 from .world import World
 
-# Share of queries per phenomenon group (WORLD.md §7 prototype), and of intents.
+# Share of queries per phenomenon group (routes, negation, aliases ...: data_gen/README.md §2), and of intents.
 GROUPS = {"plain": 0.28, "alias": 0.12, "taxonomy": 0.12, "synonym": 0.10, "route": 0.14,
           "negation": 0.10, "numeric": 0.06, "stuffing": 0.08}
 INTENTS = {"informational": 0.3, "navigational": 0.25, "transactional": 0.2, "comparison": 0.1, "freshness": 0.15}

@@ -1,4 +1,4 @@
-"""The claims of the source notes (CLAIMS.md) as data, and what our experiments say about them.
+"""The claims of the source notes as data (the registry, CLAIMS), and what our experiments say about them.
 
 Each claim compares an *arm* (what the sources recommend) with a *baseline* on one metric.
 An experiment measures the effect (arm - baseline) once per seed; the seeds give a 95% Student-t
@@ -137,11 +137,29 @@ class ClaimResult:
 
 def t_quantile_975(df: int) -> float:
     """The 97.5% quantile of Student's t with `df` degrees of freedom (12.706 for df=1, 1.96 as df grows)."""
+    return t_quantile(0.975, df)
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The q quantile (q > 0.5) of Student's t with `df` degrees of freedom."""
     lo, hi = 0.0, 1e3
     for _ in range(100):  # bisection: P(|T| < t) grows with t
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _t_central_prob(mid, df) < 0.95 else (lo, mid)
+        lo, hi = (mid, hi) if _t_central_prob(mid, df) < 2 * q - 1 else (lo, mid)
     return (lo + hi) / 2
+
+
+def minimum_detectable_effect(sd: float, seeds: int, power: float = 0.8) -> float:
+    """The smallest true effect that `seeds` seeds find (its 95% interval excludes 0) with
+    probability `power`, when the effect varies from seed to seed with standard deviation `sd`:
+    (t_0.975 + t_power) * sd / sqrt(seeds), both with seeds - 1 degrees of freedom.
+
+    >>> round(minimum_detectable_effect(0.01, 3), 4), round(minimum_detectable_effect(0.01, 10), 4)
+    (0.031, 0.0099)
+    """
+    if seeds < 2 or not math.isfinite(sd):
+        return math.nan
+    return (t_quantile(0.975, seeds - 1) + t_quantile(power, seeds - 1)) * sd / math.sqrt(seeds)
 
 
 def _t_central_prob(t: float, df: int) -> float:

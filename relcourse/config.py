@@ -118,6 +118,9 @@ class PretrainConfig(Section):
     span: bool = setting(False, "mask whole spans of words instead of single tokens (claim P6)")
     static: bool = setting(False, "draw each sample's mask once instead of at every step (claim P6)")
     data_share: float = setting(1.0, "share of the corpus's segment pairs used, at the same steps (claim P3)", 0.001, 1.0)
+    epochs: float = setting(0.0, "0: train pretrain.steps steps. Above 0: the corpus phase makes exactly this many "
+                                 "passes over its segment pairs, which sets the steps (TAPT keeps its share of "
+                                 "them): claim P3's 'one epoch' against 'k epochs over 1/k of the data'", 0.0, 1_000.0)
     cleaned: bool = setting(True, "deduplicate the corpus and strip symbol spam (claim P4)")
     cleaned_volume: bool = setting(False, "keep only as many paragraphs as cleaning would: claim P4 at equal "
                                           "volume, so the raw arm is not simply fed more text")
@@ -148,6 +151,8 @@ class PostPretrainConfig(Section):
     lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     mlm_weight: float = setting(0.1, "weight of the MLM loss kept alongside relevance (claim T3: small, not 0)",
                                 0.0, 10.0)
+    mlm_batch_share: float = setting(1.0, "share of each batch whose masked copy feeds the MLM loss: MLM's "
+                                          "second pass through the encoder costs this share of a step", 0.05, 1.0)
     pairwise_weight: float = setting(1.0, "weight of the pairwise ranking loss", 0.0, 10.0)
     selection: str = setting("covering", "which logged pairs get pseudo-labels (claim T5): covering buckets x "
                                          "score bands, or naive (the most shown)", choices=("covering", "naive"))
@@ -157,6 +162,19 @@ class PostPretrainConfig(Section):
         if self.batch_size % self.docs_per_query_in_batch:
             raise ConfigError("batch_size", f"={self.batch_size} must be a multiple of docs_per_query_in_batch="
                                             f"{self.docs_per_query_in_batch}: a batch is whole query groups")
+
+
+@dataclass(frozen=True)
+class FeedbackLoopConfig(Section):
+    """Claim T4's experiment (relcourse.feedback_loop): the ranker's own score fed back as a
+    teacher feature, round after round, against a loop that never sees it."""
+    rounds: int = setting(4, "feedback rounds after the shared start", 1, 100)
+    searches_share: float = setting(1.0, "searches logged per round, as a share of the world's own logs", 0.01, 10.0)
+    pairs_share: float = setting(0.5, "share of the pool's shown pairs that get pseudo-labels", 0.001, 1.0)
+    selection: str = setting("covering", "which shown pairs get pseudo-labels (as post_pretrain.selection)",
+                             choices=("covering", "naive"))
+    student_rounds: int = setting(300, "boosting rounds of the stand-in ranker on the pseudo-labels", 1, 100_000)
+    finetune_rounds: int = setting(100, "further boosting rounds of the stand-in on the human labels", 0, 100_000)
 
 
 @dataclass(frozen=True)
@@ -180,14 +198,19 @@ class FinetuneConfig(Section):
     label_design: str = setting("double+gold", "how a plan's pairs are labelled (claim F4)",
                                 choices=("single", "double", "double+gold"))
     stale_share: float = setting(0.0, "share of a plan's labels left over from rubric v1 (claim F5)", 0.0, 1.0)
+    label_budget_share: float = setting(1.0, "share of the world's training-label cost a plan spends: small enough, "
+                                             "every strategy and design spends all of it (claims F3-F5 at equal "
+                                             "cost; head_only runs out of pairs at the whole budget)", 0.01, 1.0)
 
     def check(self):
         if self.batch_size < self.docs_per_query_in_batch:
             raise ConfigError("batch_size", f"={self.batch_size} must hold at least one query group of "
                                             f"docs_per_query_in_batch={self.docs_per_query_in_batch} documents")
-        if self.labels == "world" and (self.label_design != "double+gold" or self.stale_share):
-            raise ConfigError("labels", "='world' are the world's own labels (double+gold, rubric v2); choose a "
-                                        "plan (e.g. labels=stratified) to change label_design or stale_share")
+        if self.labels == "world" and (self.label_design != "double+gold" or self.stale_share
+                                       or self.label_budget_share != 1.0):
+            raise ConfigError("labels", "='world' are the world's own labels (double+gold, rubric v2, the whole "
+                                        "budget); choose a plan (e.g. labels=stratified) to change label_design, "
+                                        "stale_share or label_budget_share")
 
 
 @dataclass(frozen=True)
@@ -207,6 +230,7 @@ class Profile(Section):
     pretrain: PretrainConfig = section(PretrainConfig, "stage 1: MLM + sentence task on the corpora")
     teacher: TeacherConfig = section(TeacherConfig, "the GBDT that turns behaviour statistics into pseudo-labels")
     post_pretrain: PostPretrainConfig = section(PostPretrainConfig, "stage 2: pseudo-labels from behaviour logs")
+    feedback_loop: FeedbackLoopConfig = section(FeedbackLoopConfig, "claim T4: a ranker's score fed back into its teacher")
     finetune: FinetuneConfig = section(FinetuneConfig, "stage 3: human labels")
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
     device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))

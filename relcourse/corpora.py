@@ -1,6 +1,6 @@
 """The text that pretraining reads: cleaned corpora, the task's own text, and sentence pairs.
 
-Three claims of the course are decided by what goes in here (CLAIMS.md):
+Three claims of the course are decided by what goes in here (relcourse.claims):
 - P4, cleaning helps. The generated corpora carry the dirt that web text has: verbatim
   duplicates and emoji/symbol spam. `clean` drops repeats (after case and whitespace are
   normalised), strips tokens with no letter or digit in them, and drops lines left too short.

@@ -18,7 +18,7 @@ with the arms' mean metrics in the notes.
 >>> CLAIM_ARMS["P1"].baseline
 {'finetune.start': 'pretrain', 'pretrain.replacement': 'all_mask'}
 >>> arm_label(CLAIM_ARMS["F4"].baseline)
-'finetune.labels=stratified, finetune.label_design=single'
+'finetune.labels=stratified, finetune.label_budget_share=0.25, finetune.label_design=single'
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -64,11 +65,15 @@ class ClaimArms:
     metric: str = "auc"          # a column of relcourse.metrics.evaluate, read on the 'all' row
 
 
-_PLAN = {"finetune.labels": "stratified"}     # a labelling plan at the world's labelling cost
+# A labelling plan at a quarter of the world's labelling cost: at the whole cost, head_only runs
+# out of pairs (laptop seed 0: 12,044 of 23,891 units spent, 4,804 pairs) and single labels too
+# (15,182 units), so "equal cost" arms would differ in what they spent. At a quarter, every plan
+# spends it all, and F3's two arms buy the same number of pairs (2,402 and 2,399).
+_PLAN = {"finetune.labels": "stratified", "finetune.label_budget_share": 0.25}
 CLAIM_ARMS: dict[str, ClaimArms] = {
     "P1": ClaimArms(PROBE, {**PROBE, "pretrain.replacement": "all_mask"}),
     "P2": ClaimArms({**PROBE, "pretrain.sentence_task": "sop"}, {**PROBE, "pretrain.sentence_task": "nsp"}),
-    "P3": ClaimArms(PROBE, {**PROBE, "pretrain.data_share": 0.25}),
+    "P3": ClaimArms({**PROBE, "pretrain.epochs": 1.0}, {**PROBE, "pretrain.epochs": 4.0, "pretrain.data_share": 0.25}),
     "P4": ClaimArms(PROBE, {**PROBE, "pretrain.cleaned": False, "pretrain.cleaned_volume": True}),
     "P5": ClaimArms(PROBE, {**PROBE, "pretrain.corpus": "general", "pretrain.tapt_share": 0.0}),
     "P6": ClaimArms({**PROBE, "pretrain.span": True}, PROBE),
@@ -77,7 +82,7 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "T5": ClaimArms(RECIPE, {"post_pretrain.selection": "naive"}),
     "F1": ClaimArms(RECIPE, {"finetune.loss": "soft_ce"}, metric="pnr"),
     "F2": ClaimArms(RECIPE, {"finetune.loss": "multiclass"}, metric="pnr"),
-    "F3": ClaimArms(_PLAN, {"finetune.labels": "head_only"}),
+    "F3": ClaimArms(_PLAN, {**_PLAN, "finetune.labels": "head_only"}),
     "F4": ClaimArms(_PLAN, {**_PLAN, "finetune.label_design": "single"}),
     "F5": ClaimArms(_PLAN, {**_PLAN, "finetune.stale_share": 0.5}),
 }
@@ -272,7 +277,8 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     at once.
     """
     if profile.notebook_claims == "run":
-        return {c: run_claim(profile, c, progress=False) for c in claim_ids}
+        return dict(zip(claim_ids, run_claims(profile, claim_ids=claim_ids, workers=notebook_workers(profile),
+                                              progress=False)))
     recorded = claims.load_results(profile.name)
     missing = [c for c in claim_ids if recorded[c].status == "not run"]
     if missing:
@@ -339,13 +345,10 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     """Run the claims (a stage's, or the ids given) on every seed and record each in the registry
     as soon as its runs are built; then build the extra arms the notebooks show (extra_jobs).
 
-    With `workers` > 1 the runs are built that many at a time, each in its own process with
-    profile.threads // workers threads: a small model keeps several threads only partly busy
-    (compare `benchmarks/pretrain_throughput.py --threads 1` and `--threads 2`), so separate
-    processes usually finish sooner. Runs that several claims share (the recipe) are built once;
-    stages are cached and locked, so two workers needing one upstream stage build it once. If a
-    run fails, the runs not started are cancelled and the error is raised; what finished stays
-    cached for the next try.
+    With `workers` > 1 the runs are built that many at a time (see build_in_processes). Runs
+    that several claims share (the recipe) are built once; stages are cached and locked, so two
+    workers needing one upstream stage build it once. If a run fails, the runs not started are
+    cancelled and the error is raised; what finished stays cached for the next try.
     """
     ids = select_claims(stage, claim_ids)
     if workers < 1:
@@ -360,21 +363,55 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     needs = {claim_id: claim_jobs(worker_profile, claim_id) for claim_id in ids}
     extras = {name: job for claim_id in ids for name, job in extra_jobs(worker_profile, claim_id).items()}
     jobs = {name: job for claim_id in ids for name, job in needs[claim_id].items()} | extras   # shared runs once
-    built, results = set(), {}
+    results = {}
+
+    def record_finished(built: set[str]) -> str:
+        for claim_id in ids:
+            if claim_id not in results and built >= needs[claim_id].keys():
+                results[claim_id] = run_claim(profile, claim_id, progress=False)   # all cached: quick
+        return f"claims recorded: {', '.join(results) or 'none yet'}"
+
+    build_in_processes(jobs, workers, progress, record_finished)
+    return [results[claim_id] for claim_id in ids]
+
+
+def build_in_processes(jobs: dict[str, Callable], workers: int, progress: bool = True,
+                       on_built: Callable[[set[str]], str] | None = None) -> dict:
+    """Run the named jobs (picklable callables that build cached runs), `workers` at a time, each
+    in its own process; their results by name. Give each job a profile with
+    profile.threads // workers threads: a small model keeps several threads only partly busy
+    (compare `benchmarks/pretrain_throughput.py --threads 1` and `--threads 2`), so separate
+    processes usually finish sooner. `on_built(names built so far)` runs after each job and
+    returns a progress line. If a job fails, the jobs not started are cancelled and the error is
+    raised; what finished stays cached."""
+    built, out = set(), {}
     # spawn, not fork: a forked child inherits torch's thread pools in whatever state they are in
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(job): name for name, job in jobs.items()}
         try:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="claim runs", disable=not progress):
-                future.result()
+            for future in tqdm(as_completed(futures), total=len(futures), desc="runs", disable=not progress):
+                out[futures[future]] = future.result()
                 built.add(futures[future])
-                for claim_id in ids:
-                    if claim_id not in results and built >= needs[claim_id].keys():
-                        results[claim_id] = run_claim(profile, claim_id, progress=False)   # all cached: quick
+                line = on_built(built) if on_built else ""
                 if progress:
-                    tqdm.write(f"{time.strftime('%H:%M:%S')} built {futures[future]}; claims recorded: "
-                               f"{', '.join(results) or 'none yet'}")
+                    tqdm.write(f"{time.strftime('%H:%M:%S')} built {futures[future]}; {line}")
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-    return [results[claim_id] for claim_id in ids]
+    return out
+
+
+def notebook_workers(profile: Profile) -> int:
+    """Processes a notebook builds its arms in: one per thread on CPU (tiny models gain more from
+    two processes than from two threads), one on a GPU."""
+    return profile.threads if profile.device == "cpu" else 1
+
+
+def build_arms(profile: Profile, seed: int, arms: dict[str, dict], workers: int = 1) -> dict[str, Path]:
+    """The fine-tuned run of each named arm on one seed, built `workers` at a time (cached: an
+    arm already built is read back at once)."""
+    if workers <= 1 or len(arms) == 1:
+        return {name: run_arm(profile, seed, arm, progress=False) for name, arm in arms.items()}
+    worker_profile = dataclasses.replace(profile, threads=max(1, profile.threads // workers))
+    return build_in_processes({name: functools.partial(run_arm, worker_profile, seed, arm, progress=False)
+                               for name, arm in arms.items()}, workers, progress=False)

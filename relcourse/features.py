@@ -1,7 +1,7 @@
 """Behaviour features x(q, d): what the logs say about each shown (query, document) pair.
 
 The GBDT teacher (relcourse.teacher) turns these into pseudo-labels. Behaviour is confounded
-(WORLD.md §6): a document shown at rank 1 gets clicks because it is at rank 1, a click-bait
+(data_gen/README.md §6): a document shown at rank 1 gets clicks because it is at rank 1, a click-bait
 title gets clicks without satisfying, and a tail pair seen twice has a CTR of 0 or 0.5 by luck.
 So besides raw rates the teacher gets position-aware rates, post-click satisfaction (long
 clicks, dwell, likes ...), and the counts that say how far to trust each rate.
@@ -72,7 +72,7 @@ FEATURES = (
 IMPRESSION_PRIOR = 20.0   # pseudo-impressions of the Beta prior of per-impression rates
 CLICK_PRIOR = 5.0         # pseudo-clicks of the prior of per-click rates and the mean log dwell
 COEC_PRIOR = 2.0          # pseudo expected clicks of the prior of COEC (prior mean 1)
-LONG_CLICK_S = 30.0       # a click with dwell >= 30 s satisfied the user (WORLD.md §3)
+LONG_CLICK_S = 30.0       # a click with dwell >= 30 s satisfied the user (data_gen/README.md §3)
 INTERACTIONS = ("like", "collect", "comment", "share")
 IMPRESSION_COLUMNS = ("search_id", "query_id", "doc_id", "position", "ranker_score", "click", "dwell_s",
                       *INTERACTIONS, "resorted_by_newest", "reformulated")

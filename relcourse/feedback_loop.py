@@ -53,7 +53,6 @@ a GPU.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -65,8 +64,8 @@ import data_gen
 from data_gen.rng import rng_for
 
 from . import lexical, metrics
-from .config import Profile
-from .features import FEATURES, STRATEGIES, behaviour_features, features_of_logs, select_pairs
+from .config import FeedbackLoopConfig, Profile
+from .features import FEATURES, behaviour_features, features_of_logs, select_pairs
 from .data import UNLABELLED_TEXT_SPLITS
 from .store import cached_stage, ensure_data, load_manifest, run_hash
 from .teacher import Teacher, evaluate_teacher
@@ -79,28 +78,6 @@ THREADS = 1                     # small GBDTs: one thread is fast, and safe on a
 TABLE = "rounds.parquet"
 COLUMNS = ("round", "loop", "teacher_auc", "teacher_pnr", "model_auc", "model_pnr", "pseudo_truth_corr",
            "pseudo_model_corr", "model_score_gain_share", "shown_pairs", "pseudo_labelled_pairs")
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """The experiment's settings; the defaults are claim T4's."""
-    rounds: int = 4                  # feedback rounds after the shared start
-    searches_share: float = 1.0      # searches logged per round, as a share of the world's own logs
-    pairs_share: float = 0.5         # share of the pool's shown pairs that get pseudo-labels
-    selection: str = "covering"      # which pairs: relcourse.features.select_pairs
-    student_rounds: int = 300        # boosting rounds of the stand-in model on the pseudo-labels
-    finetune_rounds: int = 100       # further rounds on the human training labels
-
-    def __post_init__(self):
-        if self.rounds < 1:
-            raise ValueError(f"rounds={self.rounds}: a feedback loop needs at least one round after the start")
-        if not 0 < self.searches_share <= 10 or not 0 < self.pairs_share <= 1:
-            raise ValueError(f"searches_share={self.searches_share} must be in (0, 10] and "
-                             f"pairs_share={self.pairs_share} in (0, 1]")
-        if self.selection not in STRATEGIES:
-            raise ValueError(f"selection={self.selection!r} is unknown; use one of {', '.join(STRATEGIES)}")
-        if self.student_rounds < 1 or self.finetune_rounds < 0:
-            raise ValueError("student_rounds must be >= 1 and finetune_rounds >= 0")
 
 
 class LexicalStudent:
@@ -159,7 +136,7 @@ class _World:
 
 
 def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarray | None,
-           options: LoopOptions) -> tuple[np.ndarray, dict]:
+           options: FeedbackLoopConfig) -> tuple[np.ndarray, dict]:
     """Steps 3-5 of one round: teacher, pseudo-labels, the new model. Returns its scores of
     every candidate pair (doc_id order) and the round's measurements."""
     teacher.fit(x, world.train, valid=world.valid)
@@ -184,7 +161,7 @@ def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarra
     return scores, row
 
 
-def simulate_loops(data_dir: str | Path, seed: int, options: LoopOptions = LoopOptions(),
+def simulate_loops(data_dir: str | Path, seed: int, options: FeedbackLoopConfig = FeedbackLoopConfig(),
                    progress: bool = False) -> pd.DataFrame:
     """The experiment itself, uncached: one row per (round, loop) with the COLUMNS.
     Round 0 is the shared start, once per loop (the same numbers), so each loop's line starts
@@ -209,12 +186,17 @@ def simulate_loops(data_dir: str | Path, seed: int, options: LoopOptions = LoopO
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def run_feedback_loop(profile: Profile, seed: int, options: LoopOptions = LoopOptions(),
-                      progress: bool = True) -> Path:
-    """The T4 experiment of this profile and seed (cached stage 'feedback_loop'): TABLE holds
-    the rounds; the manifest's metrics hold each loop's teacher and model test AUC in the last
-    round."""
+def feedback_loop_settings(profile: Profile) -> dict:
+    """The feedback-loop stage's cache key: its settings and the version of the stand-in ranker."""
+    return {"feedback_loop": "lexical-student-v1", "options": dataclasses.asdict(profile.feedback_loop)}
+
+
+def run_feedback_loop(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The T4 experiment of this profile and seed with `profile.feedback_loop`'s settings (cached
+    stage 'feedback_loop'): TABLE holds the rounds; the manifest's metrics hold each loop's
+    teacher and model test AUC in the last round."""
     data_dir = ensure_data(profile, seed, progress)
+    options = profile.feedback_loop
 
     def build(out: Path) -> dict:
         table = simulate_loops(data_dir, seed, options, progress)
@@ -223,8 +205,8 @@ def run_feedback_loop(profile: Profile, seed: int, options: LoopOptions = LoopOp
         return {loop: {k: round(float(last.loc[loop, k]), 4) for k in ("teacher_auc", "model_auc", "pseudo_truth_corr")}
                 for loop in LOOPS}
 
-    config = {"feedback_loop": "lexical-student-v1", "options": dataclasses.asdict(options)}
-    return cached_stage(profile, "feedback_loop", seed, config, build, upstream={"data": run_hash(data_dir)})
+    return cached_stage(profile, "feedback_loop", seed, feedback_loop_settings(profile), build,
+                        upstream={"data": run_hash(data_dir)})
 
 
 def rounds_table(run_dir: Path) -> pd.DataFrame:

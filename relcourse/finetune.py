@@ -65,13 +65,13 @@ def test_truth(data_dir: str | Path) -> pd.DataFrame:
 
 def training_labels(cfg: FinetuneConfig, data_dir: str | Path, seed: int) -> pd.DataFrame:
     """(doc_id, label) that fine-tuning learns from: the world's own training labels, or a
-    labelling plan (cfg.labels, cfg.label_design) bought with what the world's labels cost, so
-    every plan is an equal-cost alternative (claims F3, F4); with cfg.stale_share, that share of
-    the plan's labels is left over from rubric v1 (claim F5)."""
+    labelling plan (cfg.labels, cfg.label_design) bought with cfg.label_budget_share of what the
+    world's labels cost, so every plan is an equal-cost alternative (claims F3, F4); with
+    cfg.stale_share, that share of the plan's labels is left over from rubric v1 (claim F5)."""
     if cfg.labels == "world":
         return human_labels(data_dir, "train")[["doc_id", "label"]]
     world = data_gen.read_table(data_dir, "labels", columns=["split", "cost"])
-    budget = float(world.loc[world["split"] == "train", "cost"].sum())
+    budget = float(world.loc[world["split"] == "train", "cost"].sum()) * cfg.label_budget_share
     plan = LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=2)
     labels = run_plan(plan, data_dir, seed)
     if cfg.stale_share:
@@ -120,7 +120,7 @@ def evaluate_model(model: RelevanceBert, pairs: PairSet, buckets=None) -> pd.Dat
     return metrics.evaluate(pairs.targets, score(model, pairs), pairs.query_ids, buckets)
 
 
-def swapped_queries(data_dir: str | Path, query_ids: np.ndarray, seed: int) -> dict[int, int]:
+def swapped_queries(query_ids: np.ndarray, seed: int) -> dict[int, int]:
     """A derangement of the test queries: each query id -> another query whose text replaces its own."""
     ids = np.unique(query_ids)
     rng = np.random.default_rng([seed, 7])
@@ -135,7 +135,7 @@ def query_swap(model: RelevanceBert, data_dir: str | Path, tokenizer, profile: P
 
     A model that matches query and document drops towards 0.5 with swapped queries and its
     scores decorrelate; one that judges documents alone (a document classifier) keeps both."""
-    swap = swapped_queries(data_dir, test.query_ids, seed)
+    swap = swapped_queries(test.query_ids, seed)
     queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "text"]).set_index("query_id")["text"]
     texts = queries.loc[[swap[int(q)] for q in test.query_ids]].tolist()
     documents = pair_texts(data_dir, test.doc_ids)["document"].tolist()

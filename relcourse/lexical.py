@@ -1,6 +1,6 @@
 """The lexical baselines every model stands beside: BM25, generic query-document overlap
 features, and a LightGBM LambdaRank ranker on them, as search engines ranked before BERT
-(and still do, with a relevance model's score as one more feature; WORLD.md §7).
+(and still do, with a relevance model's score as one more feature; data_gen/README.md §7).
 
 All text goes through one `tokenise`: lowercase, runs of letters and digits (punctuation, '#'
 and emoji split or vanish). Features read only the query and document text, never the world's

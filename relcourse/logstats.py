@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 LONG_CLICK_S = 30.0
-# WORLD.md §3: what a real engine's logs look like; the generator is checked against these.
+# data_gen/README.md §3: what a real engine's logs look like; the generator is checked against these.
 REALISM_RANGES = {"ctr": (0.05, 0.12), "clicks_per_search": (0.5, 1.0), "no_click_share": (0.4, 0.65)}
 
 

@@ -13,7 +13,9 @@ Human labels are few (thousands); the logs hold every pair ever shown. The recip
    on query-grouped batches, so the pairwise term has pairs. The relevance loss reads the pairs
    as they are; MLM reads its own masked copy of them (a second pass through the encoder).
    Scoring a masked copy would hide ~15% of the words, query names included, from the very
-   judgement the stage teaches. Claim T3 drops the MLM term (mlm_weight=0), and its pass with it.
+   judgement the stage teaches. The copy may be of a share of the batch only
+   (`mlm_batch_share`): MLM is a small regulariser here, and its pass then costs that share
+   of a step instead of a whole one. Claim T3 drops the MLM term (mlm_weight=0), and its pass.
 The probe (relcourse.finetune) then fine-tunes the result on human labels (claims T2, T3, T5).
 
 >>> from relcourse.config import load_profile
@@ -116,19 +118,22 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
                              profile.tokenizer)
         model = load_model(pretrain_dir / MODEL_DIR)
         relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
+        mlm_rows = max(1, round(cfg.batch_size * cfg.mlm_batch_share))
 
         def batch_at(step: int) -> dict:
             batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
-            if cfg.mlm_weight:   # MLM's own masked copy; the relevance loss reads the pairs unmasked
+            if cfg.mlm_weight:   # MLM's own masked copy of the first rows; relevance reads the pairs unmasked
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-                batch["masked_ids"], batch["mlm_labels"] = masked(batch, tokenizer, profile, generator)
+                batch["masked_ids"], batch["mlm_labels"] = masked(_first_rows(batch, mlm_rows), tokenizer, profile,
+                                                                  generator)
             return batch
 
         def loss_fn(m, batch: dict) -> dict:
             rel = relevance(m(batch)["relevance"], batch["targets"], batch["query_ids"])
             if not cfg.mlm_weight:
                 return {"loss": rel, "relevance": rel}
-            mlm = m({**batch, "input_ids": batch["masked_ids"]}, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
+            mlm_batch = {**_first_rows(batch, mlm_rows), "input_ids": batch["masked_ids"]}
+            mlm = m(mlm_batch, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
             return {"loss": rel + cfg.mlm_weight * mlm, "relevance": rel, "mlm": mlm}
 
         tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, device=profile.device,
@@ -141,3 +146,8 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
     return cached_stage(profile, "post_pretrain", seed, post_pretrain_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "teacher": run_hash(teacher_dir),
                                   "pretrain": run_hash(pretrain_dir)}, resumable=True)
+
+
+def _first_rows(batch: dict, rows: int) -> dict:
+    """The model inputs of a batch's first `rows` rows."""
+    return {k: batch[k][:rows] for k in ("input_ids", "token_type_ids", "attention_mask")}

@@ -7,9 +7,10 @@ Two cached stages, each a folder under runs/<profile>/:
 - `pretrain`: the model, named by the profile's `pretrain` settings (and the input encoding in
   `tokenizer`). The claims P1–P6 are arms that override one of those settings.
 
-Equal compute in every comparison: every arm runs `pretrain.steps` optimizer steps of
-`pretrain.batch_size` pairs. P3 (`data_share`) keeps the steps and shrinks the pool of distinct
-samples, so the small pool is seen for more epochs.
+Equal compute in every comparison: every arm runs the same optimizer steps of
+`pretrain.batch_size` pairs. P3 sizes both of its arms by epochs (`pretrain.epochs`): one pass
+over all the corpus's pairs against four passes over a quarter of them (`data_share`): the
+same steps, and the "one epoch" arm is exactly one epoch.
 
 TAPT (task-adaptive pretraining, Gururangan et al. 2020): the last `tapt_share` of the same
 steps read the task's own text without labels: the (query, document) pairs of the training and
@@ -26,13 +27,14 @@ paragraphs of prose never ask for.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import corpora
-from .config import Profile
+from .config import PretrainConfig, Profile
 from .data import PairSet, make_pairset, pointwise_rows, unlabelled_pairs
 from .masking import mask_tokens
 from .models import RelevanceBert, load_model, save_model
@@ -130,6 +132,22 @@ def _normalised(text: str) -> str:
     return corpora.strip_symbols(text).lower()
 
 
+def step_plan(cfg: PretrainConfig, n_pairs: int) -> tuple[int, int]:
+    """(the first TAPT step, the total steps). With cfg.epochs the corpus phase is sized to that
+    many passes over its `n_pairs` segment pairs, and TAPT keeps its share of the whole.
+
+    >>> from relcourse.config import PretrainConfig
+    >>> step_plan(PretrainConfig(steps=100, tapt_share=0.3), 5_000)
+    (70, 100)
+    >>> step_plan(PretrainConfig(epochs=1.0, batch_size=32, tapt_share=0.3), 5_000)   # 157 corpus steps + 67 TAPT
+    (157, 224)
+    """
+    if not cfg.epochs:
+        return int(cfg.steps * (1 - cfg.tapt_share)), cfg.steps
+    corpus_steps = max(1, math.ceil(cfg.epochs * n_pairs / cfg.batch_size))
+    return corpus_steps, corpus_steps + round(corpus_steps * cfg.tapt_share / (1 - cfg.tapt_share))
+
+
 def pretrain_settings(profile: Profile) -> dict:
     """The pretraining stage's cache key: every pretraining setting and the input encoding."""
     return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer)}
@@ -144,7 +162,7 @@ def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
     def build(out: Path) -> dict:
         tokenizer = load_tokenizer(tok_dir / "tokenizer")
         train_pairs, tapt, held_out = pretraining_data(data_dir, tokenizer, profile, seed)
-        tapt_from = int(cfg.steps * (1 - cfg.tapt_share))
+        tapt_from, steps = step_plan(cfg, len(train_pairs))
         static = masked(train_pairs.inputs, tokenizer, profile, torch.Generator().manual_seed(seed)) \
             if cfg.static else None
         torch.manual_seed(seed)
@@ -171,14 +189,14 @@ def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
             out = m(batch, batch["mlm_labels"], batch["targets"].long(), relevance=False)
             return {"loss": cfg.mlm_weight * out["mlm"] + out["sentence"], **out}
 
-        tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, device=profile.device,
-                           threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 5, 1))
+        tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, device=profile.device,
+                           threads=profile.threads, seed=seed, checkpoint_every=max(steps // 5, 1))
         train(model, batch_at, loss_fn, tcfg, out / "train", progress=progress)
         save_model(model, out / MODEL_DIR)
         seen = tapt_from * cfg.batch_size
         return {**held_out_accuracy(model, held_out, tokenizer, profile), "pairs": len(train_pairs),
                 "tapt_pairs": len(tapt) if tapt is not None else 0, "epochs": round(seen / len(train_pairs), 2),
-                "parameters": model.num_parameters()}
+                "steps": steps, "parameters": model.num_parameters()}
 
     return cached_stage(profile, "pretrain", seed, pretrain_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "tokenizer": run_hash(tok_dir)}, resumable=True)

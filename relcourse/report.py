@@ -1,7 +1,7 @@
 """The claims report: one Markdown row per claim, with what the experiments measured.
 
 >>> print(claims_table("never-run").splitlines()[2])
-| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | test AUC after fine-tuning | — | — | 0 | — | — | not run |  |
+| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | test AUC after fine-tuning | — | — | 0 | — | — | — | not run |  |
 """
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import math
 import statistics
 from pathlib import Path
 
-from relcourse.claims import CLAIMS, Claim, ClaimResult, load_results, seeds_for_half_width
+from relcourse.claims import (CLAIMS, Claim, ClaimResult, load_results, minimum_detectable_effect,
+                             seeds_for_half_width)
 from relcourse.store import write_text_atomic
 
 # The last column holds the experiment's own words: both arms' mean metrics and the seeds,
 # so a reader sees the levels, not only their difference.
 # Power: the per-seed SD of the effect, and how many seeds would bring the 95% interval to ±0.02.
-HEADER = ("| id | stage | claim | metric | effect | 95% CI | seeds | per-seed SD | seeds for ±0.02 | status "
-          "| arm vs baseline |\n|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| id | stage | claim | metric | effect | 95% CI | seeds | per-seed SD | smallest effect found 80% of the "
+          "time | seeds for ±0.02 | status | arm vs baseline |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def claims_table(profile: str) -> str:
@@ -42,9 +43,10 @@ def _row(claim: Claim, result: ClaimResult) -> str:
     effect = "—" if math.isnan(result.mean) else f"{result.mean:+.4f}"
     sd = statistics.stdev(result.effects) if len(result.effects) > 1 else math.nan
     needed = seeds_for_half_width(sd)
+    detectable = minimum_detectable_effect(sd, len(result.effects))
     cells = [claim.id, claim.stage, claim.statement, claim.metric, effect, interval, str(len(result.seeds)),
-             "—" if math.isnan(sd) else f"{sd:.4f}", "—" if needed is None else str(needed), result.status,
-             result.notes.replace("|", "/")]
+             "—" if math.isnan(sd) else f"{sd:.4f}", "—" if math.isnan(detectable) else f"{detectable:.4f}",
+             "—" if needed is None else str(needed), result.status, result.notes.replace("|", "/")]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -5,17 +5,19 @@ import dataclasses
 import pytest
 
 from relcourse.config import PROFILES, with_overrides
+from relcourse.feedback_loop import feedback_loop_settings
 from relcourse.finetune import finetune_settings
 from relcourse.post_pretrain import post_pretrain_settings, teacher_settings
 from relcourse.pretrain import pretrain_settings, tokenizer_settings
 from relcourse.store import data_settings
 
 STAGE_SETTINGS = {"data": data_settings, "tokenizer": tokenizer_settings, "pretrain": pretrain_settings,
-                  "teacher": teacher_settings, "post_pretrain": post_pretrain_settings, "finetune": finetune_settings}
+                  "teacher": teacher_settings, "post_pretrain": post_pretrain_settings, "finetune": finetune_settings,
+                  "feedback_loop": feedback_loop_settings}
 # Which stage's key each section's settings must change (a stage also sees its upstream runs'
 # hashes, so a pretraining setting reaches fine-tuning through the pretraining run's hash).
 SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "post_pretrain": "post_pretrain",
-                 "finetune": "finetune", "tokenizer": "pretrain"}
+                 "finetune": "finetune", "tokenizer": "pretrain", "feedback_loop": "feedback_loop"}
 # Settings that change where or how a run is watched, not what it computes; and stage 4's, which
 # has no stage yet.
 NOT_COMPUTATION = {"name", "device", "threads", "notebook_claims", "data.seeds"}
@@ -23,7 +25,8 @@ FUTURE_STAGES = ("distill.",)
 TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
 # Settings that only vary together with another: changed from a profile that has that one set.
 NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
-         "finetune.stale_share": {"finetune.labels": "stratified"}}
+         "finetune.stale_share": {"finetune.labels": "stratified"},
+         "finetune.label_budget_share": {"finetune.labels": "stratified"}}
 
 
 def leaf_settings(section, prefix=""):

@@ -1,4 +1,4 @@
-"""The generator: determinism, realism against WORLD.md's figures, the rubric's rules, and bad input."""
+"""The generator: determinism, realism against the published figures of data_gen/README.md §3, the rubric's rules, and bad input."""
 import json
 import shutil
 import subprocess

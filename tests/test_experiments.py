@@ -34,24 +34,24 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
     monkeypatch.setenv(RUNS_ENV, str(tmp_path))
     ran = []
 
-    def fake_run_claim(profile, claim_id, progress=True):
-        ran.append((profile.name, claim_id))
-        return claims.summarise(claim_id, profile.name, {0: 0.01})
+    def fake_run_claims(profile, stage=None, claim_ids=None, workers=1, progress=True):
+        ran.append((profile.name, tuple(claim_ids), workers))
+        return [claims.summarise(claim_id, profile.name, {0: 0.01}) for claim_id in claim_ids]
 
-    monkeypatch.setattr(experiments, "run_claim", fake_run_claim)
+    monkeypatch.setattr(experiments, "run_claims", fake_run_claims)
     smoke, laptop = load_profile("smoke"), load_profile("laptop")
     assert (smoke.notebook_claims, laptop.notebook_claims) == ("run", "read")
 
     assert set(experiments.notebook_claims(smoke, ["F1", "F2"])) == {"F1", "F2"}
-    assert ran == [("smoke", "F1"), ("smoke", "F2")]
+    assert ran == [("smoke", ("F1", "F2"), 2)]      # one 1-thread process per thread of the profile
 
     # laptop: nothing is trained in the notebook; it names the command for what is missing
-    assert experiments.notebook_claims(laptop, ["F1", "F2"]) is None and len(ran) == 2
+    assert experiments.notebook_claims(laptop, ["F1", "F2"]) is None and len(ran) == 1
     assert "relcourse run claims --profile laptop --claim F1 --claim F2 --workers 2" in capsys.readouterr().out
     claims.record(claims.summarise("F1", "laptop", {0: 0.020, 1: 0.021, 2: 0.022}))
     claims.record(claims.summarise("F2", "laptop", {0: -0.01, 1: 0.0, 2: 0.01}))
     read = experiments.notebook_claims(laptop, ["F1", "F2"])
-    assert read["F1"].status == "holds" and read["F2"].status == "inconclusive" and len(ran) == 2
+    assert read["F1"].status == "holds" and read["F2"].status == "inconclusive" and len(ran) == 1
 
 
 def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monkeypatch):
@@ -68,6 +68,9 @@ def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monke
         recorded[workers] = result.effects
         # 2 arms x 2 seeds, and the static-masking arm notebook 02 shows beside them, on seed 0
         assert len(list((tmp_path / f"workers{workers}" / "smoke" / "finetune").glob("[0-9]*"))) == 5
+        arms = {"probe": experiments.PROBE, "span": experiments.CLAIM_ARMS["P6"].arm}
+        assert experiments.build_arms(cfg, 1, arms, workers) == {
+            name: run_arm(cfg, 1, arm, progress=False) for name, arm in arms.items()}   # built above, read back
     assert len(recorded[2]) == 2 and recorded[2] == recorded[1]
 
 

@@ -6,21 +6,21 @@ import pytest
 
 import data_gen
 from relcourse import claims, experiments
-from relcourse.config import load_profile
-from relcourse.feedback_loop import (BEHAVIOUR, COLUMNS, LOOPS, LoopOptions, feedback_effect, rounds_table,
-                                     run_feedback_loop, simulate_loops)
+from relcourse.config import ConfigError, load_profile
+from relcourse.feedback_loop import (BEHAVIOUR, COLUMNS, LOOPS, feedback_effect, rounds_table, run_feedback_loop,
+                                     simulate_loops)
 from relcourse.store import RUNS_ENV, ensure_data, load_manifest
 
 TINY = {"data.n_queries": 150, "data.n_searches": 4_000, "data.searches_per_shard": 2_000,
         "data.general_corpus_lines": 100, "data.domain_corpus_lines": 100, "data.label_budget": 900}
-FAST = LoopOptions(rounds=2, student_rounds=60, finetune_rounds=20)
+FAST = {"feedback_loop.rounds": 2, "feedback_loop.student_rounds": 60, "feedback_loop.finetune_rounds": 20}
 
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(RUNS_ENV, str(tmp_path_factory.mktemp("runs")))
-        yield load_profile("smoke", TINY)
+        yield load_profile("smoke", {**TINY, **FAST})
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def world(profile):
 
 
 @pytest.fixture(scope="module")
-def loops(world):
-    return simulate_loops(world, 0, FAST)
+def loops(world, profile):
+    return simulate_loops(world, 0, profile.feedback_loop)
 
 
 def _impressions(shards) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def test_another_ranker_changes_what_is_shown_not_how_users_behave(world):
 
 
 def test_both_loops_start_together_and_differ_in_the_model_score_only(loops):
-    assert list(loops.columns) == list(COLUMNS) and len(loops) == len(LOOPS) * (FAST.rounds + 1)
+    assert list(loops.columns) == list(COLUMNS) and len(loops) == len(LOOPS) * (FAST["feedback_loop.rounds"] + 1)
     by_loop = loops.set_index(["round", "loop"])
     start = by_loop.loc[0]
     pd.testing.assert_series_equal(start.loc["clean"], start.loc["fed_back"], check_names=False)
@@ -75,18 +75,16 @@ def test_both_loops_start_together_and_differ_in_the_model_score_only(loops):
     assert "ranker_score_mean" not in BEHAVIOUR  # the model's score by the side door, once it ranks
 
 
-def test_the_loops_are_a_function_of_world_seed_and_options(world, loops):
-    pd.testing.assert_frame_equal(simulate_loops(world, 0, FAST), loops)
+def test_the_loops_are_a_function_of_world_seed_and_options(world, loops, profile):
+    pd.testing.assert_frame_equal(simulate_loops(world, 0, profile.feedback_loop), loops)
 
 
-def test_the_claim_reads_the_cached_stage_and_is_recorded(profile, monkeypatch):
-    run = run_feedback_loop(profile, 0, FAST, progress=False)
+def test_the_claim_reads_the_cached_stage_and_is_recorded(profile):
+    run = run_feedback_loop(profile, 0, progress=False)
     table = rounds_table(run)
     last = load_manifest(run)["metrics"]
     assert last["clean"]["teacher_auc"] == round(table.query("round == 2 and loop == 'clean'").teacher_auc.item(), 4)
-    assert run_feedback_loop(profile, 0, FAST, progress=False) == run   # reused, not simulated again
-    monkeypatch.setattr("relcourse.feedback_loop.run_feedback_loop",
-                        lambda profile, seed, progress: run)  # the claim's own rounds are the default 4: too slow here
+    assert run_feedback_loop(profile, 0, progress=False) == run   # reused, not simulated again
     fed_back, clean = feedback_effect(profile, 0)
     result = experiments.run_claim(profile, "T4", progress=False)
     assert result.effects == (fed_back - clean,) and result.status == "inconclusive"   # one seed
@@ -95,10 +93,10 @@ def test_the_claim_reads_the_cached_stage_and_is_recorded(profile, monkeypatch):
 
 
 def test_bad_options_are_named():
-    with pytest.raises(ValueError, match="at least one round"):
-        LoopOptions(rounds=0)
-    with pytest.raises(ValueError, match="selection"):
-        LoopOptions(selection="random")
-    with pytest.raises(ValueError, match="pairs_share"):
-        LoopOptions(pairs_share=0)
-    assert np.isclose(LoopOptions().pairs_share, 0.5)
+    with pytest.raises(ConfigError, match="feedback_loop.rounds=0 is out of range"):
+        load_profile("smoke", {"feedback_loop.rounds": 0})
+    with pytest.raises(ConfigError, match="feedback_loop.selection='random' is not one of covering, naive"):
+        load_profile("smoke", {"feedback_loop.selection": "random"})
+    with pytest.raises(ConfigError, match="feedback_loop.pairs_share=0"):
+        load_profile("smoke", {"feedback_loop.pairs_share": 0})
+    assert np.isclose(load_profile("smoke").feedback_loop.pairs_share, 0.5)

@@ -130,3 +130,22 @@ def test_bad_run_arguments_are_refused(world):
         run_plan({"budget": 100}, world, seed=0)
     with pytest.raises(ValueError, match="version=3"):
         run_plan(plan, world, seed=0).accuracy(3)
+
+
+@pytest.mark.parametrize("claim_id", ["F3", "F4", "F5"])
+def test_the_label_claims_arms_spend_the_same_budget(world, claim_id):
+    """At the claims' share of the world's budget, every arm spends all of it, so 'equal cost' is
+    what the arms paid, not only what they were given; F3's two strategies also buy the same
+    number of pairs, so they differ in which pairs only."""
+    from relcourse.experiments import CLAIM_ARMS
+    from relcourse.finetune import training_labels
+    world_cost = data_gen.read_table(world, "labels").query("split == 'train'").cost.sum()
+    bought = {}
+    for side in ("arm", "baseline"):
+        cfg = load_profile("smoke", getattr(CLAIM_ARMS[claim_id], side)).finetune
+        plan = LabellingPlan(world_cost * cfg.label_budget_share, cfg.labels, cfg.label_design, rubric_version=2)
+        bought[side] = run_plan(plan, world, seed=0)
+        assert len(training_labels(cfg, world, seed=0)) == bought[side].n_pairs
+        assert bought[side].cost > plan.budget - 5         # spent, not left over for want of pairs
+    if claim_id == "F3":
+        assert abs(bought["arm"].n_pairs - bought["baseline"].n_pairs) <= 0.02 * bought["arm"].n_pairs

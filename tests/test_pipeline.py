@@ -81,26 +81,34 @@ def test_the_query_swap_check_tells_a_matcher_from_a_document_classifier(profile
     check = finetune.query_swap(None, data_dir, tokenizer, profile, splits.test, real, 0)
     assert metrics.auc(truth, real) == 1 and check["auc"] < 0.6 and check["score_correlation"] < 0.3
     queries = data_gen.read_table(data_dir, "queries").set_index("query_id")
-    swap = finetune.swapped_queries(data_dir, splits.test.query_ids, 0)
+    swap = finetune.swapped_queries(splits.test.query_ids, 0)
     assert all(q != swap[q] for q in swap) and set(swap) == set(swap.values())     # a derangement
     assert len(set(queries.loc[list(swap), "text"])) > 1
 
 
 def test_post_pretraining_reads_the_pairs_unmasked(profile, monkeypatch):
-    """The relevance loss sees the real tokens; only MLM's copy is masked."""
-    from relcourse import models, post_pretrain
+    """The relevance loss sees the real tokens of the whole batch; only MLM's copy, of the
+    batch's first mlm_batch_share, is masked."""
+    from relcourse import models
     seen = []
     real_forward = models.RelevanceBert.forward
 
     def watching(self, batch, mlm_labels=None, sentence_labels=None, relevance=True):
-        if relevance:
-            seen.append(bool((batch["input_ids"] == tokenizer.mask_token_id).any()))
+        masked_tokens = bool((batch["input_ids"] == tokenizer.mask_token_id).any())
+        seen.append(("relevance" if relevance else "mlm", masked_tokens, len(batch["input_ids"])))
         return real_forward(self, batch, mlm_labels, sentence_labels, relevance)
 
     tokenizer = tokenizer_of(profile, 0, progress=False)
+    run_pretrain(profile, 0, progress=False)       # built (or reused) first: only stage 2's passes are watched
     monkeypatch.setattr(models.RelevanceBert, "forward", watching)
-    run_post_pretrain(with_overrides(profile, {"post_pretrain.lr": 1.1e-3}), 0, progress=False)
-    assert seen and not any(seen)
+    arm = with_overrides(profile, {"post_pretrain.lr": 1.1e-3, "post_pretrain.mlm_batch_share": 0.25})
+    run_post_pretrain(arm, 0, progress=False)
+    rows = arm.post_pretrain.batch_size
+    relevance = [(masked, n) for task, masked, n in seen if task == "relevance"]
+    mlm = [(masked, n) for task, masked, n in seen if task == "mlm"]
+    assert relevance and not any(masked for masked, _ in relevance)
+    assert len(mlm) == len(relevance) and all(masked for masked, _ in mlm)
+    assert max(n for _, n in relevance) == rows and max(n for _, n in mlm) == rows // 4
 
 
 def test_post_pretraining_reads_only_pool_queries_and_its_pseudo_labels(profile):
@@ -117,7 +125,8 @@ def test_post_pretraining_reads_only_pool_queries_and_its_pseudo_labels(profile)
                                  {"pretrain.data_share": 0.25}, {"pretrain.cleaned": False},
                                  {"pretrain.cleaned": False, "pretrain.cleaned_volume": True},
                                  {"pretrain.corpus": "general", "pretrain.tapt_share": 0.0},
-                                 {"pretrain.span": True}, {"pretrain.static": True}],
+                                 {"pretrain.span": True}, {"pretrain.static": True},
+                                 {"pretrain.epochs": 4.0, "pretrain.data_share": 0.25}],
                          ids=lambda arm: ",".join(f"{k}={v}" for k, v in arm.items()))
 def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
     recipe, other = run_pretrain(profile, 0, progress=False), run_pretrain(with_overrides(profile, arm), 0, progress=False)
@@ -126,6 +135,12 @@ def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
     assert 0 <= metrics["mlm_accuracy"] <= 1 and 0 <= metrics["sentence_accuracy"] <= 1
     if "pretrain.data_share" in arm:   # equal steps over a quarter of the pairs: about four times the epochs
         assert metrics["epochs"] > 3 * load_manifest(recipe)["metrics"]["epochs"]
+    if "pretrain.epochs" in arm:       # claim P3's arms: exactly 1 and 4 epochs, at the same steps
+        one = load_manifest(run_pretrain(with_overrides(profile, {"pretrain.epochs": 1.0}), 0, progress=False))["metrics"]
+        batch = profile.pretrain.batch_size      # the last step may run into the next epoch by one batch
+        assert 1.0 <= one["epochs"] <= 1.0 + batch / one["pairs"] + 0.01
+        assert 4.0 <= metrics["epochs"] <= 4.0 + batch / metrics["pairs"] + 0.01
+        assert abs(one["steps"] - metrics["steps"]) <= 1 and metrics["pairs"] == pytest.approx(one["pairs"] / 4, abs=1)
     assert load_manifest(recipe)["metrics"]["tapt_pairs"] > 0
     if arm.get("pretrain.cleaned_volume"):   # the raw corpus, cut to the cleaned corpus's volume
         assert metrics["pairs"] == load_manifest(recipe)["metrics"]["pairs"]
