@@ -359,7 +359,7 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
             for job in extra_jobs(profile, claim_id).values():
                 job(progress=progress)   # one run at a time: its progress bar is readable
         return results
-    worker_profile = dataclasses.replace(profile, threads=max(1, profile.threads // workers))
+    worker_profile = _worker_profile(profile, workers)
     needs = {claim_id: claim_jobs(worker_profile, claim_id) for claim_id in ids}
     extras = {name: job for claim_id in ids for name, job in extra_jobs(worker_profile, claim_id).items()}
     jobs = {name: job for claim_id in ids for name, job in needs[claim_id].items()} | extras   # shared runs once
@@ -401,6 +401,11 @@ def build_in_processes(jobs: dict[str, Callable], workers: int, progress: bool =
     return out
 
 
+def _worker_profile(profile: Profile, workers: int) -> Profile:
+    """The profile each of `workers` processes builds with: its share of the profile's threads."""
+    return dataclasses.replace(profile, threads=max(1, profile.threads // workers))
+
+
 def notebook_workers(profile: Profile) -> int:
     """Processes a notebook builds its arms in: one per thread on CPU (tiny models gain more from
     two processes than from two threads), one on a GPU."""
@@ -412,6 +417,6 @@ def build_arms(profile: Profile, seed: int, arms: dict[str, dict], workers: int 
     arm already built is read back at once)."""
     if workers <= 1 or len(arms) == 1:
         return {name: run_arm(profile, seed, arm, progress=False) for name, arm in arms.items()}
-    worker_profile = dataclasses.replace(profile, threads=max(1, profile.threads // workers))
+    worker_profile = _worker_profile(profile, workers)
     return build_in_processes({name: functools.partial(run_arm, worker_profile, seed, arm, progress=False)
                                for name, arm in arms.items()}, workers, progress=False)
