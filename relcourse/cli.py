@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                   overrides=True)
     run.add_argument("what", choices=RUNNABLE, help="a stage of the recipe, 'claims' (with --stage), or 'ladder': "
                                                     "every rung of the learning ladder and the baselines, every seed")
-    run.add_argument("--stage", choices=("pretrain", "post_pretrain", "finetune"), help="with 'claims': whose claims")
+    run.add_argument("--stage", choices=("pretrain", "post_pretrain", "finetune", "distill"), help="with 'claims': whose claims")
     run.add_argument("--claim", action="append", help="with 'claims': only this claim id (repeatable)")
     run.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
     run.add_argument("--workers", type=int, default=1,
@@ -90,7 +90,8 @@ def _data(args) -> None:
         print(ensure_data(profile, seed))
 
 
-RUNNABLE = ("tokenizer", "pretrain", "teacher", "post_pretrain", "finetune", "claims", "ladder")
+RUNNABLE = ("tokenizer", "pretrain", "teacher", "post_pretrain", "finetune", "distill_data", "distill", "claims",
+            "ladder")
 
 
 def _run(args) -> None:

@@ -33,17 +33,16 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from . import claims, metrics
 from .config import Profile, with_overrides
+from .distill import distillation_effect, ensure_distill_data, run_distill, size_effect
 from .feedback_loop import feedback_effect
-from .finetune import finetune, finetune_settings, labelled_splits, query_swap, score, training_labels
-from .models import load_model, save_model
+from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
-from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, run_pretrain, tokenizer_of
-from .store import cached_stage, ensure_data, git_commit, load_manifest, run_hash, write_json_atomic
+from .pretrain import ensure_tokenizer, run_pretrain
+from .store import ensure_data, git_commit, load_manifest, write_json_atomic
 
 RECIPE: dict = {}                               # the course's recipe: the profile as it is
 PROBE = {"finetune.start": "pretrain"}          # fine-tune the pretrained model, no stage 2
@@ -63,6 +62,7 @@ class ClaimArms:
     arm: dict
     baseline: dict
     metric: str = "auc"          # a column of relcourse.metrics.evaluate, read on the 'all' row
+    stage: str = "finetune"      # whose runs the arms are: fine-tuned models, or distilled students
 
 
 # A labelling plan at a quarter of the world's labelling cost: at the whole cost, head_only runs
@@ -85,12 +85,18 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "F3": ClaimArms(_PLAN, {**_PLAN, "finetune.labels": "head_only"}),
     "F4": ClaimArms(_PLAN, {**_PLAN, "finetune.label_design": "single"}),
     "F5": ClaimArms(_PLAN, {**_PLAN, "finetune.stale_share": 0.5}),
+    # D5 at equal steps: 4x the distinct pairs against a quarter of them read 4x as often.
+    "D5": ClaimArms(RECIPE, {"distill.pairs_share": 0.25}, stage="distill"),
+    "D6": ClaimArms({"distill.epochs": 1.0}, {"distill.epochs": 2.0, "distill.pairs_share": 0.5}, stage="distill"),
+    "D7": ClaimArms(RECIPE, {"distill.start": "cold"}, stage="distill"),
+    "D10": ClaimArms(RECIPE, {"distill.loss": "prob_ce"}, stage="distill"),
 }
 # Arms a notebook shows beside a claim's two: the rest of a family of options.
 EXTRA_ARMS: dict[str, dict[str, dict]] = {
     "P5": {"general + domain, no TAPT": {**PROBE, "pretrain.tapt_share": 0.0}},
     "P6": {"static masking": {**PROBE, "pretrain.static": True}},
     "F1": {"mse": {"finetune.loss": "mse"}, "pairwise": {"finetune.loss": "pairwise"}},
+    "D10": {"margin_mse": {"distill.loss": "margin_mse"}},
 }
 # The learning ladder (notebook 04): the same labels and test set, one more stage at each rung.
 LADDER: dict[str, dict] = {
@@ -172,51 +178,12 @@ def ladder_summary(per_seed: dict[int, dict]) -> dict:
     return summary
 
 
-def start_model(profile: Profile, seed: int, progress: bool = True) -> Path | None:
-    """The run folder of the model fine-tuning starts from (finetune.start), None for scratch."""
-    start = profile.finetune.start
-    if start == "scratch":
-        return None
-    return run_pretrain(profile, seed, progress) if start == "pretrain" else run_post_pretrain(profile, seed, progress)
-
-
-def run_arm(profile: Profile, seed: int, arm: dict = RECIPE, progress: bool = True) -> Path:
-    """The fine-tuned model of this arm (cached stage 'finetune'): model, test scores, metrics,
-    and the query-swap check."""
-    profile = with_overrides(profile, arm)
-    data_dir = ensure_data(profile, seed, progress)
-    start = start_model(profile, seed, progress)
-    cfg = profile.finetune
-    outputs = 4 if cfg.loss == "multiclass" else 1
-
-    def build(out: Path) -> dict:
-        tokenizer = tokenizer_of(profile, seed, progress)
-        train_labels = None if cfg.labels == "world" else training_labels(cfg, data_dir, seed)
-        splits = labelled_splits(data_dir, tokenizer, profile, train_labels)
-        # A fresh head (4-class, or a whole model from scratch) is drawn from the global RNG: seed
-        # it, or the arm would depend on what the process ran before instead of on (profile, seed).
-        torch.manual_seed(seed)
-        if start is None:
-            model = new_model(profile, len(tokenizer), outputs)
-        else:
-            model = load_model(start / MODEL_DIR, num_outputs=outputs)
-        result = finetune(model, splits, cfg, profile, seed, out / "train", progress)
-        save_model(model, out / MODEL_DIR)
-        scores = score(model, splits.test)
-        pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids,
-                      "label": splits.test.targets, "bucket_name": splits.test_buckets,
-                      "score": scores}).to_parquet(out / "test_scores.parquet")
-        table = result["test"]
-        return {"test": {row: {k: (None if pd.isna(v) else float(v)) for k, v in values.items()}
-                         for row, values in table.to_dict(orient="index").items()},
-                "query_swap": query_swap(model, data_dir, tokenizer, profile, splits.test, scores, seed),
-                "train_pairs": len(splits.train), "steps": result["train"].steps_done,
-                "stopped_early": result["train"].stopped_early}
-
-    upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress))}
-    if start is not None:
-        upstream["model"] = run_hash(start)
-    return cached_stage(profile, "finetune", seed, finetune_settings(profile), build, upstream=upstream, resumable=True)
+def run_arm(profile: Profile, seed: int, arm: dict = RECIPE, progress: bool = True, stage: str = "finetune") -> Path:
+    """The run of this arm: the profile with the arm's overrides, built by its stage's cached
+    builder: relcourse.finetune.run_finetune (a fine-tuned model, with its test scores, metrics
+    and the query-swap check) or relcourse.distill.run_distill (a distilled student)."""
+    builders = {"finetune": run_finetune, "distill": run_distill}
+    return builders[stage](with_overrides(profile, arm), seed, progress)
 
 
 def arm_table(run_dir: Path) -> pd.DataFrame:
@@ -225,8 +192,9 @@ def arm_table(run_dir: Path) -> pd.DataFrame:
     return table.loc[["all", *metrics.BUCKETS], list(metrics.COLUMNS)].rename_axis("subset")
 
 
-def arm_metric(profile: Profile, seed: int, arm: dict, metric: str = "auc", progress: bool = True) -> float:
-    return float(arm_table(run_arm(profile, seed, arm, progress)).loc["all", metric])
+def arm_metric(profile: Profile, seed: int, arm: dict, metric: str = "auc", progress: bool = True,
+               stage: str = "finetune") -> float:
+    return float(arm_table(run_arm(profile, seed, arm, progress, stage)).loc["all", metric])
 
 
 def teacher_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
@@ -238,26 +206,28 @@ def teacher_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[
 def build_stage(profile: Profile, stage: str, seed: int, progress: bool = True) -> Path:
     """The recipe's run of one stage (for `relcourse run STAGE`)."""
     builders = {"tokenizer": ensure_tokenizer, "pretrain": run_pretrain, "teacher": ensure_teacher,
-                "post_pretrain": run_post_pretrain, "finetune": run_arm}
+                "post_pretrain": run_post_pretrain, "finetune": run_finetune, "distill_data": ensure_distill_data,
+                "distill": run_distill}
     if stage not in builders:
         raise ValueError(f"stage {stage!r} is unknown; choose one of {', '.join(builders)}")
     return builders[stage](profile, seed, progress=progress)
 
 
-# Claims with no fine-tuned arms: each seed's (arm, baseline) is the teacher's test AUC, two ways.
-TEACHER_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect}
+# Claims measured by a function of (profile, seed) that returns (arm, baseline) on one seed: the
+# teacher's test AUC two ways (T1, T4), or runs of different sizes or stages compared (D1, D2).
+MEASURED_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect, "D1": size_effect, "D2": distillation_effect}
 
 
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
     for seed in profile.seeds:
-        if claim_id in TEACHER_CLAIMS:
-            per_seed[seed] = TEACHER_CLAIMS[claim_id](profile, seed, progress)
+        if claim_id in MEASURED_CLAIMS:
+            per_seed[seed] = MEASURED_CLAIMS[claim_id](profile, seed, progress)
             continue
         spec = CLAIM_ARMS[claim_id]
-        per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress),
-                          arm_metric(profile, seed, spec.baseline, spec.metric, progress))
+        per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
+                          arm_metric(profile, seed, spec.baseline, spec.metric, progress, spec.stage))
     arm_mean = statistics.fmean(a for a, _ in per_seed.values())
     base_mean = statistics.fmean(b for _, b in per_seed.values())
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
@@ -294,7 +264,7 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
 
 def runnable_claims(stage: str) -> list[str]:
     """The claims of a stage that have experiments here."""
-    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in TEACHER_CLAIMS)]
+    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in MEASURED_CLAIMS)]
 
 
 def select_claims(stage: str | None = None, claim_ids: list[str] | None = None) -> list[str]:
@@ -323,20 +293,26 @@ def claim_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     >>> list(claim_jobs(load_profile("laptop"), "P1"))[2:4]
     ['seed 2 finetune.start=pretrain', 'seed 0 finetune.start=pretrain, pretrain.replacement=all_mask']
     """
-    if claim_id in TEACHER_CLAIMS:
-        return {f"seed {seed} {claim_id}": functools.partial(TEACHER_CLAIMS[claim_id], profile, seed, progress=False)
+    if claim_id in MEASURED_CLAIMS:
+        return {f"seed {seed} {claim_id}": functools.partial(MEASURED_CLAIMS[claim_id], profile, seed, progress=False)
                 for seed in profile.seeds}
     spec = CLAIM_ARMS[claim_id]
-    return {f"seed {seed} {arm_label(arm)}": functools.partial(run_arm, profile, seed, arm, progress=False)
+    return {_job_name(seed, spec.stage, arm): functools.partial(run_arm, profile, seed, arm, progress=False,
+                                                                stage=spec.stage)
             for arm in (spec.arm, spec.baseline) for seed in profile.seeds}
+
+
+def _job_name(seed: int, stage: str, arm: dict) -> str:
+    """'seed 0 recipe' for a fine-tuned arm, 'seed 0 distill recipe' for a distilled one."""
+    return f"seed {seed} {'' if stage == 'finetune' else stage + ' '}{arm_label(arm)}"
 
 
 def extra_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     """The arms a notebook shows beside the claim's two (EXTRA_ARMS), on the profile's first seed,
     the one the notebooks use: built with the claims, so a notebook reading the registry on a big
     profile trains nothing."""
-    seed = profile.seeds[0]
-    return {f"seed {seed} {arm_label(arm)}": functools.partial(run_arm, profile, seed, arm, progress=False)
+    seed, stage = profile.seeds[0], CLAIM_ARMS[claim_id].stage if claim_id in CLAIM_ARMS else "finetune"
+    return {_job_name(seed, stage, arm): functools.partial(run_arm, profile, seed, arm, progress=False, stage=stage)
             for arm in EXTRA_ARMS.get(claim_id, {}).values()}
 
 
@@ -412,11 +388,12 @@ def notebook_workers(profile: Profile) -> int:
     return profile.threads if profile.device == "cpu" else 1
 
 
-def build_arms(profile: Profile, seed: int, arms: dict[str, dict], workers: int = 1) -> dict[str, Path]:
-    """The fine-tuned run of each named arm on one seed, built `workers` at a time (cached: an
+def build_arms(profile: Profile, seed: int, arms: dict[str, dict], workers: int = 1,
+               stage: str = "finetune") -> dict[str, Path]:
+    """The run of each named arm of `stage` on one seed, built `workers` at a time (cached: an
     arm already built is read back at once)."""
     if workers <= 1 or len(arms) == 1:
-        return {name: run_arm(profile, seed, arm, progress=False) for name, arm in arms.items()}
+        return {name: run_arm(profile, seed, arm, progress=False, stage=stage) for name, arm in arms.items()}
     worker_profile = _worker_profile(profile, workers)
-    return build_in_processes({name: functools.partial(run_arm, worker_profile, seed, arm, progress=False)
+    return build_in_processes({name: functools.partial(run_arm, worker_profile, seed, arm, progress=False, stage=stage)
                                for name, arm in arms.items()}, workers, progress=False)

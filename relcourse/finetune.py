@@ -33,7 +33,10 @@ from .config import FinetuneConfig, Profile
 from .data import PairSet, make_pairset, pair_texts, query_grouped_batch
 from .labelling import LabellingPlan, mix_rubric_versions, run_plan
 from .losses import expected_tier, make_loss
-from .models import RelevanceBert
+from .models import RelevanceBert, load_model, save_model
+from .post_pretrain import run_post_pretrain
+from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, run_pretrain, tokenizer_of
+from .store import cached_stage, ensure_data, run_hash
 from .tokenizer import encode_pairs
 from .train import TrainConfig, train
 
@@ -185,3 +188,48 @@ def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, 
                    evaluate=validate, metric="auc", progress=progress)
     table = evaluate_model(model, splits.test, splits.test_buckets)
     return {"train": result, "test": table}
+
+
+def start_model(profile: Profile, seed: int, progress: bool = True) -> Path | None:
+    """The run folder of the model fine-tuning starts from (finetune.start), None for scratch."""
+    start = profile.finetune.start
+    if start == "scratch":
+        return None
+    return run_pretrain(profile, seed, progress) if start == "pretrain" else run_post_pretrain(profile, seed, progress)
+
+
+def run_finetune(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The fine-tuned model of this profile and seed (cached stage 'finetune'): model, test
+    scores, metrics, and the query-swap check. An experiment's arm is this with overrides
+    (relcourse.experiments.run_arm)."""
+    data_dir = ensure_data(profile, seed, progress)
+    start = start_model(profile, seed, progress)
+    cfg = profile.finetune
+    outputs = 4 if cfg.loss == "multiclass" else 1
+
+    def build(out: Path) -> dict:
+        tokenizer = tokenizer_of(profile, seed, progress)
+        train_labels = None if cfg.labels == "world" else training_labels(cfg, data_dir, seed)
+        splits = labelled_splits(data_dir, tokenizer, profile, train_labels)
+        # A fresh head (4-class, or a whole model from scratch) is drawn from the global RNG: seed
+        # it, or the arm would depend on what the process ran before instead of on (profile, seed).
+        torch.manual_seed(seed)
+        if start is None:
+            model = new_model(profile, len(tokenizer), outputs)
+        else:
+            model = load_model(start / MODEL_DIR, num_outputs=outputs)
+        result = finetune(model, splits, cfg, profile, seed, out / "train", progress)
+        save_model(model, out / MODEL_DIR)
+        scores = score(model, splits.test)
+        pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids,
+                      "label": splits.test.targets, "bucket_name": splits.test_buckets,
+                      "score": scores}).to_parquet(out / "test_scores.parquet")
+        return {"test": metrics.records(result["test"]),
+                "query_swap": query_swap(model, data_dir, tokenizer, profile, splits.test, scores, seed),
+                "train_pairs": len(splits.train), "steps": result["train"].steps_done,
+                "stopped_early": result["train"].stopped_early}
+
+    upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress))}
+    if start is not None:
+        upstream["model"] = run_hash(start)
+    return cached_stage(profile, "finetune", seed, finetune_settings(profile), build, upstream=upstream, resumable=True)

@@ -242,3 +242,10 @@ def evaluate(labels, scores, query_ids, buckets=None) -> pd.DataFrame:
                       "pnr_query_mean": _or_nan(pnr_per_query, y_, s_, q_),
                       **{f"ndcg@{k}": _or_nan(ndcg, y_, s_, q_, k=k) for k in NDCG_CUTOFFS}}
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(COLUMNS)).rename_axis("subset")
+
+
+def records(table: pd.DataFrame, digits: int | None = None) -> dict:
+    """An `evaluate` table as JSON-able {row: {column: value}}, NaN as None, for a manifest."""
+    def value(v):
+        return None if pd.isna(v) else float(v) if digits is None else round(float(v), digits)
+    return {row: {k: value(v) for k, v in values.items()} for row, values in table.to_dict(orient="index").items()}

@@ -33,6 +33,7 @@ import torch
 
 import data_gen
 
+from . import metrics
 from .config import Profile
 from .data import UNLABELLED_TEXT_SPLITS, make_pairset, query_grouped_batch
 from .features import FEATURE_SCHEMA_VERSION, behaviour_features, select_pairs
@@ -65,7 +66,7 @@ def ensure_teacher(profile: Profile, seed: int, progress: bool = True) -> Path:
         teacher.save(out / "teacher.json")
         table = evaluate_teacher(teacher, features, data_dir)
         raw_ctr = _raw_ctr_table(features, data_dir)
-        return {"test": _records(table), "raw_ctr_test": _records(raw_ctr),
+        return {"test": metrics.records(table, 4), "raw_ctr_test": metrics.records(raw_ctr, 4),
                 "importance": teacher.feature_importance().round(2).to_dict()}
 
     return cached_stage(profile, "teacher", seed, teacher_settings(profile), build, upstream={"data": run_hash(data_dir)})
@@ -73,15 +74,9 @@ def ensure_teacher(profile: Profile, seed: int, progress: bool = True) -> Path:
 
 def _raw_ctr_table(features: pd.DataFrame, data_dir: Path) -> pd.DataFrame:
     """The baseline of claim T1: rank test pairs by their smoothed click-through rate alone."""
-    from . import metrics
     from .teacher import evaluation_set
     pairs = evaluation_set(features, data_dir)
     return metrics.evaluate(pairs["label"], pairs["ctr"], pairs["query_id"], pairs["bucket_name"])
-
-
-def _records(table: pd.DataFrame) -> dict:
-    return {row: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in values.items()}
-            for row, values in table.to_dict(orient="index").items()}
 
 
 def pseudo_labelled_pairs(data_dir: Path, teacher: Teacher, profile: Profile, seed: int) -> pd.DataFrame:

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from relcourse.config import PROFILES, with_overrides
+from relcourse.distill import distill_data_settings, distill_settings
 from relcourse.feedback_loop import feedback_loop_settings
 from relcourse.finetune import finetune_settings
 from relcourse.post_pretrain import post_pretrain_settings, teacher_settings
@@ -13,15 +14,15 @@ from relcourse.store import data_settings
 
 STAGE_SETTINGS = {"data": data_settings, "tokenizer": tokenizer_settings, "pretrain": pretrain_settings,
                   "teacher": teacher_settings, "post_pretrain": post_pretrain_settings, "finetune": finetune_settings,
-                  "feedback_loop": feedback_loop_settings}
+                  "feedback_loop": feedback_loop_settings, "distill_data": distill_data_settings,
+                  "distill": distill_settings}
 # Which stage's key each section's settings must change (a stage also sees its upstream runs'
 # hashes, so a pretraining setting reaches fine-tuning through the pretraining run's hash).
 SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "post_pretrain": "post_pretrain",
-                 "finetune": "finetune", "tokenizer": "pretrain", "feedback_loop": "feedback_loop"}
-# Settings that change where or how a run is watched, not what it computes; and stage 4's, which
-# has no stage yet.
+                 "finetune": "finetune", "tokenizer": "pretrain", "feedback_loop": "feedback_loop",
+                 "distill": "distill"}
+# Settings that change where or how a run is watched, not what it computes.
 NOT_COMPUTATION = {"name", "device", "threads", "notebook_claims", "data.seeds"}
-FUTURE_STAGES = ("distill.",)
 TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
 # Settings that only vary together with another: changed from a profile that has that one set.
 NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
@@ -37,12 +38,6 @@ def leaf_settings(section, prefix=""):
             yield from leaf_settings(value, f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", f, value
-
-
-def same_teacher(overrides):
-    """Stage 4's teacher is the model the earlier stages train: a model size changes both."""
-    return {**overrides, **{k.replace("pretrain.model.", "distill.teacher."): v for k, v in overrides.items()
-                            if k.startswith("pretrain.model.")}}
 
 
 def another_valid_value(profile, key, f, value):
@@ -63,7 +58,7 @@ def another_valid_value(profile, key, f, value):
         if candidate == value or (lo is not None and not lo <= candidate <= hi):
             continue
         try:
-            return with_overrides(profile, same_teacher({key: candidate}))
+            return with_overrides(profile, {key: candidate})
         except ValueError:   # breaks a rule between fields; try another value
             continue
     pytest.fail(f"{key}: no other valid value found; add the settings it needs to NEEDS")
@@ -73,7 +68,7 @@ def another_valid_value(profile, key, f, value):
 def test_every_setting_changes_its_stage_key(profile_name):
     checked = 0
     for key, f, value in leaf_settings(PROFILES[profile_name]):
-        if key in NOT_COMPUTATION or key.startswith(FUTURE_STAGES):
+        if key in NOT_COMPUTATION:
             continue
         profile = with_overrides(PROFILES[profile_name], NEEDS.get(key, {}))
         keys = {stage: settings(profile) for stage, settings in STAGE_SETTINGS.items()}
@@ -90,7 +85,7 @@ def test_fine_tuning_key_sees_the_input_encoding_and_the_scratch_model_size():
     smoke = PROFILES["smoke"]
     for key, value in {"tokenizer.exact_match": True, "tokenizer.max_len": 48, "pretrain.model.hidden": 128,
                        "finetune.start": "scratch"}.items():
-        assert finetune_settings(with_overrides(smoke, same_teacher({key: value}))) != finetune_settings(smoke), key
+        assert finetune_settings(with_overrides(smoke, {key: value})) != finetune_settings(smoke), key
 
 
 def test_settings_that_do_not_change_a_stage_leave_its_key_alone():

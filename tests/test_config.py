@@ -34,12 +34,11 @@ def test_profile_sizes_match_their_budgets():
     assert (smoke.pretrain.model.layers, smoke.pretrain.model.hidden, smoke.tokenizer.max_len) == (2, 64, 32)
     assert (laptop.pretrain.model.layers, laptop.pretrain.model.hidden) == (2, 128)
     assert len(laptop.seeds) >= 3 and laptop.pretrain.steps >= 1_000
-    assert (gpu.distill.teacher.layers, gpu.distill.teacher.hidden, gpu.distill.student.layers) == (12, 768, 4)
+    assert (gpu.pretrain.model.layers, gpu.pretrain.model.hidden, gpu.distill.student.layers) == (12, 768, 4)
     assert gpu.tokenizer.max_len == 128 and gpu.device == "cuda"
     assert xl.pretrain.model.layers >= 24
     for p in (smoke, laptop, gpu, xl):
-        assert p.distill.teacher == p.pretrain.model
-        assert p.distill.student.layers < p.distill.teacher.layers
+        assert p.distill.student.layers < p.pretrain.model.layers   # the teacher is the model stages 1-3 train
 
 
 def test_default_profile_is_smoke_or_the_env_var(monkeypatch):
@@ -51,9 +50,9 @@ def test_default_profile_is_smoke_or_the_env_var(monkeypatch):
 
 def test_overrides_apply_to_every_level():
     p = load_profile("smoke", {"pretrain.steps": 50, "data.n_queries": 200, "seeds": [0, 1], "threads": 1,
-                               "pretrain.model.layers": 3, "distill.teacher.layers": 3, "distill.student.hidden": 32})
+                               "pretrain.model.layers": 3, "distill.student.hidden": 32})
     assert (p.pretrain.steps, p.data.n_queries, p.seeds, p.threads) == (50, 200, (0, 1), 1)
-    assert p.pretrain.model.layers == p.distill.teacher.layers == 3
+    assert p.pretrain.model.layers == 3
     assert p.distill.student.hidden == 32
     assert load_profile("smoke") == PROFILES["smoke"]  # the registered profile is untouched
 
@@ -92,7 +91,7 @@ def test_a_section_cannot_be_set_as_a_value():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"pretrain.steps": 0}, r"pretrain.steps=0 is out of range \[1, 10000000\]: optimizer steps"),
-    ({"pretrain.model.layers": 0, "distill.teacher.layers": 0}, r"pretrain.model.layers=0 is out of range"),
+    ({"pretrain.model.layers": 0}, r"pretrain.model.layers=0 is out of range"),
     ({"data.n_queries": 3}, r"data.n_queries=3 is out of range \[50, 10000000\]: distinct queries"),
     ({"pretrain.sentence_task": "mlm"}, r"pretrain.sentence_task='mlm' is not one of sop, nsp"),
     ({"device": "tpu"}, r"device='tpu' is not one of cpu, cuda, auto"),
@@ -100,8 +99,7 @@ def test_a_section_cannot_be_set_as_a_value():
     ({"threads": 2.5}, r"threads=2.5 must be of type int"),
     ({"distill.student.heads": 3}, r"distill.student.hidden=64 must be a multiple of heads=3"),
     ({"tokenizer.max_query_len": 32}, r"tokenizer.max_query_len=32 must be at most max_len - 4=28"),
-    ({"pretrain.model.layers": 4}, r"distill.teacher differs from pretrain.model in layers.*"
-                                   r"--set distill.teacher.layers=4"),
+    ({"distill.batch_size": 30}, r"distill.batch_size=30 must be a multiple of docs_per_query_in_batch=4"),
 ])
 def test_invalid_values_say_what_is_wrong(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from relcourse.losses import (LOSSES, CombinedLoss, FourClassCrossEntropyLoss, MSELoss, PairwiseLogisticLoss,
-                              SoftCrossEntropyLoss, expected_tier, make_loss, pairwise_logistic_loss)
+from relcourse.losses import (DISTILL_LOSSES, LOSSES, CombinedLoss, FourClassCrossEntropyLoss, LogitMSELoss,
+                              MarginMSELoss, MSELoss, PairwiseLogisticLoss, SoftCrossEntropyLoss,
+                              TeacherProbabilityCELoss, expected_tier, make_loss, pairwise_logistic_loss)
 
 
 def sigmoid(x):
@@ -180,11 +181,69 @@ def test_bad_inputs_specific_to_each_loss():
     with pytest.raises(ValueError, match="tiers 0..3"):
         FourClassCrossEntropyLoss()(torch.zeros(2, 4), torch.tensor([0, 5]))
     with pytest.raises(ValueError, match="unknown loss 'ranknet'; choose one of mse, soft_ce, pairwise, "
-                                         r"ce\+pairwise, multiclass"):
+                                         r"ce\+pairwise, multiclass, logit_mse, prob_ce, margin_mse"):
         make_loss("ranknet")
 
 
-@pytest.mark.parametrize("module", ["__init__", "mse", "soft_ce", "pairwise", "combined", "multiclass"])
+# --- distillation losses: against the teacher's logits -----------------------------------------
+
+TEACHER = torch.tensor([1.5, -0.5, 3.0, -2.0])
+
+
+def test_logit_mse_and_teacher_ce_by_hand():
+    expected_mse = sum((s - t) ** 2 for s, t in zip(SCORES.tolist(), TEACHER.tolist())) / 4
+    assert LogitMSELoss()(SCORES, TEACHER, QUERY_IDS).item() == pytest.approx(expected_mse)
+    # BCE with target sigmoid(t): -p ln sigmoid(s) - (1 - p) ln(1 - sigmoid(s)) = p softplus(-s) + (1 - p) softplus(s)
+    expected_ce = sum(sigmoid(t) * softplus(-s) + (1 - sigmoid(t)) * softplus(s)
+                      for s, t in zip(SCORES.tolist(), TEACHER.tolist())) / 4
+    assert TeacherProbabilityCELoss()(SCORES, TEACHER, QUERY_IDS).item() == pytest.approx(expected_ce, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_margin_mse_matches_double_loop(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 30
+    scores, teacher = torch.randn(n, dtype=torch.float64, generator=g), torch.randn(n, dtype=torch.float64, generator=g) * 3
+    query_ids = torch.randint(0, 5, (n,), generator=g)
+    terms = [((scores[i] - scores[j]) - (teacher[i] - teacher[j])).item() ** 2
+             for i, j in itertools.combinations(range(n), 2) if query_ids[i] == query_ids[j]]
+    assert MarginMSELoss()(scores, teacher, query_ids).item() == pytest.approx(sum(terms) / len(terms))
+
+
+def test_margin_mse_ignores_a_shift_of_a_whole_query_and_logit_mse_does_not():
+    shifted = TEACHER + torch.tensor([5.0, 5.0, 5.0, -7.0])     # each query's teacher scores moved together
+    assert MarginMSELoss()(TEACHER, shifted, QUERY_IDS).item() == pytest.approx(0.0)
+    assert LogitMSELoss()(TEACHER, shifted, QUERY_IDS).item() > 1
+
+
+def test_a_perfect_copy_of_the_teacher_is_a_minimum():
+    scores = TEACHER.clone().requires_grad_(True)
+    for loss in DISTILL_LOSSES.values():
+        scores.grad = None
+        loss()(scores, TEACHER, QUERY_IDS).backward()
+        assert scores.grad.abs().max().item() < 1e-6, loss
+
+
+@pytest.mark.parametrize("loss", [LogitMSELoss(), TeacherProbabilityCELoss(), MarginMSELoss()],
+                         ids=lambda l: type(l).__name__)
+def test_gradcheck_distillation(loss):
+    scores = torch.randn(8, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    teacher = torch.randn(8, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2
+    query_ids = torch.tensor([0, 0, 0, 1, 1, 1, 2, 3])
+    assert torch.autograd.gradcheck(lambda s: loss(s, teacher, query_ids), (scores,))
+
+
+def test_distillation_bad_inputs():
+    with pytest.raises(ValueError, match="teacher logits must be finite"):
+        LogitMSELoss()(torch.zeros(2), torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match=r"teacher must have the shape of scores \(3,\)"):
+        MarginMSELoss()(torch.zeros(3), torch.zeros(2), torch.zeros(3, dtype=torch.long))
+    value = MarginMSELoss()(torch.zeros(2, requires_grad=True), torch.ones(2), torch.tensor([0, 1]))
+    assert value.item() == 0 and value.requires_grad      # no same-query pair: a zero on the graph
+
+
+@pytest.mark.parametrize("module", ["__init__", "mse", "soft_ce", "pairwise", "combined", "multiclass", "logit_mse",
+                                    "teacher_ce", "margin_mse"])
 def test_docstring_examples(module):
     name = "relcourse.losses" if module == "__init__" else f"relcourse.losses.{module}"
     assert doctest.testmod(importlib.import_module(name)).failed == 0

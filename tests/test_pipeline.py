@@ -37,7 +37,7 @@ def test_the_recipe_runs_end_to_end_and_is_reused(profile, monkeypatch):
     scores = pd.read_parquet(run / "test_scores.parquet")
     assert len(scores) == table.loc["all", "n_docs"] and scores["score"].notna().all()
     # Asked again, every stage is found in the store: nothing trains.
-    monkeypatch.setattr(experiments, "finetune", lambda *a, **k: pytest.fail("fine-tuned again"))
+    monkeypatch.setattr("relcourse.finetune.finetune", lambda *a, **k: pytest.fail("fine-tuned again"))
     monkeypatch.setattr("relcourse.pretrain.train", lambda *a, **k: pytest.fail("pretrained again"))
     assert run_arm(profile, 0, RECIPE, progress=False) == run
 
@@ -187,8 +187,8 @@ def test_bad_input_is_named(profile):
         labelled_splits(data_dir, tokenizer, profile, pd.DataFrame({"doc_id": [1, 2], "label": [0, 5]}))
     with pytest.raises(ValueError, match="lacks columns"):
         labelled_splits(data_dir, tokenizer, profile, pd.DataFrame({"doc_id": [1, 2]}))
-    with pytest.raises(ValueError, match="stage 'distill'"):
-        experiments.select_claims("distill")
+    with pytest.raises(ValueError, match="no experiments for stage 'serving'"):
+        experiments.select_claims("serving")
     with pytest.raises(ConfigError, match="pretrain.data_share"):
         with_overrides(profile, {"pretrain.data_share": 0})
     with pytest.raises(ConfigError, match="pretrain.sentence_task"):

@@ -12,6 +12,14 @@ Every loss reads the model's output for a (query, document) pair as one logit s 
 
 Reference: note 001, "微调" (fine-tuning); claims F1 and F2.
 
+Distillation (stage 4) fits a teacher's logits t instead of labels, called as
+loss(student_scores, teacher_logits, query_ids):
+
+    name          formula                                             module
+    logit_mse     mean (s - t)^2                                      logit_mse.py
+    prob_ce       mean BCE(sigmoid(s), sigmoid(t))                    teacher_ce.py
+    margin_mse    mean ((s_i - s_j) - (t_i - t_j))^2, same query      margin_mse.py
+
 >>> import torch
 >>> loss = make_loss("ce+pairwise", pairwise_weight=0.5)
 >>> # soft CE (0.1269 + 0.6931) / 2, plus 0.5 * ln(1 + e^-2) = 0.5 * 0.1269 for the one pair
@@ -23,10 +31,13 @@ from __future__ import annotations
 from torch import nn
 
 from .combined import CombinedLoss
+from .logit_mse import LogitMSELoss
+from .margin_mse import MarginMSELoss
 from .mse import MSELoss
 from .multiclass import FourClassCrossEntropyLoss, expected_tier
 from .pairwise import PairwiseLogisticLoss, pairwise_logistic_loss
 from .soft_ce import SoftCrossEntropyLoss
+from .teacher_ce import TeacherProbabilityCELoss
 
 LOSSES = {
     "mse": MSELoss,
@@ -36,13 +47,21 @@ LOSSES = {
     "multiclass": FourClassCrossEntropyLoss,
 }
 
+DISTILL_LOSSES = {
+    "logit_mse": LogitMSELoss,
+    "prob_ce": TeacherProbabilityCELoss,
+    "margin_mse": MarginMSELoss,
+}
+
 
 def make_loss(name: str, **kwargs) -> nn.Module:
-    """The loss registered as `name`, built with `kwargs` (e.g. make_loss("pairwise", gamma=2.0))."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return LOSSES[name](**kwargs)
+    """The loss registered as `name` (fine-tuning or distillation), built with `kwargs`
+    (e.g. make_loss("pairwise", gamma=2.0))."""
+    registry = LOSSES | DISTILL_LOSSES
+    if name not in registry:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(registry)}")
+    return registry[name](**kwargs)
 
 
-__all__ = ["LOSSES", "make_loss", "MSELoss", "SoftCrossEntropyLoss", "PairwiseLogisticLoss",
+__all__ = ["LOSSES", "DISTILL_LOSSES", "make_loss", "LogitMSELoss", "TeacherProbabilityCELoss", "MarginMSELoss", "MSELoss", "SoftCrossEntropyLoss", "PairwiseLogisticLoss",
            "pairwise_logistic_loss", "CombinedLoss", "FourClassCrossEntropyLoss", "expected_tier"]

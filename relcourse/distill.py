@@ -1,0 +1,227 @@
+"""Stage 4: distil the fine-tuned cross-encoder (the teacher) into a small, cheap student.
+
+A cross-encoder reads every (query, document) pair through the whole network, so serving cost
+grows with its size; the sources serve 4- to 12-layer students of 24- to 48-layer teachers.
+The recipe:
+1. `ensure_distill_data`: the teacher scores a pool of unlabelled pairs — every candidate
+   document of the training and unlabelled queries (never valid or test) — once, in eval mode;
+   the logits go to teacher_scores.parquet, with the teacher's run hash in the manifest.
+   Labels are few; teacher scores are as many as there are logged pairs.
+2. `run_distill`: the student — warm (the recipe at the student's size: pretrained,
+   post-pretrained and fine-tuned like the teacher) or cold (random weights) — fits the
+   teacher's scores with `distill.loss` (relcourse.losses: logit_mse, prob_ce, margin_mse) on
+   query-grouped batches, early-stopped on the validation queries' human labels; it is judged,
+   like every model of the course, on the test queries against the hidden truth.
+
+The teacher is the model stages 1-3 train (size `pretrain.model`); a bigger or smaller teacher
+is an arm that overrides `pretrain.model`. `student_profile` is the same profile at the
+student's size: its recipe is the warm student's start, and the "same small model trained on
+labels only" of claims D1 and D2.
+
+>>> from relcourse.config import load_profile
+>>> student_profile(load_profile("laptop")).pretrain.model.layers   # laptop: 2-layer teacher, 1-layer student
+1
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import metrics
+from .config import Profile, with_overrides
+from .data import PairSet, make_pairset, query_grouped_batch, unlabelled_pairs
+from .finetune import labelled_splits, run_finetune, score
+from .losses import make_loss
+from .models import RelevanceBert, load_model, save_model
+from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, tokenizer_of
+from .store import StoreError, cached_stage, ensure_data, load_manifest, run_hash
+from .train import TrainConfig, train
+
+POOL = "candidates of the training and unlabelled queries, v1"   # what ensure_distill_data scores
+TEACHER_SCORES = "teacher_scores.parquet"
+
+
+def student_profile(profile: Profile) -> Profile:
+    """The profile with pretrain.model set to the student's size: its recipe trains the warm
+    student, and the small model trained on labels only (the baseline of D1 and D2)."""
+    student = dataclasses.asdict(profile.distill.student)
+    return with_overrides(profile, {f"pretrain.model.{k}": v for k, v in student.items()})
+
+
+def test_auc(run_dir: Path) -> float:
+    """The test AUC a fine-tuning or distillation run recorded."""
+    return float(load_manifest(run_dir)["metrics"]["test"]["all"]["auc"])
+
+
+def docs_per_second(model: RelevanceBert, pairs: PairSet) -> float:
+    """Pairs the model scores per second (eval mode, relcourse.finetune.score's batches, this
+    process's threads): the serving cost, measured rather than estimated."""
+    start = time.perf_counter()
+    score(model, pairs)
+    return len(pairs) / (time.perf_counter() - start)
+
+
+# --- the distillation data ------------------------------------------------------------------
+
+def distill_data_settings(profile: Profile) -> dict:
+    """The distillation data's cache key: the pool and its encoding (the teacher is upstream)."""
+    return {"pool": POOL, "tokenizer": dataclasses.asdict(profile.tokenizer)}
+
+
+def ensure_distill_data(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The teacher's logit on every pair of the distillation pool (teacher_scores.parquet:
+    doc_id, query_id, teacher_logit), scored once per teacher."""
+    data_dir = ensure_data(profile, seed, progress)
+    teacher_dir = run_finetune(profile, seed, progress)
+
+    def build(out: Path) -> dict:
+        teacher = load_model(teacher_dir / MODEL_DIR)
+        if teacher.num_outputs != 1:
+            raise ValueError(f"the teacher in {teacher_dir} has {teacher.num_outputs} outputs; distillation fits one "
+                             "logit per pair: distil a teacher fine-tuned with a 1-logit loss (not 'multiclass')")
+        doc_ids = unlabelled_pairs(data_dir)
+        pairs = make_pairset(data_dir, tokenizer_of(profile, seed, progress), doc_ids, np.zeros(len(doc_ids)),
+                             profile.tokenizer)
+        start = time.perf_counter()
+        logits = score(teacher, pairs)
+        seconds = time.perf_counter() - start
+        pd.DataFrame({"doc_id": doc_ids, "query_id": pairs.query_ids,
+                      "teacher_logit": logits}).to_parquet(out / TEACHER_SCORES)
+        if progress:
+            print(f"[distill] teacher scored {len(doc_ids):,} pairs in {seconds:.1f} s ({len(doc_ids) / seconds:,.0f}/s)")
+        return {"pairs": len(doc_ids), "queries": int(np.unique(pairs.query_ids).size),
+                "scoring_s": round(seconds, 3), "pairs_per_s": round(len(doc_ids) / seconds, 1)}
+
+    return cached_stage(profile, "distill_data", seed, distill_data_settings(profile), build,
+                        upstream={"data": run_hash(data_dir), "teacher": run_hash(teacher_dir)})
+
+
+def read_teacher_scores(pool_dir: Path, teacher_dir: Path) -> pd.DataFrame:
+    """The pool's teacher scores, after checking that this teacher scored them."""
+    scored_by = load_manifest(pool_dir)["upstream"].get("teacher")
+    if scored_by != run_hash(teacher_dir):
+        raise StoreError(f"{pool_dir} was scored by teacher {scored_by}, not by {teacher_dir.name}: "
+                         "rebuild the distillation data with this teacher (ensure_distill_data)")
+    frame = pd.read_parquet(pool_dir / TEACHER_SCORES)
+    missing = {"doc_id", "query_id", "teacher_logit"} - set(frame.columns)
+    if missing:
+        raise StoreError(f"{pool_dir / TEACHER_SCORES} lacks columns {sorted(missing)}: delete {pool_dir} and "
+                         "rebuild the distillation data")
+    return frame
+
+
+def sample_queries(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """Whole queries, in a seeded random order, until `share` of the pairs is reached: a smaller
+    pool keeps every query's documents together, so margin_mse still has pairs to compare and
+    D5/D6 change the amount of data only, not how it is grouped.
+
+    >>> frame = pd.DataFrame({"query_id": [1, 1, 2, 2, 3, 3], "doc_id": range(6)})
+    >>> len(sample_queries(frame, 0.5, seed=0)), len(sample_queries(frame, 1.0, seed=0))
+    (4, 6)
+    """
+    if share >= 1.0:
+        return frame
+    queries = np.random.default_rng([seed, 11]).permutation(np.unique(frame["query_id"]))
+    counts = frame["query_id"].value_counts().loc[queries].to_numpy()
+    keep = queries[:int(np.searchsorted(np.cumsum(counts), share * len(frame))) + 1]
+    return frame[frame["query_id"].isin(keep)]
+
+
+# --- the distillation stage -----------------------------------------------------------------
+
+def distill_settings(profile: Profile) -> dict:
+    """The distillation stage's cache key (the teacher, its scores and a warm student's start
+    are in its upstream hashes)."""
+    return {"distill": dataclasses.asdict(profile.distill), "tokenizer": dataclasses.asdict(profile.tokenizer)}
+
+
+def distill_steps(profile: Profile, pairs: int) -> int:
+    """distill.steps, or, with distill.epochs > 0, the steps of that many passes over `pairs`."""
+    cfg = profile.distill
+    return cfg.steps if not cfg.epochs else max(1, math.ceil(cfg.epochs * pairs / cfg.batch_size))
+
+
+def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The student distilled from this profile's teacher (cached stage 'distill'): its model,
+    test scores and metrics, beside the teacher's."""
+    data_dir = ensure_data(profile, seed, progress)
+    teacher_dir = run_finetune(profile, seed, progress)
+    pool_dir = ensure_distill_data(profile, seed, progress)
+    cfg = profile.distill
+    warm_dir = run_finetune(student_profile(profile), seed, progress) if cfg.start == "warm" else None
+
+    def build(out: Path) -> dict:
+        tokenizer = tokenizer_of(profile, seed, progress)
+        pool = sample_queries(read_teacher_scores(pool_dir, teacher_dir), cfg.pairs_share, seed)
+        pairs = make_pairset(data_dir, tokenizer, pool["doc_id"].to_numpy(), pool["teacher_logit"].to_numpy(),
+                             profile.tokenizer)
+        splits = labelled_splits(data_dir, tokenizer, profile)
+        torch.manual_seed(seed)   # a cold student's random weights depend on (profile, seed) only
+        student = load_model(warm_dir / MODEL_DIR) if warm_dir else new_model(student_profile(profile), len(tokenizer))
+        teacher = load_model(teacher_dir / MODEL_DIR)
+        for name, model in (("student", student), ("teacher", teacher)):
+            if model.vocab_size != len(tokenizer):
+                raise ValueError(f"the {name} reads a vocabulary of {model.vocab_size} tokens, the tokenizer has "
+                                 f"{len(tokenizer)}: teacher and student must share one tokenizer; rebuild the "
+                                 "student with this profile's tokenizer")
+        loss = make_loss(cfg.loss)
+        steps = distill_steps(profile, len(pairs))
+
+        def batch_at(step: int) -> dict:
+            return query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
+
+        def loss_fn(m, batch: dict) -> dict:
+            return {"loss": loss(m(batch)["relevance"], batch["targets"], batch["query_ids"])}
+
+        def validate(m):
+            return {"auc": metrics.auc(splits.valid.targets, score(m, splits.valid))}
+
+        tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=int(steps * cfg.warmup_share), device=profile.device,
+                           threads=profile.threads, seed=seed, checkpoint_every=max(steps // 4, 1),
+                           eval_every=max(steps // cfg.evaluations, 1))
+        result = train(student, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
+                       progress=progress)
+        save_model(student, out / MODEL_DIR)
+        student_scores = score(student, splits.test)
+        teacher_scores = pd.read_parquet(teacher_dir / "test_scores.parquet").set_index("doc_id")["score"]
+        pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids, "label": splits.test.targets,
+                      "bucket_name": splits.test_buckets, "score": student_scores,
+                      "teacher_score": teacher_scores.loc[splits.test.doc_ids].to_numpy()}
+                     ).to_parquet(out / "test_scores.parquet")
+        table = metrics.evaluate(splits.test.targets, student_scores, splits.test.query_ids, splits.test_buckets)
+        return {"test": metrics.records(table), "teacher_test_auc": test_auc(teacher_dir),
+                "teacher_agreement": float(np.corrcoef(student_scores, teacher_scores.loc[splits.test.doc_ids])[0, 1]),
+                "pairs": len(pairs), "queries": int(pool["query_id"].nunique()), "steps": result.steps_done,
+                "epochs": round(steps * cfg.batch_size / len(pairs), 3),
+                "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()},
+                # timings vary from run to run: kept apart from the metrics that must reproduce
+                "serving": {"docs_per_s": {"student": round(docs_per_second(student, splits.test)),
+                                           "teacher": round(docs_per_second(teacher, splits.test))}}}
+
+    upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress)),
+                "teacher": run_hash(teacher_dir), "distill_data": run_hash(pool_dir)}
+    if warm_dir is not None:
+        upstream["student_start"] = run_hash(warm_dir)
+    return cached_stage(profile, "distill", seed, distill_settings(profile), build, upstream=upstream, resumable=True)
+
+
+# --- claims measured from whole runs (relcourse.experiments runs them on every seed) ----------
+
+def size_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
+    """Claim D1: test AUC of the recipe at the teacher's size and at the student's size."""
+    return (test_auc(run_finetune(profile, seed, progress)),
+            test_auc(run_finetune(student_profile(profile), seed, progress)))
+
+
+def distillation_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
+    """Claim D2: the distilled student against the same small model trained on labels only (the
+    recipe at the student's size, which is also where a warm student starts). Not equal compute:
+    the distilled student has its distillation steps on top, as in the sources' comparison."""
+    return (test_auc(run_distill(profile, seed, progress)),
+            test_auc(run_finetune(student_profile(profile), seed, progress)))
