@@ -189,14 +189,15 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                        progress=progress)
         save_model(student, out / MODEL_DIR)
         student_scores = score(student, splits.test)
-        teacher_scores = pd.read_parquet(teacher_dir / "test_scores.parquet").set_index("doc_id")["score"]
+        teacher_test = pd.read_parquet(teacher_dir / "test_scores.parquet").set_index("doc_id").loc[
+            splits.test.doc_ids, "score"].to_numpy()
         pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids, "label": splits.test.targets,
-                      "bucket_name": splits.test_buckets, "score": student_scores,
-                      "teacher_score": teacher_scores.loc[splits.test.doc_ids].to_numpy()}
+                      "bucket_name": splits.test_buckets, "score": student_scores, "teacher_score": teacher_test}
                      ).to_parquet(out / "test_scores.parquet")
         table = metrics.evaluate(splits.test.targets, student_scores, splits.test.query_ids, splits.test_buckets)
+        spread = student_scores.std() * teacher_test.std()   # a constant score has no correlation: None
         return {"test": metrics.records(table), "teacher_test_auc": test_auc(teacher_dir),
-                "teacher_agreement": float(np.corrcoef(student_scores, teacher_scores.loc[splits.test.doc_ids])[0, 1]),
+                "teacher_agreement": float(np.corrcoef(student_scores, teacher_test)[0, 1]) if spread > 0 else None,
                 "pairs": len(pairs), "queries": int(pool["query_id"].nunique()), "steps": result.steps_done,
                 "epochs": round(steps * cfg.batch_size / len(pairs), 3),
                 "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()},
