@@ -21,6 +21,7 @@ torch.Size([4])
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -109,6 +110,15 @@ def pointwise_rows(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
 def pointwise_batch(pairs: PairSet, step: int, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
     """The rows `pointwise_rows` picks, as a batch."""
     return pairs.rows(pointwise_rows(len(pairs), step, batch_size, seed))
+
+
+def steps_for_epochs(epochs: float, rows: int, batch_size: int) -> int:
+    """Optimizer steps that make `epochs` passes over `rows` rows at `batch_size` rows a step (at least 1).
+
+    >>> steps_for_epochs(1.0, 5_000, 32), steps_for_epochs(2.0, 100, 64)
+    (157, 4)
+    """
+    return max(1, math.ceil(epochs * rows / batch_size))
 
 
 @lru_cache(maxsize=2)  # a batch spans at most two epochs; each order is computed once per epoch

@@ -25,7 +25,6 @@ labels only" of claims D1 and D2.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch
 
 from . import metrics
 from .config import Profile, with_overrides
-from .data import PairSet, make_pairset, query_grouped_batch, unlabelled_pairs
+from .data import PairSet, make_pairset, query_grouped_batch, steps_for_epochs, unlabelled_pairs
 from .finetune import labelled_splits, run_finetune, score
 from .losses import make_loss
 from .models import RelevanceBert, load_model, save_model
@@ -59,12 +58,12 @@ def test_auc(run_dir: Path) -> float:
     return float(load_manifest(run_dir)["metrics"]["test"]["all"]["auc"])
 
 
-def docs_per_second(model: RelevanceBert, pairs: PairSet) -> float:
-    """Pairs the model scores per second (eval mode, relcourse.finetune.score's batches, this
+def timed_score(model: RelevanceBert, pairs: PairSet) -> tuple[np.ndarray, float]:
+    """relcourse.finetune.score of the pairs, and the pairs scored per second (eval mode, this
     process's threads): the serving cost, measured rather than estimated."""
     start = time.perf_counter()
-    score(model, pairs)
-    return len(pairs) / (time.perf_counter() - start)
+    scores = score(model, pairs)
+    return scores, len(pairs) / (time.perf_counter() - start)
 
 
 # --- the distillation data ------------------------------------------------------------------
@@ -88,15 +87,13 @@ def ensure_distill_data(profile: Profile, seed: int, progress: bool = True) -> P
         doc_ids = unlabelled_pairs(data_dir)
         pairs = make_pairset(data_dir, tokenizer_of(profile, seed, progress), doc_ids, np.zeros(len(doc_ids)),
                              profile.tokenizer)
-        start = time.perf_counter()
-        logits = score(teacher, pairs)
-        seconds = time.perf_counter() - start
+        logits, rate = timed_score(teacher, pairs)
         pd.DataFrame({"doc_id": doc_ids, "query_id": pairs.query_ids,
                       "teacher_logit": logits}).to_parquet(out / TEACHER_SCORES)
         if progress:
-            print(f"[distill] teacher scored {len(doc_ids):,} pairs in {seconds:.1f} s ({len(doc_ids) / seconds:,.0f}/s)")
+            print(f"[distill] teacher scored {len(doc_ids):,} pairs ({rate:,.0f}/s)")
         return {"pairs": len(doc_ids), "queries": int(np.unique(pairs.query_ids).size),
-                "scoring_s": round(seconds, 3), "pairs_per_s": round(len(doc_ids) / seconds, 1)}
+                "scoring_s": round(len(doc_ids) / rate, 3), "pairs_per_s": round(rate, 1)}
 
     return cached_stage(profile, "distill_data", seed, distill_data_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "teacher": run_hash(teacher_dir)})
@@ -144,7 +141,7 @@ def distill_settings(profile: Profile) -> dict:
 def distill_steps(profile: Profile, pairs: int) -> int:
     """distill.steps, or, with distill.epochs > 0, the steps of that many passes over `pairs`."""
     cfg = profile.distill
-    return cfg.steps if not cfg.epochs else max(1, math.ceil(cfg.epochs * pairs / cfg.batch_size))
+    return cfg.steps if not cfg.epochs else steps_for_epochs(cfg.epochs, pairs, cfg.batch_size)
 
 
 def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
@@ -188,7 +185,7 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
         result = train(student, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
                        progress=progress)
         save_model(student, out / MODEL_DIR)
-        student_scores = score(student, splits.test)
+        student_scores, student_rate = timed_score(student, splits.test)
         teacher_test = pd.read_parquet(teacher_dir / "test_scores.parquet").set_index("doc_id").loc[
             splits.test.doc_ids, "score"].to_numpy()
         pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids, "label": splits.test.targets,
@@ -202,8 +199,8 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                 "epochs": round(steps * cfg.batch_size / len(pairs), 3),
                 "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()},
                 # timings vary from run to run: kept apart from the metrics that must reproduce
-                "serving": {"docs_per_s": {"student": round(docs_per_second(student, splits.test)),
-                                           "teacher": round(docs_per_second(teacher, splits.test))}}}
+                "serving": {"docs_per_s": {"student": round(student_rate),
+                                           "teacher": round(timed_score(teacher, splits.test)[1])}}}
 
     upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress)),
                 "teacher": run_hash(teacher_dir), "distill_data": run_hash(pool_dir)}

@@ -27,7 +27,6 @@ paragraphs of prose never ask for.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ import torch
 
 from . import corpora
 from .config import PretrainConfig, Profile
-from .data import PairSet, make_pairset, pointwise_rows, unlabelled_pairs
+from .data import PairSet, make_pairset, pointwise_rows, steps_for_epochs, unlabelled_pairs
 from .masking import mask_tokens
 from .models import RelevanceBert, load_model, save_model
 from .store import cached_stage, ensure_data, run_hash
@@ -144,7 +143,7 @@ def step_plan(cfg: PretrainConfig, n_pairs: int) -> tuple[int, int]:
     """
     if not cfg.epochs:
         return int(cfg.steps * (1 - cfg.tapt_share)), cfg.steps
-    corpus_steps = max(1, math.ceil(cfg.epochs * n_pairs / cfg.batch_size))
+    corpus_steps = steps_for_epochs(cfg.epochs, n_pairs, cfg.batch_size)
     return corpus_steps, corpus_steps + round(corpus_steps * cfg.tapt_share / (1 - cfg.tapt_share))
 
 

@@ -63,5 +63,6 @@ def make_loss(name: str, **kwargs) -> nn.Module:
     return registry[name](**kwargs)
 
 
-__all__ = ["LOSSES", "DISTILL_LOSSES", "make_loss", "LogitMSELoss", "TeacherProbabilityCELoss", "MarginMSELoss", "MSELoss", "SoftCrossEntropyLoss", "PairwiseLogisticLoss",
-           "pairwise_logistic_loss", "CombinedLoss", "FourClassCrossEntropyLoss", "expected_tier"]
+__all__ = ["LOSSES", "DISTILL_LOSSES", "make_loss", "MSELoss", "SoftCrossEntropyLoss", "PairwiseLogisticLoss",
+           "pairwise_logistic_loss", "CombinedLoss", "FourClassCrossEntropyLoss", "expected_tier", "LogitMSELoss",
+           "TeacherProbabilityCELoss", "MarginMSELoss"]
