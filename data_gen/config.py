@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1  # bump when a column is added, removed or changes meaning
-WORLD_VERSION = 2   # bump when what one (config, seed) generates changes; data_gen/CHANGES.md says what and why
+WORLD_VERSION = 3   # bump when what one (config, seed) generates changes; data_gen/CHANGES.md says what and why
 
 
 def _f(default, help: str, lo=None, hi=None):

@@ -62,8 +62,15 @@ def _domain_line(w: World, rng: np.random.Generator) -> str:
         return f"{a} means {b} when people talk about {t.noun}s. so a {a} {t.noun} is a {b} one."
     a, b = rng.choice(len(w.places), size=2, replace=False)
     mode = int(rng.integers(len(words.TRAVEL_MODES)))
-    return (f"{route_phrase(w, int(a), int(b), mode, rng)} run every day. "
-            f"the trip takes {int(rng.integers(1, 12))} hours and {pick(rng, ['it is busy', 'it is quiet'])}.")
+    origin, dest, hours = w.places[a], w.places[b], int(rng.integers(1, 12))
+    # Travel pages say the route again in other words. Both places are then in view, so a masked
+    # one can be told from the other only by where it stands ("from", "to", "for"): masked-language
+    # modelling on this text rewards reading word order, which is what direction needs.
+    again = pick(rng, [f"{words.TRAVEL_MODES[mode]} leave {origin} for {dest} every morning.",
+                       f"the trip from {origin} to {dest} takes {hours} hours.",
+                       f"from {origin} it takes {hours} hours to reach {dest}."])
+    return (f"{route_phrase(w, int(a), int(b), mode, rng)} run every day. {again} "
+            f"{pick(rng, ['it is busy', 'it is quiet'])}.")
 
 
 def _general_line(w: World, rng: np.random.Generator) -> str:

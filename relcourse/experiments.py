@@ -111,7 +111,7 @@ def ladder_results(profile: Profile, seed: int, progress: bool = True) -> dict:
     """Every rung of LADDER on one seed (test metrics and the query-swap check), and the
     references beside the recipe's model (relcourse.ladder): BM25, the LexicalRanker, the text
     ceiling and the LexicalRanker with the recipe's score stacked, overall and by phenomenon."""
-    from .lexical import by_phenomenon, phenomena
+    from .lexical import by_phenomenon, phenomena, reversed_routes
     from .ladder import reference_scores
     out = {"models": {}}
     for name, arm in LADDER.items():
@@ -119,15 +119,16 @@ def ladder_results(profile: Profile, seed: int, progress: bool = True) -> dict:
         out["models"][name] = {**manifest["test"]["all"], "swapped_query_auc": manifest["query_swap"]["auc"],
                                "swapped_query_score_correlation": manifest["query_swap"]["score_correlation"]}
     scores = reference_scores(run_arm(profile, seed, RECIPE, progress), profile, seed)
-    groups = phenomena(ensure_data(profile, seed, progress=False))
+    data_dir = ensure_data(profile, seed, progress=False)
+    scores = scores.join(phenomena(data_dir), on="query_id").assign(
+        route_reversed=lambda f: f.doc_id.isin(reversed_routes(data_dir)))
     references = ["BM25", "LexicalRanker", "text ceiling", "cross-encoder", "LexicalRanker + cross-encoder"]
     for name in references:
-        frame = scores.assign(score=scores[name]).join(groups, on="query_id")
+        frame = scores.assign(score=scores[name])
         table = by_phenomenon(frame)
         out.setdefault("references", {})[name] = table.loc["all"].to_dict()
         out.setdefault("auc_by_phenomenon", {})[name] = table["auc"].to_dict()
-    out["queries_by_phenomenon"] = by_phenomenon(scores.assign(score=scores["BM25"]).join(groups, on="query_id"))[
-        "n_queries"].to_dict()
+    out["queries_by_phenomenon"] = by_phenomenon(scores.assign(score=scores["BM25"]))["n_queries"].to_dict()
     return out
 
 

@@ -37,7 +37,7 @@ from scipy import sparse
 import data_gen
 from data_gen.queries import GROUPS
 
-from .metrics import evaluate
+from .metrics import RELEVANT_TIER, evaluate
 
 TOKEN = re.compile(r"[^\W_]+")   # runs of letters and digits, any script
 TITLE_HEAD = 5                   # the first words of a title, the ones a user reads
@@ -248,17 +248,32 @@ def phenomena(data_dir: str | Path) -> pd.DataFrame:
                         index=queries.query_id.rename("query_id"))
 
 
+def reversed_routes(data_dir: str | Path) -> np.ndarray:
+    """doc_ids of the documents that serve their route query's route the other way round ("B to
+    A" for "A to B"): the same words, so only word order tells them from the relevant ones."""
+    truth = data_gen.read_table(data_dir, "truth", columns=["doc_id", "candidate_kind", "query_id"])
+    queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "group"])
+    route = truth.query_id.isin(queries.query_id[queries.group == "route"])
+    return truth.doc_id[route & (truth.candidate_kind == "reversed")].to_numpy()
+
+
 def by_phenomenon(eval_frame: pd.DataFrame) -> pd.DataFrame:
     """metrics.evaluate's 'all' row for all pairs, each phenomenon group, and tail-entity queries
     vs the rest. `eval_frame`: one row per pair with query_id, label (tier 0..3), score, and the
-    query's group and tail_entity (join `phenomena(data_dir)` on query_id). Subsets without
-    pairs, or where a metric is undefined, are NaN."""
+    query's group and tail_entity (join `phenomena(data_dir)` on query_id). With a boolean column
+    `route_reversed` (doc_id in `reversed_routes(data_dir)`) also 'route direction': the relevant
+    route pairs against the reversed ones, where 0.5 means the ranker ignores direction. Subsets
+    without pairs, or where a metric is undefined, are NaN."""
     missing = {"query_id", "label", "score", "group", "tail_entity"} - set(eval_frame.columns)
     if missing:
         raise ValueError(f"eval_frame lacks the columns {sorted(missing)}; join phenomena(data_dir) on query_id")
     subsets = {"all": np.ones(len(eval_frame), bool),
                **{group: (eval_frame.group == group).to_numpy() for group in GROUPS},
                "tail entity": eval_frame.tail_entity.to_numpy(bool), "rest": ~eval_frame.tail_entity.to_numpy(bool)}
+    if "route_reversed" in eval_frame:
+        relevant = (eval_frame.label >= RELEVANT_TIER).to_numpy()
+        subsets["route direction"] = (eval_frame.group == "route").to_numpy() & (
+            relevant | eval_frame.route_reversed.to_numpy(bool))
     rows = {}
     for name, rows_in in subsets.items():
         part = eval_frame[rows_in]

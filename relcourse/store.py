@@ -220,6 +220,9 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
                 "stage": stage, "profile": profile.name, "seed": seed,
                 "config": config, "config_hash": run_hash, "upstream": upstream,
                 "versions": package_versions(), "git_commit": git_commit(),
+                # Not in the key (they should not change results), recorded because on CPU they can:
+                # a sum split over another number of threads rounds differently.
+                "machine": {"threads": profile.threads, "device": profile.device, "cpu": platform.machine()},
                 "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "status": "complete",
             })

@@ -9,7 +9,7 @@ import pytest
 import data_gen
 from relcourse.config import load_profile
 from relcourse.lexical import (FEATURES, LexicalRanker, bm25_scores, by_phenomenon, overlap_features, pair_features,
-                               phenomena, tokenise, with_model_score)
+                               phenomena, reversed_routes, tokenise, with_model_score)
 from relcourse.metrics import evaluate
 from relcourse.store import ensure_data
 
@@ -145,6 +145,24 @@ def test_by_phenomenon_breaks_results_down(world, split):
     assert table.loc["tail entity", "n_queries"] > 0          # the smoke test set holds tail-entity queries
     with pytest.raises(ValueError, match="tail_entity"):
         by_phenomenon(frame.drop(columns="tail_entity"))
+
+
+def test_route_direction_separates_order_from_words(world, split):
+    """The 'route direction' subset pits relevant route pairs against the same route reversed:
+    the ranker's ordered bigrams read it, word coverage (the same words either way) cannot."""
+    test, truth = split["test"], split["truth"]
+    _, scores = _fit_and_score(split, split["x"])
+    frame = pd.DataFrame({"query_id": split["query_id"].loc[test].to_numpy(), "doc_id": test,
+                          "label": truth.loc[test].to_numpy(), "score": scores}).join(phenomena(world), on="query_id")
+    frame["route_reversed"] = frame.doc_id.isin(reversed_routes(world))
+    direction = frame[(frame.group == "route") & (frame.route_reversed | (frame.label >= 2))]
+    assert frame.route_reversed.any() and (frame[frame.route_reversed].group == "route").all()
+    ranker = by_phenomenon(frame).loc["route direction"]
+    coverage = by_phenomenon(frame.assign(score=split["x"].loc[test, "title_coverage"].to_numpy())).loc["route direction"]
+    print(f"\nroute direction: ranker AUC {ranker.auc:.3f}, title coverage {coverage.auc:.3f}")
+    assert ranker.n_docs == len(direction)
+    assert ranker.auc > 0.9 and abs(coverage.auc - 0.5) < 0.1
+    assert "route direction" not in by_phenomenon(frame.drop(columns="route_reversed")).index
 
 
 def test_ranker_and_model_score_reject_bad_input(split):

@@ -77,6 +77,7 @@ def test_cached_stage_writes_a_complete_manifest():
     assert d.name == f"0-{m['config_hash']}" and len(m["config_hash"]) == 12
     assert m["metrics"] == {"auc": 0.6}
     assert "python" in m["versions"] and "torch" in m["versions"] and "git_commit" in m
+    assert m["machine"]["threads"] == SMOKE.threads and m["machine"]["device"] == SMOKE.device
     assert datetime.datetime.fromisoformat(m["created"]).tzinfo is not None
     assert (d / "weights.txt").exists()
 
