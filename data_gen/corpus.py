@@ -60,9 +60,25 @@ def _domain_line(w: World, rng: np.random.Generator) -> str:
         value = int(rng.integers(2))
         a, b = qualifier_word(q, value, rng), qualifier_word(q, value, rng)
         return f"{a} means {b} when people talk about {t.noun}s. so a {a} {t.noun} is a {b} one."
+    return route_paragraph(w, rng)
+
+
+def route_paragraph(w: World, rng: np.random.Generator, restate: bool = True) -> str:
+    """A random route's paragraph of site text. With `restate` (the corpus, world version 3) it
+    says the route a second time in other words, as travel pages do; without it (version 2) it
+    names the route once and goes on about the trip.
+
+    >>> from data_gen.config import world_config
+    >>> from data_gen.world import build_world
+    >>> route_paragraph(build_world(world_config("smoke"), 0), np.random.default_rng(1))
+    'ferry to Solgan from Yalost run every day. ferry leave Yalost for Solgan every morning. it is quiet.'
+    """
     a, b = rng.choice(len(w.places), size=2, replace=False)
     mode = int(rng.integers(len(words.TRAVEL_MODES)))
     origin, dest, hours = w.places[a], w.places[b], int(rng.integers(1, 12))
+    if not restate:
+        return (f"{route_phrase(w, int(a), int(b), mode, rng)} run every day. "
+                f"the trip takes {hours} hours and {pick(rng, ['it is busy', 'it is quiet'])}.")
     # Travel pages say the route again in other words. Both places are then in view, so a masked
     # one can be told from the other only by where it stands ("from", "to", "for"): masked-language
     # modelling on this text rewards reading word order, which is what direction needs.
