@@ -76,17 +76,15 @@ def route_paragraph(w: World, rng: np.random.Generator, restate: bool = True) ->
     a, b = rng.choice(len(w.places), size=2, replace=False)
     mode = int(rng.integers(len(words.TRAVEL_MODES)))
     origin, dest, hours = w.places[a], w.places[b], int(rng.integers(1, 12))
-    if not restate:
-        return (f"{route_phrase(w, int(a), int(b), mode, rng)} run every day. "
-                f"the trip takes {hours} hours and {pick(rng, ['it is busy', 'it is quiet'])}.")
     # Travel pages say the route again in other words. Both places are then in view, so a masked
     # one can be told from the other only by where it stands ("from", "to", "for"): masked-language
     # modelling on this text rewards reading word order, which is what direction needs.
-    again = pick(rng, [f"{words.TRAVEL_MODES[mode]} leave {origin} for {dest} every morning.",
-                       f"the trip from {origin} to {dest} takes {hours} hours.",
-                       f"from {origin} it takes {hours} hours to reach {dest}."])
-    return (f"{route_phrase(w, int(a), int(b), mode, rng)} run every day. {again} "
-            f"{pick(rng, ['it is busy', 'it is quiet'])}.")
+    again = restate and pick(rng, [f"{words.TRAVEL_MODES[mode]} leave {origin} for {dest} every morning.",
+                                   f"the trip from {origin} to {dest} takes {hours} hours.",
+                                   f"from {origin} it takes {hours} hours to reach {dest}."])
+    lead = f"{route_phrase(w, int(a), int(b), mode, rng)} run every day."
+    busy = pick(rng, ["it is busy", "it is quiet"])
+    return f"{lead} {again} {busy}." if restate else f"{lead} the trip takes {hours} hours and {busy}."
 
 
 def _general_line(w: World, rng: np.random.Generator) -> str:
