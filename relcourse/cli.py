@@ -8,6 +8,8 @@
     relcourse report --profile smoke --out report.md              # the claims table
     relcourse course --profile smoke --only 00                    # execute the notebooks
     relcourse course --refresh                                    # re-execute notebooks/ in place
+    relcourse export --run runs/smoke/distill/0-<hash> --out served --onnx --int8   # a plain transformers folder
+    relcourse score --model served pairs.tsv --out scores.tsv --backend onnx        # score (query, document) pairs
 
 Mistakes (an unknown profile, a bad --set) print one line to stderr and exit with status 2.
 """
@@ -76,7 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--refresh", action="store_true",
                         help="re-execute notebooks/ in place on smoke and stamp them (their committed outputs)")
     course.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+
+    export = commands.add_parser("export", help=EXPORT_HELP, description=EXPORT_HELP)
+    export.add_argument("--run", type=Path, required=True, metavar="RUN_DIR",
+                        help="a finished finetune or distill run folder, e.g. runs/smoke/distill/0-<hash>")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write (or replace)")
+    export.add_argument("--onnx", action="store_true", help="also write model.onnx (ONNX Runtime)")
+    export.add_argument("--int8", action="store_true", help="also write model.int8.onnx (implies --onnx)")
+    export.set_defaults(command=_export)
+
+    score = commands.add_parser("score", help=SCORE_HELP, description=SCORE_HELP)
+    score.add_argument("pairs", type=Path, help="a .tsv (header line) or .parquet file with columns query, document")
+    score.add_argument("--model", type=Path, required=True, metavar="DIR", help="a folder written by `export`")
+    score.add_argument("--out", type=Path, help="the scores' TSV (default: the pairs file with suffix .scores.tsv)")
+    score.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                       help="torch (transformers), or ONNX Runtime fp32 / int8 (export with --onnx / --int8)")
+    score.add_argument("--batch-size", type=int, default=256, help="pairs per batch (default 256)")
+    score.add_argument("--threads", type=int, help="CPU threads (default: the library's own)")
+    score.set_defaults(command=_score)
     return parser
+
+
+EXPORT_HELP = "write a trained run as a transformers model folder (AutoModelForSequenceClassification), optionally ONNX"
+SCORE_HELP = "score (query, document) pairs with an exported model; one score per row, in the input's order"
 
 
 def _profile(args) -> None:
@@ -144,6 +168,32 @@ def _course(args) -> None:
             run_course(profile.name, seed, args.out, args.only, overrides=overrides, log_output=args.log_output)
     except CourseError as e:
         _fail(str(e))
+
+
+def _quiet_transformers() -> None:
+    """No 'Loading weights' progress bars: export and score print one line each."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def _export(args) -> None:
+    from relcourse.export import export_model   # torch loads only when needed
+
+    _quiet_transformers()
+    print(export_model(args.run, args.out, onnx=args.onnx, int8=args.int8))
+
+
+def _score(args) -> None:
+    import torch
+
+    from relcourse.scoring import score_file
+
+    _quiet_transformers()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out, rate = score_file(args.model, args.pairs, args.out, args.backend, args.batch_size, args.threads)
+    print(f"{out} ({rate:,.0f} docs/s, backend {args.backend})")
 
 
 def _fail(message: str) -> None:
