@@ -1,6 +1,6 @@
-"""The small toolkit that the exercises' `tests_grade.py` files are written with.
+"""The small toolkit that the exercises' checks (tests_public.py, tests_grade.py) are written with.
 
-A check is a function of the student's module, marked with `@check(points)`:
+A check is a function of `sub`, the student's module as the grader sees it, marked with `@check(points)`:
 
     @check(2)
     def check_docstring_example(sub):
@@ -14,6 +14,14 @@ raises (the student's NotImplementedError, a TypeError in their code, a time-out
 a message by the grader.
 
 The grader reads the points with `ast` (without importing the file), so give them as a literal.
+
+Checks run in the grader, never in the student's process: `sub.f(*args)` sends f's name and its
+arguments (plain data: numbers, strings, lists, tuples, dicts, numpy arrays, torch tensors,
+pandas objects) to the student's sandboxed process and returns what f returned, as plain data
+again (a tuple stays a tuple, a Series a Series; anything else comes back as an `Opaque` stand-in
+that only prints). An exception the student's f raised is raised here as the same built-in type
+(ValueError stays ValueError). So compute expected values here, with your answer key, and never
+hand the answer key to `sub`.
 """
 from __future__ import annotations
 

@@ -1,21 +1,29 @@
 """exercises/: the solutions get full marks, the starters 0, and broken submissions (syntax error,
-infinite loop, wrong answer, answer-key import) are graded with a clear message, never a crash.
+infinite loop, wrong answer, answer-key import) are graded with a clear message, never a crash;
+hostile submissions (tests/test_exercises.py's HOSTILE) earn nothing they did not compute, and
+leave the class, the instructor's files and the process table as they found them.
 
-Each graded file runs in a worker process (numpy/pandas/torch imports): the slow tests share
-work, and the loops use short time limits, so the whole file stays around 20 s.
+Each graded file runs in a sandboxed process (numpy/pandas/torch imports): the slow tests share
+work, and the loops use short time limits, so the whole file stays well under a minute.
 """
 import csv
-import importlib.util
+import hashlib
+import importlib
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from exercises import grade
 from exercises._checks import checks_of
+from exercises._sandbox import UID_BASE, containment
 from relcourse import metrics
 
 EXERCISES = grade.discover()
@@ -24,11 +32,8 @@ PNR = BY_NAME["ex01_pnr"]
 CODE_EXERCISES = [e for e in EXERCISES if not e.manual]
 
 
-def load_tests_grade(ex):
-    spec = importlib.util.spec_from_file_location(f"_test_{ex.name}", ex.tests_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_checks(ex, which="tests_grade"):
+    return importlib.import_module(f"exercises.{ex.name}.{which}")
 
 
 def submission(tmp_path, files: dict[str, str]):
@@ -53,20 +58,23 @@ def test_layout_and_points():
     assert [e.name for e in EXERCISES] == ["ex01_pnr", "ex02_pairwise_loss", "ex03_ctr_features",
                                            "ex04_ndcg", "ex05_feedback_loop"]
     for e in EXERCISES:
-        assert (e.dir / "README.md").is_file() and e.points == 10
+        assert (e.dir / "README.md").is_file() and e.points == e.total_points == 10
         assert (e.dir / e.student_file).is_file() and (e.dir / e.solution_file).is_file()
     assert BY_NAME["ex05_feedback_loop"].manual and not BY_NAME["ex05_feedback_loop"].checks
 
 
 @pytest.mark.parametrize("ex", CODE_EXERCISES, ids=lambda e: e.name)
-def test_ast_plan_matches_the_checks_the_worker_runs(ex):
-    module = load_tests_grade(ex)
-    assert [(c.name, c.points) for c in ex.checks] == [(f.__name__, f.points) for f in checks_of(module)]
-    assert module.FORBIDDEN_IMPORTS
+def test_ast_plan_matches_the_checks_the_grader_runs(ex):
+    public, hidden = load_checks(ex, "tests_public"), load_checks(ex, "tests_grade")
+    imported = [(f.__name__, f.points) for m in (public, hidden) for f in checks_of(m) if f.__module__ == m.__name__]
+    assert [(c.name, c.points) for c in ex.checks] == imported
+    assert [c.name for c in ex.checks if c.public] == [f.__name__ for f in checks_of(public)]
+    assert 0 < sum(c.points for c in ex.checks if c.public) < ex.points      # a worked example, no more
+    assert public.FORBIDDEN_IMPORTS and ex.forbidden == public.FORBIDDEN_IMPORTS
 
 
 def test_answer_keys_agree_with_the_course():
-    ex01, ex03, ex04 = (load_tests_grade(BY_NAME[n]) for n in ("ex01_pnr", "ex03_ctr_features", "ex04_ndcg"))
+    ex01, ex03, ex04 = (load_checks(BY_NAME[n]) for n in ("ex01_pnr", "ex03_ctr_features", "ex04_ndcg"))
     rng = np.random.default_rng(0)
     for _ in range(20):
         n = int(rng.integers(2, 40))
@@ -92,6 +100,7 @@ def test_solutions_get_full_marks_through_the_command_line(tmp_path):
                          cwd=grade.REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "TOTAL solutions: 40/40" in run.stdout
+    assert "containment: memory limit: yes" in run.stderr
     sub = json.loads(out.read_text())["submissions"][0]
     assert (sub["total"], sub["possible"], sub["manual_possible"]) == (40, 40, 10)
     for r in sub["exercises"]:
@@ -136,11 +145,19 @@ def test_infinite_loops_are_stopped(tmp_path):
     assert r["status"] == "error" and "importing it did not finish within 0.3 s" in r["message"]
 
 
-def test_a_loop_that_ignores_the_alarm_hits_the_hard_limit(tmp_path):
+def test_a_loop_that_ignores_the_alarm_is_killed(tmp_path):
     source = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n"
-    r = grade_pnr(tmp_path, source, timeout=0.3, hard_limit=3)
+    r = grade_pnr(tmp_path / "at_import", source, timeout=0.3)
     assert r["status"] == "error" and r["earned"] == 0
-    assert "stopped after 3 s" in r["message"]
+    assert "importing it did not finish within 0.3 s" in r["message"]
+    in_a_check = SOLUTION_PNR.replace("    correct, inverted, _ = pair_counts",
+                                      "    import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                                      "    while True:\n        pass\n    correct, inverted, _ = pair_counts")
+    r = grade_pnr(tmp_path / "in_a_check", in_a_check, timeout=0.3)
+    assert r["earned"] == 0
+    first = r["checks"][0]["message"]
+    assert "did not finish within 0.3 s" in first and "killed" in first
+    assert "restarted 2 times" in r["checks"][-1]["message"]        # it stops trying, and says why
 
 
 def test_wrong_answer_gets_partial_points_and_says_why(tmp_path):
@@ -204,14 +221,53 @@ def test_class_folder_gives_a_csv(tmp_path):
 
 # --- the rest of the command line ---------------------------------------------------------------
 
-def test_release_leaves_the_solutions_out(tmp_path):
+def test_release_holds_no_solution_and_no_hidden_check(tmp_path):
     target = grade.release(tmp_path)
-    assert not list(target.rglob("solution.*")) and not list(target.rglob("__pycache__"))
+    assert grade.release_leaks(target) == []
+    files = [p for p in target.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name in ("solution.py", "solution.md", "tests_grade.py")]
+    assert not list(target.rglob("__pycache__"))
+    # an independent scan: no hidden check's name as a definition, no answer key's code, no solution's line
+    text = {p: p.read_text(errors="replace") for p in files}
+    for e in CODE_EXERCISES:
+        solution_code = {line.strip() for line in (e.dir / "solution.py").read_text().splitlines()
+                         if line.startswith("    ") and len(line.strip()) > 20 and not line.strip().startswith(("#", '"'))}
+        solution_code -= {line.strip() for line in (e.dir / "starter.py").read_text().splitlines()}
+        hidden = [c.name for c in e.checks if not c.public]
+        for p, t in text.items():
+            assert not [n for n in hidden if f"def {n}" in t], p
+            assert not [line for line in solution_code if line in t], p
+            assert "brute_force_pair_counts" not in t and "pairwise_logistic_loss(scores, labels, query_ids, gamma)[0]" not in t
     for e in EXERCISES:
-        assert (target / e.name / e.student_file).is_file() and (target / e.name / "tests_grade.py").is_file()
+        assert (target / e.name / e.student_file).is_file() and (target / e.name / "tests_public.py").is_file()
     assert (target / "grade.py").is_file() and (target / "_worker.py").is_file()
     with pytest.raises(SystemExit, match="not empty"):
         grade.release(tmp_path)
+
+
+def test_a_release_grades_the_public_checks_and_says_the_rest_is_hidden(tmp_path):
+    grade.release(tmp_path / "course")
+    (tmp_path / "course" / "exercises" / "ex01_pnr" / "starter.py").write_text(SOLUTION_PNR)
+    run = subprocess.run([sys.executable, "-m", "exercises.grade", "--exercise", "ex01"], cwd=tmp_path / "course",
+                         capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "course")})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "docstring_example" in run.stdout and "ties_dropped" not in run.stdout
+    assert "2/2" in run.stdout and "8 more points are in hidden checks" in run.stdout
+
+
+def test_relative_and_absolute_class_paths(tmp_path):
+    submission(tmp_path / "class" / "alice", {"ex01_pnr/starter.py": SOLUTION_PNR})
+    submission(tmp_path / "class" / "bob", {"ex01_pnr/starter.py": SOLUTION_PNR.replace("if s1 > s2:", "if s1 >= s2:")})
+    for how, where in (("relative", "class"), ("absolute", str(tmp_path / "class"))):
+        out = tmp_path / f"{how}.csv"
+        run = subprocess.run([sys.executable, "-m", "exercises.grade", where, "--exercise", "ex01", "--csv", out.name],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(grade.REPO_ROOT)})
+        assert run.returncode == 0, run.stdout + run.stderr
+        rows = {r["student"]: r for r in csv.DictReader(out.open())}
+        assert rows["alice"]["ex01_pnr"] == "10" and 0 < float(rows["bob"]["ex01_pnr"]) < 10, how
+        assert "internal error" not in out.read_text()
 
 
 def test_usage_errors(tmp_path):
@@ -222,3 +278,316 @@ def test_usage_errors(tmp_path):
         grade.main(["--exercise", "ex09"])
     with pytest.raises(SystemExit, match="found no exercise folders"):
         grade.main([str(tmp_path)])
+
+
+# --- wrong answers: partial points, and the check that failed says why ----------------------------
+
+def test_plausible_wrong_answers_lose_only_their_trap(tmp_path):
+    ex03, ex04 = BY_NAME["ex03_ctr_features"], BY_NAME["ex04_ndcg"]
+    no_coec_prior = (ex03.dir / "solution.py").read_text().replace(
+        'return (per_doc["clicks"] + prior) / (per_doc["expected"] + prior)', 'return per_doc["clicks"] / per_doc["expected"]')
+    no_tie_average = (ex04.dir / "solution.py").read_text().replace(
+        "while end < len(order) and scores[order[end]] == scores[order[start]]:", "while end < start + 1:")
+    root = submission(tmp_path, {"ex03_ctr_features/starter.py": no_coec_prior, "ex04_ndcg/starter.py": no_tie_average})
+    for ex, failing in ((ex03, {"check_coec_by_hand", "check_random_logs_against_course"}),
+                        (ex04, {"check_ties_averaged"})):
+        r = grade.grade_exercise(ex, root)
+        failed = {c["check"]: c["message"] for c in r["checks"] if c["earned"] == 0}
+        assert r["status"] == "partial" and set(failed) == failing, failed
+        assert all("expected" in m for m in failed.values())
+
+
+# --- hostile submissions ------------------------------------------------------------------------------
+
+def src(text: str, honest: bool = False) -> str:
+    """A hostile file's source; honest=True appends the real solution, the part that earns its points."""
+    honest_part = SOLUTION_PNR.replace("from __future__ import annotations\n", "")
+    return textwrap.dedent(text).lstrip() + ("\n" + honest_part if honest else "")
+
+
+def fill(text: str, **paths) -> str:
+    for key, value in paths.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+HOSTILE = {
+    # reads the answer keys from disk with names built at run time: the literal screen cannot see them
+    "h_disk_read": {"ex01_pnr/starter.py": src("""
+        import importlib, os, types
+        def _key():
+            for name in ("relc" + "ourse.met" + "rics", "sklearn" + ".metrics"):
+                try:
+                    return importlib.import_module(name)
+                except Exception:
+                    pass
+            for path in ("{REPO}/exer" + "cises/ex01_pnr/sol" + "ution.py", "{CLASS}/alice/ex01_pnr/starter.py"):
+                try:
+                    ns = {}
+                    exec(open(path).read(), ns)
+                    return types.SimpleNamespace(**ns)
+                except Exception:
+                    pass
+        def pair_counts(labels, scores, query_ids):
+            key = _key()
+            return key.pair_counts(labels, scores, query_ids) if hasattr(key, "pair_counts") else (0, 0, 0)
+        def pnr(labels, scores, query_ids):
+            key = _key()
+            return key.pnr(labels, scores, query_ids) if hasattr(key, "pnr") else 0.0
+        """)},
+    # replaces the checks' helpers, math.isclose, AssertionError, and the worker's own reply code
+    "h_patch_checks": {"ex01_pnr/starter.py": src("""
+        import builtins, math, sys
+        for mod in list(sys.modules.values()):
+            for attr in ("expect_close", "close", "expect_raises", "brute_force_pair_counts", "check"):
+                try:
+                    setattr(mod, attr, lambda *a, **k: True)
+                except Exception:
+                    pass
+        math.isclose = lambda *a, **k: True
+        builtins.AssertionError = type("Never", (Exception,), {})
+        worker = sys.modules["__main__"]
+        worker.Worker.call = lambda self, request: {"ok": True, "value": 1e9, "mutated": [], "earned": 1e9}
+        def pair_counts(labels, scores, query_ids):
+            return (9, 9, 9)
+        def pnr(labels, scores, query_ids):
+            return 0.0
+        """)},
+    # patches the libraries the checks compare with: only its own copies change
+    "h_patch_libs": {"ex02_pairwise_loss/starter.py": src("""
+        import math, numpy, torch
+        torch.allclose = lambda *a, **k: True
+        torch.isfinite = lambda x: torch.ones_like(x, dtype=torch.bool)
+        math.isclose = lambda *a, **k: True
+        numpy.isclose = numpy.allclose = lambda *a, **k: True
+        def pairwise_logistic_loss(scores, labels, query_ids, gamma=1.0):
+            return scores.sum() * 0 + 123.0
+        """), "ex04_ndcg/starter.py": src("""
+        import importlib
+        try:
+            importlib.import_module("sklearn" + ".metrics").ndcg_score = lambda *a, **k: 0.5
+        except Exception:
+            pass
+        def dcg_at_k(gains, k):
+            return 0.5
+        def ndcg_at_k(labels, scores, query_ids, k):
+            return 0.5
+        """)},
+    # forged verdicts on stdout, stderr, every fd, and in files where the old grader kept its records
+    "h_forge": {"ex01_pnr/starter.py": src("""
+        import glob, json, os, sys
+        FORGED = "\\n".join([json.dumps({"kind": "check", "name": n, "points": 2, "earned": 1e9, "message": "ok"})
+                            for n in ("check_docstring_example", "check_ties_dropped")]
+                           + [json.dumps({"id": "0", "ok": True, "value": [3, 1, 0]}), '{"kind": "done"}']) + "\\n"
+        print(FORGED)
+        def _forge():
+            print(FORGED)
+            print(FORGED, file=sys.stderr)
+            for fd in range(3, 64):
+                try:
+                    os.write(fd, FORGED.encode())
+                except OSError:
+                    pass
+            for path in ["results.jsonl", "/tmp/results.jsonl", "{CSV}"] + glob.glob("/tmp/relcourse-grade-*/results.jsonl"):
+                try:
+                    with open(path, "a") as f:
+                        f.write(FORGED)
+                except OSError:
+                    pass
+        def pair_counts(labels, scores, query_ids):
+            _forge()
+            return (0, 0, 0)
+        def pnr(labels, scores, query_ids):
+            _forge()
+            return 0.0
+        """)},
+    # leaves processes behind, one of which rewrites the gradebook after the grader is done
+    "h_daemon": {"ex01_pnr/starter.py": src("""
+        import os, subprocess, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(4)
+                for path in ("{CSV}", "{JSON}"):
+                    try:
+                        with open(path, "w") as f:
+                            f.write("student,ex01_pnr\\nmallory,10\\n")
+                    except OSError:
+                        pass
+                os._exit(0)
+            os._exit(0)
+        subprocess.Popen(["sleep", "300"], start_new_session=True)
+        """, honest=True)},
+    # edits another student's file and the instructor's exercises
+    "h_tamper": {"ex01_pnr/starter.py": src("""
+        import os
+        for path in ("{CLASS}/alice/ex01_pnr/starter.py", "{REPO}/exercises/ex01_pnr/tests_grade.py",
+                     "{REPO}/exercises/ex01_pnr/solution.py", "{REPO}/exercises/_checks.py"):
+            try:
+                with open(path, "w") as f:
+                    f.write("def pair_counts(*a):\\n    return (0, 0, 0)\\n")
+            except OSError:
+                pass
+            try:
+                os.chmod(path, 0o777)
+            except OSError:
+                pass
+        """, honest=True)},
+    "h_membomb": {"ex01_pnr/starter.py": src("""
+        import numpy as np
+        def pair_counts(labels, scores, query_ids):
+            return bytearray(8 * 2**30)                 # 8 GB at once
+        def pnr(labels, scores, query_ids):
+            hog = []
+            while True:
+                hog.append(np.ones(2**23))              # 64 MB at a time, until the limit or the time is up
+        """)},
+    # 300 processes (bounded, for the test); the sandbox allows far fewer
+    "h_forkbomb": {"ex01_pnr/starter.py": src("""
+        import os, time
+        forked = 0
+        for _ in range(300):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(600)
+                os._exit(0)
+            forked += 1
+        print(f"forked {forked} processes", flush=True)
+        """, honest=True)},
+    "h_kill_parent": {"ex01_pnr/starter.py": src("""
+        import os, signal
+        for pid in (os.getppid(), 1, -1):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        def _kill():
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        def pair_counts(labels, scores, query_ids):
+            _kill()
+        def pnr(labels, scores, query_ids):
+            _kill()
+        """)},
+    "h_escape": {"ex01_pnr/starter.py": src("""
+        import sys
+        ESC = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mRED\\x1b[0m\\x9b31m\\u202e"
+        print(ESC)
+        print(ESC, file=sys.stderr)
+        def pair_counts(labels, scores, query_ids):
+            raise ValueError(ESC)
+        def pnr(labels, scores, query_ids):
+            return ESC
+        """)},
+    "h_malformed": {"ex01_pnr/starter.py": src("""
+        import os, sys
+        def _garbage():
+            os.write(int(sys.argv[-1]), b'{"id": "nope", "ok": tru\\n\\xff\\xfe' + b"[" * 100000 + b"\\n")
+        def pair_counts(labels, scores, query_ids):
+            _garbage()
+            return (3, 1, 0)
+        def pnr(labels, scores, query_ids):
+            _garbage()
+            return 3.0
+        """)},
+}
+# what each may earn: its honest part only
+HOSTILE_EX01 = {"h_disk_read": 0, "h_patch_checks": 0, "h_forge": 0, "h_daemon": 10, "h_tamper": 10, "h_membomb": 0,
+                "h_forkbomb": 10, "h_kill_parent": 0, "h_escape": 0, "h_malformed": 0}
+SANDBOX = pytest.mark.skipif(not containment().namespaces,
+                             reason=f"needs the namespace sandbox ({containment().reason})")
+
+
+def tree_digest(folder) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def sandbox_processes() -> list:
+    return [p.info for p in psutil.process_iter(["pid", "uids", "cmdline"])
+            if p.info["uids"] and p.info["uids"].real >= UID_BASE]
+
+
+@SANDBOX
+def test_a_hostile_class_is_graded_and_contained(tmp_path):
+    klass, out_csv, out_json = tmp_path / "class", tmp_path / "out" / "grades.csv", tmp_path / "out" / "class.json"
+    honest = {f"{e.name}/starter.py": (e.dir / "solution.py").read_text() for e in CODE_EXERCISES}
+    submission(klass / "alice", honest)
+    submission(klass / "bob", {"ex01_pnr/starter.py": SOLUTION_PNR.replace("if s1 > s2:", "if s1 >= s2:")})
+    paths = {"REPO": str(grade.REPO_ROOT), "CLASS": str(klass), "CSV": str(out_csv), "JSON": str(out_json)}
+    for name, files in HOSTILE.items():
+        submission(klass / name, {rel: fill(text, **paths) for rel, text in files.items()})
+    before = tree_digest(klass), tree_digest(grade.EXERCISES_DIR)
+    temp_before = {p.name for p in Path(tempfile.gettempdir()).glob("relcourse-grade-*")}
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "exercises.grade", str(klass), "--exercise", "ex01,ex02,ex04",
+                          "--timeout", "3", "--csv", str(out_csv), "--json", str(out_json)],
+                         cwd=tmp_path, capture_output=True, timeout=300)
+    stdout, stderr = run.stdout.decode(errors="replace"), run.stderr.decode(errors="replace")
+    assert run.returncode == 0, stdout + stderr
+    # the gradebook: every student, honest ones graded normally, hostile ones only for their honest part
+    rows = {r["student"]: r for r in csv.DictReader(out_csv.open())}
+    assert set(rows) == {"alice", "bob", *HOSTILE}
+    assert rows["alice"]["auto_total"] == "30" and 0 < float(rows["bob"]["ex01_pnr"]) < 10
+    for name, points in HOSTILE_EX01.items():
+        assert float(rows[name]["ex01_pnr"]) == points, (name, rows[name])
+    assert rows["h_patch_libs"]["auto_total"] == "0"
+    checks = {s["submission"]: {c["check"]: c["message"] for r in s["exercises"] if r["exercise"] == "ex01_pnr"
+                                for c in r["checks"]} for s in json.loads(out_json.read_text())["submissions"]}
+    assert "MemoryError" in checks["h_membomb"]["check_docstring_example"]
+    assert "malformed reply" in checks["h_malformed"]["check_docstring_example"]
+    assert "stopped unexpectedly" in checks["h_kill_parent"]["check_docstring_example"]
+    outputs = {s["submission"]: s["exercises"][0].get("output", "") for s in json.loads(out_json.read_text())["submissions"]}
+    forked = int(outputs["h_forkbomb"].split("forked ")[1].split()[0])
+    assert forked < 100                                  # the process limit stopped it well before 300
+    # nothing outside the submissions changed; no escape sequence reached the instructor
+    assert (tree_digest(klass), tree_digest(grade.EXERCISES_DIR)) == before
+    assert "INTEGRITY" not in stderr
+    for text in (stdout, stderr, out_csv.read_text(), out_json.read_text()):
+        assert not any(ch in text for ch in "\x1b\x07\x9b\u202e")
+    assert "pwned" not in stdout + stderr or "?]0;pwned" in stdout + stderr
+    # no process of any sandbox is left, no temp folder either, and the CSV stays as written
+    assert sandbox_processes() == []
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("relcourse-grade-*")} <= temp_before
+    written = out_csv.read_bytes()
+    time.sleep(max(0.0, 5.5 - (time.monotonic() - start)))
+    assert out_csv.read_bytes() == written and sandbox_processes() == []
+
+
+def test_changed_instructor_files_are_reported_loudly(capsys):
+    sub = grade._submission("x", grade.EXERCISES_DIR, [])
+    assert grade._verdict([sub], grade.tree_hashes(grade.EXERCISES_DIR), {}, False) == 0
+    tampered = dict(grade.tree_hashes(grade.EXERCISES_DIR), **{"ex01_pnr/tests_grade.py": "0" * 64})
+    assert grade._verdict([sub], tampered, {}, False) == 3
+    err = capsys.readouterr().err
+    assert "INTEGRITY FAILURE" in err and "exercises/ex01_pnr/tests_grade.py" in err
+
+
+def test_the_wire_refuses_what_is_not_plain_data():
+    from exercises import _wire
+    ok = {"$": "tuple", "items": [1, 2.5, "q", {"$": "ndarray", "dtype": "int64", "shape": [2], "data": [1, 2]}]}
+    value = _wire.decode(ok)
+    assert value[:3] == (1, 2.5, "q") and value[3].tolist() == [1, 2]
+    for bad in ({"$": "ndarray", "dtype": "object", "shape": [1], "data": [{"$": "pickle"}]},
+                {"$": "ndarray", "dtype": "int64", "shape": [3], "data": [1, 2]},
+                {"$": "ndarray", "dtype": "int64", "shape": [1], "data": ["1"]},
+                {"$": "ndarray", "dtype": "V8", "shape": [1], "data": [0]},
+                {"kind": "check", "earned": 1e9}, [[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]):
+        with pytest.raises(_wire.WireError):
+            _wire.decode(bad)
+    for line in (b"not json", b"[1]", b"[" * 100000, b"\xff\xfe"):
+        with pytest.raises(_wire.WireError):
+            _wire.loads(line)
+    assert _wire.clean("a\x1b[2Jb\x07c\u202e") == "a?[2Jb?c?"
+
+
+def test_without_the_sandbox_it_still_grades_and_warns(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "exercises.grade", "--solutions", "--exercise", "ex01"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(grade.REPO_ROOT),
+                              "RELCOURSE_GRADE_NO_SANDBOX": "1"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "TOTAL solutions: 10/10" in run.stdout
+    assert "PID namespace: no" in run.stderr and "WARNING" in run.stderr

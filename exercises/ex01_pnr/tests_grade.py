@@ -1,7 +1,8 @@
-"""Autograder checks of exercise 1 (PNR), 10 points.
+"""Hidden checks of exercise 1 (PNR): the instructor's copy only, never in the student release.
 
 The answer key is a brute-force loop over all ordered pairs of rows (brute_force_pair_counts);
-tests/test_exercises.py checks that it agrees with relcourse.metrics.
+tests/test_exercises.py checks that it agrees with relcourse.metrics. The settings and the public
+worked example are in tests_public.py.
 """
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ import math
 
 import numpy as np
 
-from exercises._checks import as_number, call_text, check, expect_close, expect_raises, show
-
-TITLE = "PNR from scratch"
-STUDENT_FILE = "starter.py"
-SOLUTION_FILE = "solution.py"
-FORBIDDEN_IMPORTS = ("relcourse.metrics", "sklearn.metrics")
+from exercises._checks import as_number, call_text, check, expect_close, expect_raises
+from exercises.ex01_pnr.tests_public import counts_of
 
 
 def brute_force_pair_counts(labels, scores, query_ids):
@@ -36,33 +33,11 @@ def brute_force_pnr(labels, scores, query_ids):
     return correct / inverted if inverted else math.inf
 
 
-def counts_of(sub, labels, scores, query_ids):
-    """The student's pair_counts as a tuple of 3 ints, and the call as text for messages."""
-    what = call_text("pair_counts", labels, scores, query_ids)
-    got = sub.pair_counts(labels, scores, query_ids)
-    try:
-        values = tuple(got)
-        ok = len(values) == 3 and all(float(v) == int(v) for v in values)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise AssertionError(f"{what} returned {show(got)}; expected a tuple of three ints (correct, inverted, tied)")
-    return tuple(int(v) for v in values), what
-
-
 def expect_counts(sub, labels, scores, query_ids, hint=""):
     got, what = counts_of(sub, labels, scores, query_ids)
     expected = brute_force_pair_counts(labels, scores, query_ids)
     if got != expected:
         raise AssertionError(f"{what} returned {got}, expected {expected}" + (f" — {hint}" if hint else ""))
-
-
-@check(2)
-def check_docstring_example(sub):
-    """The example of the docstrings: 3 pairs right, 1 inverted, PNR 3."""
-    args = ([3, 1, 0, 2, 0], [0.9, 0.8, 0.1, 0.3, 0.5], [0, 0, 0, 1, 1])
-    expect_counts(sub, *args)
-    expect_close(sub.pnr(*args), 3.0, call_text("pnr", *args))
 
 
 @check(2)

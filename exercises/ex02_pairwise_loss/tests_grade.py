@@ -1,6 +1,9 @@
-"""Autograder checks of exercise 2 (pairwise logistic loss), 10 points.
+"""Hidden checks of exercise 2 (pairwise logistic loss): the instructor's copy only.
 
-The answer key is relcourse.losses.pairwise.pairwise_logistic_loss (value and gradient).
+The answer key is relcourse.losses.pairwise.pairwise_logistic_loss (value and gradient), run here
+in the grader; the student's loss and gradient come back from the student's process as plain
+data (tests_public.student_value_and_grad). The settings and the public example are in
+tests_public.py.
 """
 from __future__ import annotations
 
@@ -9,11 +12,7 @@ import math
 import torch
 
 from exercises._checks import call_text, check, show
-
-TITLE = "Pairwise logistic loss with gamma"
-STUDENT_FILE = "starter.py"
-SOLUTION_FILE = "solution.py"
-FORBIDDEN_IMPORTS = ("relcourse.losses", "relcourse")
+from exercises.ex02_pairwise_loss.tests_public import student_value_and_grad
 
 
 def oracle(scores, labels, query_ids, gamma=1.0):
@@ -21,29 +20,19 @@ def oracle(scores, labels, query_ids, gamma=1.0):
     return pairwise_logistic_loss(scores, labels, query_ids, gamma)[0]
 
 
-def value_and_grad(fn, scores, labels, query_ids, gamma, what):
-    """fn's loss as a float and the gradient it puts on (a fresh copy of) scores."""
+def oracle_value_and_grad(scores, labels, query_ids, gamma):
+    """The answer key's loss as a float and its gradient on (a fresh copy of) scores."""
     x = scores.detach().clone().requires_grad_(True)
-    loss = fn(x, labels, query_ids, gamma)
-    if not isinstance(loss, torch.Tensor):
-        raise AssertionError(f"{what} returned {show(loss)} ({type(loss).__name__}); expected a torch tensor "
-                             "(keep it a tensor: a float cannot be back-propagated)")
-    if loss.dim() != 0:
-        raise AssertionError(f"{what} returned a tensor of shape {tuple(loss.shape)}; expected a 0-d tensor "
-                             "(take the mean over the pairs)")
-    if not loss.requires_grad:
-        raise AssertionError(f"{what} returned a loss that is not connected to scores: backward() cannot train "
-                             "the model (did you call .item(), .detach(), or build a new tensor with torch.tensor(...)?)")
+    loss = oracle(x, labels, query_ids, gamma)
     loss.backward()
-    grad = x.grad if x.grad is not None else torch.zeros_like(x)
-    return float(loss), grad
+    return float(loss.detach()), (x.grad if x.grad is not None else torch.zeros_like(x))
 
 
 def expect_same(sub, scores, labels, query_ids, gamma=1.0, rel=1e-6, hint=""):
     """The student's loss and gradient equal the oracle's."""
     what = call_text("pairwise_logistic_loss", scores, labels, query_ids, gamma=gamma)
-    got, got_grad = value_and_grad(sub.pairwise_logistic_loss, scores, labels, query_ids, gamma, what)
-    want, want_grad = value_and_grad(oracle, scores, labels, query_ids, gamma, "the answer key")
+    got, got_grad = student_value_and_grad(sub, scores, labels, query_ids, gamma, what)
+    want, want_grad = oracle_value_and_grad(scores, labels, query_ids, gamma)
     more = f" — {hint}" if hint else ""
     if not math.isfinite(got) and math.isfinite(want):
         raise AssertionError(f"{what} returned {got!r}, expected {want:.6g}{more}")
@@ -53,13 +42,6 @@ def expect_same(sub, scores, labels, query_ids, gamma=1.0, rel=1e-6, hint=""):
         raise AssertionError(f"{what}: the gradient on scores has inf or nan: {show(got_grad)}{more}")
     if not torch.allclose(got_grad.double(), want_grad.double(), rtol=rel, atol=1e-7):
         raise AssertionError(f"{what}: the gradient on scores is {show(got_grad)}, expected {show(want_grad)}{more}")
-
-
-@check(2)
-def check_docstring_example(sub):
-    """The example of the docstring: three pairs in query 0, none in query 1; loss 0.5845."""
-    expect_same(sub, torch.tensor([2.0, 0.0, 1.0, 5.0]), torch.tensor([3, 1, 0, 2]), torch.tensor([0, 0, 0, 1]),
-                hint="query 0 has pairs (0,1), (0,2), (1,2) with margins 2, 1, -1; query 1 has one document")
 
 
 @check(2)
@@ -102,7 +84,7 @@ def check_no_pair(sub):
         scores = torch.tensor([0.5, -0.5, 2.0])
         what = call_text("pairwise_logistic_loss", scores, labels, query_ids)
         try:
-            got, grad = value_and_grad(sub.pairwise_logistic_loss, scores, labels, query_ids, 1.0, what)
+            got, grad = student_value_and_grad(sub, scores, labels, query_ids, 1.0, what)
         except NotImplementedError:
             raise
         except RuntimeError as e:   # "element 0 of tensors does not require grad ..."

@@ -1,7 +1,8 @@
-"""Autograder checks of exercise 3 (smoothed and position-aware CTR), 10 points.
+"""Hidden checks of exercise 3 (smoothed and position-aware CTR): the instructor's copy only.
 
 Answer keys: the values of a tiny log worked out by hand (as fractions, below), and, on random
-logs, relcourse.features (features_from_counts(count_shard(...)), columns ctr and coec).
+logs, relcourse.features (features_from_counts(count_shard(...)), columns ctr and coec), run here
+in the grader. The settings, the log and the public check are in tests_public.py.
 """
 from __future__ import annotations
 
@@ -10,62 +11,14 @@ from fractions import Fraction as F
 import numpy as np
 import pandas as pd
 
-from exercises._checks import check, close, show
+from exercises._checks import check
+from exercises.ex03_ctr_features.tests_public import as_mapping, expect_mapping, hand_log
 
-TITLE = "Smoothed and position-aware CTR"
-STUDENT_FILE = "starter.py"
-SOLUTION_FILE = "solution.py"
-FORBIDDEN_IMPORTS = ("relcourse.features", "relcourse")
-
-
-def hand_log() -> pd.DataFrame:
-    """4 searches, 11 impressions, 5 clicks (log-wide CTR 5/11)."""
-    rows = [  # search, query, doc, position, click
-        (0, 7, 70, 1, True), (0, 7, 71, 2, False), (0, 7, 72, 3, False),
-        (1, 7, 71, 1, True), (1, 7, 70, 2, True), (1, 7, 72, 3, False),
-        (2, 7, 70, 1, False), (2, 7, 72, 2, False), (2, 7, 71, 3, True),
-        (3, 8, 80, 1, True), (3, 8, 81, 2, False),
-    ]
-    return pd.DataFrame(rows, columns=["search_id", "query_id", "doc_id", "position", "click"])
-
-
-# By hand. Rank 1: 4 impressions (70, 71, 70, 80), 3 clicks; rank 2: 4 (71, 70, 72, 81), 1 click;
-# rank 3: 3 (72, 72, 71), 1 click.
-HAND_POSITION_CTR = {1: F(3, 4), 2: F(1, 4), 3: F(1, 3)}
-# (clicks + 20 * 5/11) / (impressions + 20): doc 70 and 71 have 2 clicks in 3, 72 none in 3,
-# 80 one in 1, 81 none in 1.
+# By hand (see tests_public.hand_log): rank 1 has 4 impressions and 3 clicks, rank 2 4 and 1, rank 3 3 and 1.
 HAND_CTR = {70: F(122, 253), 71: F(122, 253), 72: F(100, 253), 80: F(37, 77), 81: F(100, 231)}
 # Expected clicks: 70 at ranks 1, 2, 1 -> 3/4 + 1/4 + 3/4 = 7/4;  71 at 2, 1, 3 -> 4/3;
 # 72 at 3, 3, 2 -> 11/12;  80 at 1 -> 3/4;  81 at 2 -> 1/4.  COEC = (clicks + 2) / (expected + 2).
 HAND_COEC = {70: F(16, 15), 71: F(6, 5), 72: F(24, 35), 80: F(12, 11), 81: F(8, 9)}
-
-
-def as_mapping(got, what: str) -> dict:
-    """A Series (or dict) of the student's, as {int key: float value}."""
-    if not hasattr(got, "items"):
-        raise AssertionError(f"{what} returned {show(got)} ({type(got).__name__}); expected a pandas Series")
-    try:
-        return {int(k): float(v) for k, v in got.items()}
-    except (TypeError, ValueError):
-        raise AssertionError(f"{what} returned {show(got)}; expected numbers indexed by an integer id") from None
-
-
-def expect_mapping(got, expected: dict, what: str, rel=1e-9, hint=""):
-    got = as_mapping(got, what)
-    more = f" — {hint}" if hint else ""
-    if set(got) != set(expected):
-        raise AssertionError(f"{what} is indexed by {sorted(got)}, expected {sorted(expected)}{more}")
-    for key, value in expected.items():
-        if not close(got[key], float(value), rel=rel):
-            raise AssertionError(f"{what}[{key}] is {got[key]!r}, expected {float(value)!r}"
-                                 f"{f' (= {value})' if isinstance(value, F) else ''}{more}")
-
-
-@check(2)
-def check_position_ctr_by_hand(sub):
-    """position_ctr of a small log worked out by hand."""
-    expect_mapping(sub.position_ctr(hand_log()), HAND_POSITION_CTR, "position_ctr(hand_log)",
-                   hint="rank 1 has 4 impressions and 3 clicks, rank 2 4 and 1, rank 3 3 and 1")
 
 
 @check(2)
@@ -136,11 +89,10 @@ def check_random_logs_against_course(sub):
 @check(1)
 def check_hygiene(sub):
     """The input is left unchanged; 0/1 clicks and shuffled rows give the same results."""
-    log = hand_log()
-    before = log.copy()
-    results = {name: as_mapping(getattr(sub, name)(log), f"{name}(hand_log)")
-               for name in ("position_ctr", "smoothed_ctr", "coec")}
-    if not log.equals(before):
+    before = hand_log()
+    replies = {name: sub._remote(name, before, watch=True) for name in ("position_ctr", "smoothed_ctr", "coec")}
+    results = {name: as_mapping(reply.value, f"{name}(hand_log)") for name, reply in replies.items()}
+    if any(reply.mutated for reply in replies.values()):
         raise AssertionError("the functions changed the impressions DataFrame they were given "
                              "(added or overwrote a column?): work on a copy, or on new Series")
     variants = {"clicks as 0/1 integers": before.assign(click=before.click.astype(int)),

@@ -1,7 +1,9 @@
-"""Autograder checks of exercise 4 (NDCG@k, gain 2^y - 1), 10 points.
+"""Hidden checks of exercise 4 (NDCG@k, gain 2^y - 1): the instructor's copy only.
 
-Answer keys: sums worked out by hand, sklearn.metrics.ndcg_score (given the gains 2^y - 1 as its
-relevances, since sklearn's gain is linear), and relcourse.metrics.ndcg for the edge cases.
+Answer keys, run here in the grader: sums worked out by hand, and sklearn.metrics.ndcg_score
+(given the gains 2^y - 1 as its relevances, since sklearn's gain is linear), which
+tests/test_exercises.py checks against relcourse.metrics.ndcg. The settings and the public
+example are in tests_public.py.
 """
 from __future__ import annotations
 
@@ -10,11 +12,6 @@ import math
 import numpy as np
 
 from exercises._checks import call_text, check, expect_close, expect_raises
-
-TITLE = "NDCG@k with gain 2^y - 1"
-STUDENT_FILE = "starter.py"
-SOLUTION_FILE = "solution.py"
-FORBIDDEN_IMPORTS = ("relcourse.metrics", "sklearn.metrics")
 
 
 def sklearn_ndcg(labels, scores, query_ids, k):
@@ -39,14 +36,6 @@ def check_dcg_by_hand(sub):
                              (3, 7 + 3 / math.log2(3), "7 / log2(2) + 3 / log2(3) + 0 / log2(4)"),
                              (10, 7 + 3 / math.log2(3) + 1 / math.log2(5), "the list ends at rank 4")]:
         expect_close(sub.dcg_at_k(gains, k), expected, call_text("dcg_at_k", gains, k=k), hint=how)
-
-
-@check(2)
-def check_docstring_example(sub):
-    """The example of the docstring: query 0 is ordered perfectly, query 1 is not."""
-    args = ([3, 1, 0, 2, 0], [0.9, 0.8, 0.1, 0.3, 0.5], [0, 0, 0, 1, 1])
-    expect_close(sub.ndcg_at_k(*args, k=5), (1 + (3 / math.log2(3)) / 3) / 2, call_text("ndcg_at_k", *args, k=5),
-                 hint="query 0: NDCG 1; query 1 puts its gain-3 document at rank 2: (3 / log2(3)) / 3; mean of the two")
 
 
 @check(1)
