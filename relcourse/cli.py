@@ -10,6 +10,7 @@
     relcourse course --refresh                                    # re-execute notebooks/ in place
     relcourse export --run runs/smoke/distill/0-<hash> --out served --onnx --int8   # a plain transformers folder
     relcourse score --model served pairs.tsv --out scores.tsv --backend onnx        # score (query, document) pairs
+    relcourse dry-run --profile gpu --layers 1                    # a GPU profile's stages on CPU, its memory
 
 Mistakes (an unknown profile, a bad --set) print one line to stderr and exit with status 2.
 """
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="also write model.int8.onnx (implies --onnx)")
     export.set_defaults(command=_export)
 
+    dry = command("dry-run", _dry_run, DRY_RUN_HELP)
+    dry.add_argument("--steps", type=int, default=2, help="steps of each training stage (default 2)")
+    dry.add_argument("--interrupt-at", type=int, default=1, help="the step each stage is killed and resumed at")
+    dry.add_argument("--groups", type=int, default=1, help="query groups per batch (default 1)")
+    dry.add_argument("--layers", type=int, help="depth of the teacher (default: the profile's; slow on CPU)")
+    dry.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+
     score = commands.add_parser("score", help=SCORE_HELP, description=SCORE_HELP)
     score.add_argument("pairs", type=Path, help="a .tsv (header line) or .parquet file with columns query, document")
     score.add_argument("--model", type=Path, required=True, metavar="DIR", help="a folder written by `export`")
@@ -100,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 EXPORT_HELP = "write a trained run as a transformers model folder (AutoModelForSequenceClassification), optionally ONNX"
+DRY_RUN_HELP = ("run every stage of a GPU profile on CPU for a few steps at its widths, length and batch layout, "
+                "check bf16 and exact resume, and estimate the memory of its full-size steps")
 SCORE_HELP = "score (query, document) pairs with an exported model; one score per row, in the input's order"
 
 
@@ -168,6 +178,15 @@ def _course(args) -> None:
             run_course(profile.name, seed, args.out, args.only, overrides=overrides, log_output=args.log_output)
     except CourseError as e:
         _fail(str(e))
+
+
+def _dry_run(args) -> None:
+    from relcourse.dry_run import failures, render, run_dry   # torch loads only when needed
+
+    report = run_dry(args.profile or "gpu", args.steps, args.interrupt_at, args.groups, args.layers, args.threads)
+    print(render(report))
+    if failures(report):
+        raise SystemExit(1)
 
 
 def _quiet_transformers() -> None:

@@ -66,6 +66,19 @@ def timed_score(model: RelevanceBert, pairs: PairSet) -> tuple[np.ndarray, float
     return scores, len(pairs) / (time.perf_counter() - start)
 
 
+def scoring_device(profile: Profile) -> torch.device:
+    """Where the teacher scores: the profile's device ('auto': cuda when there is one).
+    load_model reads weights onto the CPU; left there, a GPU profile's teacher would score its
+    whole pool (640k pairs on `gpu`) on the host's CPU, hours instead of seconds.
+
+    >>> from relcourse.config import load_profile
+    >>> scoring_device(load_profile("smoke")).type
+    'cpu'
+    """
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(auto if profile.device == "auto" else profile.device)
+
+
 # --- the distillation data ------------------------------------------------------------------
 
 def distill_data_settings(profile: Profile) -> dict:
@@ -80,7 +93,7 @@ def ensure_distill_data(profile: Profile, seed: int, progress: bool = True) -> P
     teacher_dir = run_finetune(profile, seed, progress)
 
     def build(out: Path) -> dict:
-        teacher = load_model(teacher_dir / MODEL_DIR)
+        teacher = load_model(teacher_dir / MODEL_DIR).to(scoring_device(profile))
         if teacher.num_outputs != 1:
             raise ValueError(f"the teacher in {teacher_dir} has {teacher.num_outputs} outputs; distillation fits one "
                              "logit per pair: distil a teacher fine-tuned with a 1-logit loss (not 'multiclass')")
@@ -161,7 +174,7 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
         splits = labelled_splits(data_dir, tokenizer, profile)
         torch.manual_seed(seed)   # a cold student's random weights depend on (profile, seed) only
         student = load_model(warm_dir / MODEL_DIR) if warm_dir else new_model(student_profile(profile), len(tokenizer))
-        teacher = load_model(teacher_dir / MODEL_DIR)
+        teacher = load_model(teacher_dir / MODEL_DIR).to(scoring_device(profile))
         for name, model in (("student", student), ("teacher", teacher)):
             if model.vocab_size != len(tokenizer):
                 raise ValueError(f"the {name} reads a vocabulary of {model.vocab_size} tokens, the tokenizer has "

@@ -164,6 +164,15 @@ def train_config(cfg: FinetuneConfig, profile: Profile, seed: int) -> TrainConfi
                        patience=cfg.patience)
 
 
+def batch_rows(cfg: FinetuneConfig) -> int:
+    """Pairs per step: batch_size rounded down to whole query groups.
+
+    >>> batch_rows(FinetuneConfig(batch_size=30, docs_per_query_in_batch=4))
+    28
+    """
+    return cfg.batch_size - cfg.batch_size % cfg.docs_per_query_in_batch
+
+
 def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, profile: Profile, seed: int,
              run_dir: str | Path, progress: bool = True) -> dict:
     """Fine-tune `model` in place with `cfg.loss`; returns the training result and the test table."""
@@ -172,8 +181,7 @@ def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, 
                          f"this one has {model.num_outputs}: load it with num_outputs=4 for 'multiclass' only")
     kwargs = {"pairwise_weight": cfg.pairwise_weight} if cfg.loss == "ce+pairwise" else {}
     loss = make_loss(cfg.loss, **kwargs)
-    group = cfg.docs_per_query_in_batch
-    batch_size = cfg.batch_size - cfg.batch_size % group
+    group, batch_size = cfg.docs_per_query_in_batch, batch_rows(cfg)
 
     def batch_at(step):
         return query_grouped_batch(splits.train, step, batch_size, group, seed)

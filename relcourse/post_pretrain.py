@@ -34,7 +34,7 @@ import torch
 import data_gen
 
 from . import metrics
-from .config import Profile
+from .config import PostPretrainConfig, Profile
 from .data import UNLABELLED_TEXT_SPLITS, make_pairset, query_grouped_batch
 from .features import FEATURE_SCHEMA_VERSION, behaviour_features, select_pairs
 from .losses import CombinedLoss, SoftCrossEntropyLoss
@@ -113,7 +113,7 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
                              profile.tokenizer)
         model = load_model(pretrain_dir / MODEL_DIR)
         relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
-        mlm_rows = max(1, round(cfg.batch_size * cfg.mlm_batch_share))
+        mlm_rows = masked_rows(cfg)
 
         def batch_at(step: int) -> dict:
             batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
@@ -141,6 +141,15 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
     return cached_stage(profile, "post_pretrain", seed, post_pretrain_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "teacher": run_hash(teacher_dir),
                                   "pretrain": run_hash(pretrain_dir)}, resumable=True)
+
+
+def masked_rows(cfg: PostPretrainConfig) -> int:
+    """Rows of each batch whose masked copy feeds the MLM loss (its second encoder pass).
+
+    >>> masked_rows(PostPretrainConfig(batch_size=256, docs_per_query_in_batch=8))
+    64
+    """
+    return max(1, round(cfg.batch_size * cfg.mlm_batch_share))
 
 
 def _first_rows(batch: dict, rows: int) -> dict:
