@@ -97,3 +97,35 @@ def expect_raises(exc_type: type[BaseException], func, what: str, hint: str = ""
                              + (f" — {hint}" if hint else "")) from None
     raise AssertionError(f"{what} returned {show(got)}; expected it to raise {exc_type.__name__}"
                          + (f" — {hint}" if hint else ""))
+
+
+def loss_value_and_grad(sub, func: str, scores, *args, what: str):
+    """A torch loss the student wrote, `func(scores, *args)`, computed and back-propagated in the
+    student's process on a fresh copy of `scores` (how="value_and_grad"): (loss as a float, the
+    gradient on scores as a tensor), or a failure that says what was wrong with the loss."""
+    import torch
+    from exercises._wire import clean
+    got = sub._remote(func, scores, *args, how="value_and_grad").value
+    status = got.get("status") if isinstance(got, dict) else None
+    if status == "not a tensor":
+        raise AssertionError(f"{what} returned {clean(got.get('repr'), 200)} ({clean(got.get('type'), 40)}); expected "
+                             "a torch tensor (keep it a tensor: a float cannot be back-propagated)")
+    if status == "not 0-d":
+        raise AssertionError(f"{what} returned a tensor of shape {tuple(got.get('shape', []))}; expected a 0-d "
+                             "tensor, one number (take the mean)")
+    if status == "detached":
+        raise AssertionError(f"{what} returned a loss that is not connected to the scores: backward() cannot train "
+                             "the model (did you call .item(), .detach(), or build a new tensor with torch.tensor(...)?)")
+    value, grad = (got.get("value"), got.get("grad")) if status == "ok" else (None, None)
+    if not isinstance(value, float) or not isinstance(grad, torch.Tensor) or grad.shape != scores.shape:
+        raise AssertionError(f"{what}: no loss and gradient of the right kind came back ({show(got)})")
+    return value, grad
+
+
+def reference_value_and_grad(loss_fn, scores, *args):
+    """The answer key's loss_fn(scores, *args) as a float, and its gradient on a fresh copy of scores."""
+    import torch
+    x = scores.detach().clone().requires_grad_(True)
+    loss = loss_fn(x, *args)
+    loss.backward()
+    return float(loss.detach()), (x.grad if x.grad is not None else torch.zeros_like(x))

@@ -31,7 +31,10 @@ import signal
 import sys
 import traceback
 
-import _wire
+try:
+    import _wire                  # in the sandbox: _wire.py lies beside this file
+except ImportError:               # imported as exercises._worker (exercises/_notebook.py)
+    from exercises import _wire
 
 
 class CallTimeout(BaseException):
@@ -88,12 +91,8 @@ class Worker:
                                            "message": request["func"], "where": None}}
         args = [_wire.decode(a) for a in request["args"]]
         kwargs = {k: _wire.decode(v) for k, v in request["kwargs"].items()}
-        before = [_wire.encode(copy.deepcopy(a)) for a in args] if request.get("watch") else None
-        if request["how"] == "value_and_grad":
-            value = self.limited(float(request["budget"]), lambda: value_and_grad(func, *args, **kwargs))
-        else:
-            value = self.limited(float(request["budget"]), lambda: func(*args, **kwargs))
-        mutated = [i for i, (a, b) in enumerate(zip(args, before)) if _wire.encode(a) != b] if before else []
+        value, mutated = invoke(func, args, kwargs, request["how"], bool(request.get("watch")),
+                                run=lambda f: self.limited(float(request["budget"]), f))
         return {"ok": True, "value": _wire.encode(value), "mutated": mutated}
 
     def serve(self) -> None:
@@ -119,6 +118,19 @@ def preload(modules: list) -> dict:
         except Exception:  # noqa: BLE001 — the student's own import will report it
             pass
     return {}
+
+
+def invoke(func, args: list, kwargs: dict, how: str = "plain", watch: bool = False, run=lambda f: f()):
+    """(what func(*args, **kwargs) returned, or its loss and gradient with how="value_and_grad";
+    the positions of the arguments it changed in place, with watch=True). `run` calls its
+    argument, e.g. under a time limit."""
+    before = [_wire.encode(copy.deepcopy(a)) for a in args] if watch else None
+    if how == "value_and_grad":
+        value = run(lambda: value_and_grad(func, *args, **kwargs))
+    else:
+        value = run(lambda: func(*args, **kwargs))
+    mutated = [i for i, (a, b) in enumerate(zip(args, before)) if _wire.encode(a) != b] if before else []
+    return value, mutated
 
 
 def value_and_grad(func, scores, *args, **kwargs) -> dict:

@@ -24,6 +24,7 @@ import argparse
 import ast
 import hashlib
 import importlib
+import json
 import re
 import shutil
 import sys
@@ -46,6 +47,7 @@ EXERCISE_NAME = re.compile(r"^ex\d\d_\w+$")
 DEFAULT_TIMEOUT = 10.0       # seconds per check (and for importing the student's file)
 PUBLIC_CHECKS = "tests_public.py"     # settings and the worked example: shipped to students
 HIDDEN_CHECKS = "tests_grade.py"      # every other check: the instructor's copy only
+NBGRADER_MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")   # what nbgrader strips from a release
 RELEASE_EXCLUDE = ("solution.py", "solution.md", HIDDEN_CHECKS, "__pycache__", "*.pyc")
 
 
@@ -348,8 +350,20 @@ def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 # --- release ----------------------------------------------------------------------------------
 
+def _readable(path: Path) -> str:
+    """A file's text; a notebook's as the source of its cells (JSON escapes would hide a line)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".ipynb":
+        try:
+            return "\n".join("".join(c.get("source", "")) for c in json.loads(text).get("cells", []))
+        except (ValueError, AttributeError):
+            pass
+    return text
+
+
 def release_leaks(target: Path) -> list[str]:
-    """What in a release folder would give away a solution or a hidden check (empty: none)."""
+    """What in a release folder would give away a solution or a hidden check (empty: none): this
+    course's release (--release), or nbgrader's (its release/ folder of student notebooks)."""
     leaks = []
     hidden_names = {c.name for e in discover() for c in e.checks if not c.public}
     solution_lines = set()
@@ -367,7 +381,9 @@ def release_leaks(target: Path) -> list[str]:
         if p.name in ("solution.py", "solution.md", HIDDEN_CHECKS):
             leaks.append(f"{rel}: an instructor-only file")
             continue
-        text = p.read_text(encoding="utf-8", errors="replace")
+        text = _readable(p)
+        if p.suffix == ".ipynb":
+            leaks += [f"{rel}: holds an nbgrader region {m!r}" for m in NBGRADER_MARKERS if m in text]
         leaks += [f"{rel}: defines the hidden check {n}" for n in sorted(hidden_names) if f"def {n}(" in text]
         leaks += [f"{rel}: holds a line of a solution: {line[:60]!r}" for line in sorted(solution_lines)
                   if line in text]

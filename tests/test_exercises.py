@@ -30,6 +30,10 @@ EXERCISES = grade.discover()
 BY_NAME = {e.name: e for e in EXERCISES}
 PNR = BY_NAME["ex01_pnr"]
 CODE_EXERCISES = [e for e in EXERCISES if not e.manual]
+AUTO_POINTS = sum(e.points for e in CODE_EXERCISES)
+MANUAL_POINTS = sum(e.total_points for e in EXERCISES if e.manual)
+OURS = ["ex01_pnr", "ex02_pairwise_loss", "ex03_ctr_features", "ex04_ndcg", "ex05_feedback_loop", "ex06_masking",
+        "ex07_distill_loss"]
 
 
 def load_checks(ex, which="tests_grade"):
@@ -55,11 +59,12 @@ SOLUTION_PNR = (PNR.dir / "solution.py").read_text()
 # --- the layout and the answer keys ------------------------------------------------------------
 
 def test_layout_and_points():
-    assert [e.name for e in EXERCISES] == ["ex01_pnr", "ex02_pairwise_loss", "ex03_ctr_features",
-                                           "ex04_ndcg", "ex05_feedback_loop"]
+    assert [e.name for e in EXERCISES][:len(OURS)] == OURS        # ex08 on: the design exercises, their own tests
     for e in EXERCISES:
-        assert (e.dir / "README.md").is_file() and e.points == e.total_points == 10
-        assert (e.dir / e.student_file).is_file() and (e.dir / e.solution_file).is_file()
+        assert (e.dir / "README.md").is_file() and (e.dir / e.student_file).is_file()
+        assert (e.dir / e.solution_file).is_file()
+    for name in OURS:
+        assert BY_NAME[name].points == BY_NAME[name].total_points == 10
     assert BY_NAME["ex05_feedback_loop"].manual and not BY_NAME["ex05_feedback_loop"].checks
 
 
@@ -92,6 +97,46 @@ def test_answer_keys_agree_with_the_course():
     assert x["coec"].to_dict() == pytest.approx({k: float(v) for k, v in ex03.HAND_COEC.items()})
 
 
+def test_masking_answer_key_agrees_with_bert_and_the_course():
+    """transformers' collator (ex06's key) gives BERT's rates, and relcourse.masking agrees with it."""
+    import torch
+    from relcourse.masking import mask_tokens
+    ex06 = load_checks(BY_NAME["ex06_masking"])
+    ids, special = ex06.make_batch(5)
+    key = ex06.counts(ids, special, *ex06.oracle_masks(ids, special, 0.15, seed=5))
+    course = ex06.counts(ids, special, *mask_tokens(ids, special, ex06.MASK_ID, ex06.VOCAB, 0.15,
+                                                    generator=torch.Generator().manual_seed(5)))
+    for counts in (key, course):
+        n = counts["selected"]
+        assert ex06.agree(n, counts["regular"], round(0.15 * counts["regular"]), counts["regular"])[0]
+        for fate, share in (("mask", 0.8), ("random", 0.1), ("unchanged", 0.1)):
+            assert ex06.agree(counts[fate], n, round(share * n), n)[0], (fate, counts)
+    assert all(ex06.agree(course[f], course["selected"], key[f], key["selected"])[0] for f in ("mask", "random"))
+
+
+def brute_force_margin_mse(scores, teacher, query_ids):
+    """A loop over every pair i < j of the same query."""
+    errors = [((scores[i] - scores[j]) - (teacher[i] - teacher[j])) ** 2 for i in range(len(scores))
+              for j in range(i + 1, len(scores)) if query_ids[i] == query_ids[j]]
+    return sum(errors) / len(errors) if errors else 0.0
+
+
+def test_distillation_answer_key_agrees_with_a_brute_force_loop():
+    import torch
+    ex07 = load_checks(BY_NAME["ex07_distill_loss"])
+    g = torch.Generator().manual_seed(0)
+    for n in range(1, 25):
+        scores, teacher = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+        query_ids = torch.randint(0, 1 + n // 3, (n,), generator=g)
+        want = brute_force_margin_mse(scores.tolist(), teacher.tolist(), query_ids.tolist())
+        assert float(ex07.course_margin_mse(scores, teacher, query_ids)) == pytest.approx(want)
+        pairs = torch.stack([scores, teacher], 1)             # (n, 2): as triples, positive = column 0
+        s2, t2 = pairs, pairs.flip(1) * 2
+        want = sum(((a - b) - (c - d)) ** 2 for (a, b), (c, d) in zip(s2.tolist(), t2.tolist())) / n
+        assert float(ex07.course_margin_mse_triples(s2, t2)) == pytest.approx(want)
+        assert float(ex07.course_logit_mse(scores, teacher)) == pytest.approx(float(((scores - teacher) ** 2).mean()))
+
+
 # --- solutions and starters --------------------------------------------------------------------
 
 def test_solutions_get_full_marks_through_the_command_line(tmp_path):
@@ -99,10 +144,10 @@ def test_solutions_get_full_marks_through_the_command_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "exercises.grade", "--solutions", "--json", str(out)],
                          cwd=grade.REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "TOTAL solutions: 40/40" in run.stdout
+    assert f"TOTAL solutions: {AUTO_POINTS:g}/{AUTO_POINTS:g}" in run.stdout
     assert "containment: memory limit: yes" in run.stderr
     sub = json.loads(out.read_text())["submissions"][0]
-    assert (sub["total"], sub["possible"], sub["manual_possible"]) == (40, 40, 10)
+    assert (sub["total"], sub["possible"], sub["manual_possible"]) == (AUTO_POINTS, AUTO_POINTS, MANUAL_POINTS)
     for r in sub["exercises"]:
         assert r["status"] == ("manual" if r["manual"] else "full marks"), r
         assert all(c["message"] == "ok" for c in r["checks"])
@@ -111,7 +156,7 @@ def test_solutions_get_full_marks_through_the_command_line(tmp_path):
 
 def test_starters_score_zero_with_not_implemented_messages():
     sub, = grade.grade_submissions({"exercises": grade.EXERCISES_DIR}, EXERCISES)
-    assert sub["total"] == 0 and sub["possible"] == 40
+    assert sub["total"] == 0 and sub["possible"] == AUTO_POINTS
     for r in sub["exercises"]:
         if r["manual"]:
             assert "empty template" in r["message"]
@@ -121,7 +166,7 @@ def test_starters_score_zero_with_not_implemented_messages():
             assert c["message"].startswith("not done yet:") and "NotImplementedError" in c["message"]
             assert f"{r['exercise']}/starter.py line" in c["message"]
     table = grade.format_submission(sub)
-    assert "0/10" in table and "TOTAL exercises: 0/40" in table
+    assert "0/10" in table and f"TOTAL exercises: 0/{AUTO_POINTS:g}" in table
 
 
 # --- broken submissions ------------------------------------------------------------------------
@@ -274,8 +319,8 @@ def test_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as e:
         grade.main(["--solutions", str(tmp_path)])
     assert e.value.code == 2
-    with pytest.raises(SystemExit, match="no exercise called ex09"):
-        grade.main(["--exercise", "ex09"])
+    with pytest.raises(SystemExit, match="no exercise called ex99"):
+        grade.main(["--exercise", "ex99"])
     with pytest.raises(SystemExit, match="found no exercise folders"):
         grade.main([str(tmp_path)])
 
@@ -295,6 +340,34 @@ def test_plausible_wrong_answers_lose_only_their_trap(tmp_path):
         failed = {c["check"]: c["message"] for c in r["checks"] if c["earned"] == 0}
         assert r["status"] == "partial" and set(failed) == failing, failed
         assert all("expected" in m for m in failed.values())
+
+
+def graded_with(tmp_path, name: str, old: str, new: str) -> dict:
+    """Grade the solution of exercise `name` with `old` replaced by `new` (a plausible mistake)."""
+    ex = BY_NAME[name]
+    source = (ex.dir / "solution.py").read_text()
+    assert old in source
+    return grade.grade_exercise(ex, submission(tmp_path, {f"{name}/starter.py": source.replace(old, new)}))
+
+
+@pytest.mark.parametrize("name, old, new, failing, says", [
+    ("ex06_masking", "to_mask = selected & (fate < 0.8)", "to_mask = ~special_mask & (fate < 0.8)",
+     {"check_unselected_unchanged"}, "applies to the selected tokens only"),
+    ("ex06_masking", " & ~special_mask.bool()", "", {"check_specials_and_padding_never_selected"}, "never select them"),
+    ("ex06_masking", "labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))",
+     "labels = input_ids.clone()", {"check_specials_and_padding_never_selected", "check_selection_rate",
+                                    "check_80_10_10_of_the_selected"}, "with labels everywhere"),
+    ("ex07_distill_loss", "(teacher[:, 0] - teacher[:, 1])", "(teacher[:, 1] - teacher[:, 0])",
+     {"check_docstring_example", "check_triples_direction", "check_random_against_course"}, "same direction"),
+    ("ex07_distill_loss", "pairs = (query_ids[:, None] == query_ids[None, :]) & upper", "pairs = upper",
+     {"check_docstring_example", "check_pairs_within_a_query", "check_mean_over_pairs", "check_no_pair",
+      "check_random_against_course"}, "only documents of the same query make a pair"),
+], ids=["ex06-all-tokens", "ex06-specials", "ex06-labels-everywhere", "ex07-direction", "ex07-across-queries"])
+def test_masking_and_distillation_traps_cost_their_checks(tmp_path, name, old, new, failing, says):
+    r = graded_with(tmp_path, name, old, new)
+    failed = {c["check"]: c["message"] for c in r["checks"] if c["earned"] == 0}
+    assert r["status"] == "partial" and 0 < r["earned"] < 10 and set(failed) == failing, failed
+    assert any(says in m for m in failed.values()), failed
 
 
 # --- hostile submissions ------------------------------------------------------------------------------
