@@ -13,8 +13,7 @@ import math
 
 import torch
 
-from exercises._checks import call_text, check, show
-from exercises._wire import clean
+from exercises._checks import call_text, check, loss_value_and_grad, show
 
 TITLE = "Pairwise logistic loss with gamma"
 STUDENT_FILE = "starter.py"
@@ -25,21 +24,7 @@ POINTS = 10
 
 def student_value_and_grad(sub, scores, labels, query_ids, gamma, what):
     """The student's loss as a float and the gradient it puts on (a fresh copy of) scores."""
-    got = sub._remote("pairwise_logistic_loss", scores, labels, query_ids, gamma, how="value_and_grad").value
-    status = got.get("status") if isinstance(got, dict) else None
-    if status == "not a tensor":
-        raise AssertionError(f"{what} returned {clean(got.get('repr'), 200)} ({clean(got.get('type'), 40)}); expected "
-                             "a torch tensor (keep it a tensor: a float cannot be back-propagated)")
-    if status == "not 0-d":
-        raise AssertionError(f"{what} returned a tensor of shape {tuple(got.get('shape', []))}; expected a 0-d "
-                             "tensor (take the mean over the pairs)")
-    if status == "detached":
-        raise AssertionError(f"{what} returned a loss that is not connected to scores: backward() cannot train "
-                             "the model (did you call .item(), .detach(), or build a new tensor with torch.tensor(...)?)")
-    value, grad = (got.get("value"), got.get("grad")) if status == "ok" else (None, None)
-    if not isinstance(value, float) or not isinstance(grad, torch.Tensor) or grad.shape != scores.shape:
-        raise AssertionError(f"{what}: no loss and gradient of the right kind came back ({show(got)})")
-    return value, grad
+    return loss_value_and_grad(sub, "pairwise_logistic_loss", scores, labels, query_ids, gamma, what=what)
 
 
 @check(2)
