@@ -11,11 +11,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KERNEL := relcourse
 
-.PHONY: help $(VENV) setup course test lab kernel clean refresh-notebooks
+.PHONY: help $(VENV) setup course test report lab kernel clean refresh-notebooks
 
 help:
 	@echo "make course [PROFILE=smoke|laptop|gpu|gpu-xl]  run every notebook in order into build/<profile>/"
 	@echo "make test                                      unit tests, then nbval over notebooks/ (smoke)"
+	@echo "make report [PROFILE=laptop]                   reports/<profile>/ from results/ and runs/ (no training)"
 	@echo "make lab                                       register the 'relcourse' kernel, start JupyterLab in notebooks/"
 	@echo "make kernel                                    register the 'relcourse' Jupyter kernel only"
 	@echo "make refresh-notebooks                         re-execute notebooks/ in place on smoke (committed outputs)"
@@ -42,6 +43,11 @@ course: $(STAMP) kernel
 test: $(STAMP) kernel
 	CUDA_VISIBLE_DEVICES= $(PY) -m pytest -q tests --doctest-modules relcourse data_gen
 	CUDA_VISIBLE_DEVICES= RELCOURSE_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-kernel-name $(KERNEL) notebooks/
+
+# The reproduction report: reads the committed results files (and runs/<profile>/claims when
+# present), trains nothing. `make report PROFILE=laptop` regenerates the committed reports/laptop/.
+report: $(STAMP)
+	CUDA_VISIBLE_DEVICES= $(PY) -m relcourse report --profile $(PROFILE)
 
 # Jupyter refuses to start as root unless told; the course machines run as root.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -5,7 +5,7 @@
     relcourse run pretrain --profile smoke                        # build a stage (or reuse it)
     relcourse run claims --stage pretrain --profile laptop        # run a stage's claims, all seeds
     relcourse run claims --claim P1 --profile laptop --workers 2  # one claim, two runs at a time
-    relcourse report --profile smoke --out report.md              # the claims table
+    relcourse report --profile laptop                             # reports/laptop/: REPORT.md, results.json, plots
     relcourse course --profile smoke --only 00                    # execute the notebooks
     relcourse course --refresh                                    # re-execute notebooks/ in place
     relcourse export --run runs/smoke/distill/0-<hash> --out served --onnx --int8   # a plain transformers folder
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from relcourse.config import PROFILES, load_profile, parse_overrides
-from relcourse.report import claims_table, ladder_table, write_report
+from relcourse import report as reports
 from relcourse.store import ensure_data
 
 PROFILE_HELP = f"{' | '.join(PROFILES)} (default: $RELCOURSE_PROFILE, else smoke)"
@@ -67,10 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "threads/workers threads (e.g. 2 on a 2-core laptop)")
     run.add_argument("--out", type=Path, help="with 'ladder': write the results (per seed and summarised) as JSON")
 
-    report = command("report", _report, "print the claims table, or write it with --out")
-    report.add_argument("--out", type=Path, help="write the report to this Markdown file")
+    report = command("report", _report, "write reports/<profile>/: REPORT.md, results.json and forest plots, from "
+                                        "the committed results files and this checkout's claims registry")
+    report.add_argument("--results", type=Path, nargs="+", metavar="FILE",
+                        help="results files (`run ladder --out`) to read, in order; the last with a result for a "
+                             "claim wins (default: the profile's committed files, e.g. results/laptop.json)")
+    report.add_argument("--no-live", dest="live", action="store_false",
+                        help="leave out runs/<profile>/claims/results.json (read last, so it wins, by default)")
+    report.add_argument("--dir", type=Path, help="write here instead of reports/<profile>/ ($RELCOURSE_REPORTS)")
+    report.add_argument("--out", type=Path, help="instead: write only the live registry's claims table to this file")
     report.add_argument("--ladder", type=Path, metavar="JSON",
-                        help="print the learning ladder of a `run ladder --out` file as Markdown instead")
+                        help="instead: print the learning ladder of a `run ladder --out` file as Markdown")
 
     course = command("course", _course, "execute the course notebooks in order (papermill)", overrides=True)
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
@@ -152,13 +159,15 @@ def _report(args) -> None:
     if args.ladder:
         if not args.ladder.is_file():
             raise ValueError(f"{args.ladder} does not exist; write it with `relcourse run ladder --out {args.ladder}`")
-        print(ladder_table(json.loads(args.ladder.read_text())))
+        print(reports.ladder_table(json.loads(args.ladder.read_text())))
         return
     name = load_profile(args.profile).name  # validates the name
     if args.out:
-        print(write_report(name, args.out))
-    else:
-        print(claims_table(name))
+        print(reports.write_report(name, args.out))
+        return
+    path = reports.write(name, args.results, args.live, args.dir)
+    print(reports.summary_table(json.loads((path.parent / "results.json").read_text())))
+    print(path)
 
 
 def _course(args) -> None:

@@ -1,34 +1,289 @@
-"""The claims report: one Markdown row per claim, with what the experiments measured.
+"""The reproduction report: reports/<profile>/results.json, and REPORT.md and forest plots drawn from it.
 
->>> print(claims_table("never-run").splitlines()[2])
-| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | test AUC after fine-tuning | — | — | 0 | — | — | — | not run |  |
+`runs/` dies with the machine, so what a profile measured lives in committed results files
+(`relcourse run ladder --out results/<profile>.json` writes the ladder, per seed, with a copy of
+the claims registry). `build` reads those files and this checkout's live registry
+(runs/<profile>/claims/results.json, when present) into one JSON document: every claim with its
+effects per seed, the 95% Student-t interval, the per-seed SD, the smallest effect its seeds
+would find 80% of the time, the seeds that ±0.02 needs, and which input it came from; the learning
+ladder against the course's targets; the inputs' commits, settings and hardware. `render`
+(relcourse.report_markdown) turns that document, and nothing else, into Markdown, so REPORT.md can
+always be regenerated from results.json (`regenerate`) and any number checked against it.
+
+Which result a claim shows: the inputs are read in order (the profile's committed files, or
+--results FILE ... as given), the live registry last; the last input with a result for the claim
+wins (a live result is what this checkout ran most recently). The row names it, and the inputs
+that agree with it or were superseded.
+
+>>> import tempfile
+>>> os.environ["RELCOURSE_RUNS"] = tempfile.mkdtemp()   # an empty registry
+>>> print(claims_table("smoke").splitlines()[2])
+| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | 002 |  | test AUC after fine-tuning |  | — | — (not run) | 0 | — | — | — | not run |  |
+>>> del os.environ["RELCOURSE_RUNS"]
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
+import os
 import statistics
 from pathlib import Path
 
-from relcourse.claims import (CLAIMS, Claim, ClaimResult, load_results, minimum_detectable_effect,
-                             seeds_for_half_width)
-from relcourse.store import write_text_atomic
+from relcourse import claims
+from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
+from relcourse.config import config_hash, load_profile
+from relcourse.forest_plot import forest_png
+from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table
+from relcourse.store import REPO_ROOT, runs_root, write_json_atomic, write_text_atomic
 
-# The last column holds the experiment's own words: both arms' mean metrics and the seeds,
-# so a reader sees the levels, not only their difference.
-# Power: the per-seed SD of the effect, and how many seeds would bring the 95% interval to ±0.02.
-HEADER = ("| id | stage | claim | metric | effect | 95% CI | seeds | per-seed SD | smallest effect found 80% of the "
-          "time | seeds for ±0.02 | status | arm vs baseline |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+FORMAT = 1
+REPORTS_ENV = "RELCOURSE_REPORTS"
+HALF_WIDTH = 0.02   # the precision "seeds for ±0.02" asks of a claim's 95% interval
 
+# What each profile's report reads by default: its committed results files, in order.
+DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {"laptop": ("results/laptop.json", "results/laptop-distill.json")}
+# What a committed file does not say about itself: the world version it was measured on (a file's
+# own "world_version" key, which later files may carry, wins). results/laptop.json's registry copy
+# is the registry `run ladder` found: the distillation claims measured on world version 2.
+KNOWN_INPUTS: dict[str, dict] = {
+    "results/laptop.json": {"ladder_world": 3, "claims_world": 2},
+    "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
+    "results/laptop-distill.json": {"claims_world": 2},
+}
+# Numbers a profile's hand-written notes hold that no results file does.
+NOT_IN_FILES: dict[str, str] = {
+    "laptop": "`results/laptop.md` also reports, in prose only, T1 and T2 on world version 2 (T1 +0.138, "
+              "T2 +0.190, both hold) and the claims table of world version 1; without per-seed effects in a "
+              "results file they are not in this report.",
+}
+# The course's targets for the recipe's model (the issue "the cross-encoder must read the query"):
+# (what, comparison, threshold, value path, minus path); paths index one seed of `run ladder`'s per_seed.
+RECIPE = "recipe: post-pretrained, fine-tuned"
+TARGETS = (
+    ("recipe's test AUC", ">=", 0.85, ("models", RECIPE, "auc"), None),
+    ("lead over the LexicalRanker, test AUC", ">=", 0.02, ("models", RECIPE, "auc"),
+     ("references", "LexicalRanker", "auc")),
+    ("gain when stacked into the LexicalRanker", ">=", 0.03, ("references", "LexicalRanker + cross-encoder", "auc"),
+     ("references", "LexicalRanker", "auc")),
+    ("AUC drop when each query is swapped", ">=", 0.25, ("models", RECIPE, "auc"),
+     ("models", RECIPE, "swapped_query_auc")),
+    ("score correlation, real vs swapped query", "<=", 0.3, ("models", RECIPE, "swapped_query_score_correlation"),
+     None),
+)
+
+
+def reports_root() -> Path:
+    return Path(os.environ.get(REPORTS_ENV) or REPO_ROOT / "reports")
+
+
+# --- build: inputs -> results.json ---------------------------------------------------------------
+
+def build(profile: str, results_files: list[Path | str] | None = None, live: bool = True) -> dict:
+    """The report's document: claims, ladders, inputs. `results_files` default to the profile's
+    committed files (DEFAULT_INPUTS); `live` adds runs/<profile>/claims/results.json when present."""
+    name = load_profile(profile).name   # a clear error for an unknown profile
+    files = list(DEFAULT_INPUTS.get(name, ())) if results_files is None else list(results_files)
+    inputs, registries, ladders = [], [], []
+    for i, file in enumerate(files):
+        label, data = chr(ord("A") + i), _read_json(Path(file))
+        if data.get("profile", name) != name:
+            raise ValueError(f"{file} holds results of profile {data['profile']!r}, not {name!r}")
+        inputs.append(_describe_input(label, Path(file), data))
+        if "claims" in data:
+            registries.append((label, _parse_registry(data["claims"], file)))
+        if "summary" in data:
+            ladders.append(_ladder(label, data))
+    live_path = claims.results_path(name)
+    if live and live_path.exists():
+        inputs.append({"label": LIVE, "path": _rel(live_path), "kind": "live claims registry of this checkout",
+                       "sha256": _sha256(live_path), "runs": _live_runs(name)})
+        registries.append((LIVE, {c: r for c, r in claims.load_results(name).items() if r.status != "not run"}))
+    return {"format": FORMAT, "profile": name, "half_width": HALF_WIDTH, "inputs": inputs, "ladders": ladders,
+            "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
+            "not_in_files": NOT_IN_FILES.get(name, "") if results_files is None else ""}
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; write it with `python -m relcourse run ladder --profile P --out {path}`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it from git or re-run `relcourse run ladder`") from None
+    if not isinstance(data, dict) or not ({"claims", "summary"} & data.keys()):
+        raise ValueError(f"{path} is not a results file: expected a JSON object with 'claims' and/or 'summary'")
+    return data
+
+
+def _parse_registry(entries, where) -> dict[str, ClaimResult]:
+    """The claims with a result in a file's copy of the registry."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"{where}: 'claims' should map claim ids to results")
+    out = {}
+    for claim_id, entry in entries.items():
+        if claim_id not in CLAIMS_BY_ID:
+            raise ValueError(f"{where}: unknown claim {claim_id!r}; the claims are {', '.join(CLAIMS_BY_ID)}")
+        try:
+            result = claims.from_json(entry)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{where}: the entry of claim {claim_id} is malformed ({e!r})") from None
+        if result.status != "not run":
+            out[claim_id] = result
+    return out
+
+
+def _describe_input(label: str, path: Path, data: dict) -> dict:
+    known = KNOWN_INPUTS.get(_rel(path), {})
+    world = data.get("world_version")
+    settings = data.get("settings")
+    return {"label": label, "path": _rel(path), "sha256": _sha256(path), "git_commit": data.get("git_commit"),
+            "kind": " + ".join(k for k, present in (("learning ladder", "summary" in data),
+                                                     ("claims registry", "claims" in data)) if present),
+            "ladder_world": world or known.get("ladder_world") if "summary" in data else None,
+            "claims_world": world or known.get("claims_world") if "claims" in data else None,
+            "seeds": data.get("seeds"), "measured": data.get("measured"),
+            "settings_hash": config_hash(settings) if settings else None, "settings": settings}
+
+
+def _ladder(label: str, data: dict) -> dict:
+    per_seed = data.get("per_seed", {})
+    seeds = [str(s) for s in data.get("seeds", per_seed)]
+    queries = {}
+    for seed in seeds:
+        for phenomenon, n in per_seed.get(seed, {}).get("queries_by_phenomenon", {}).items():
+            queries.setdefault(phenomenon, []).append(n)
+    return {"from": label, "seeds": data.get("seeds"), "summary": data["summary"], "queries_by_phenomenon": queries,
+            "targets": [_target(t, [per_seed[s] for s in seeds if s in per_seed]) for t in TARGETS]}
+
+
+def _target(target, seeds: list[dict]) -> dict:
+    what, op, threshold, path, minus = target
+
+    def at(seed: dict, keys) -> float | None:
+        for key in keys:
+            seed = seed.get(key) if isinstance(seed, dict) else None
+        return seed
+
+    values = []
+    for seed in seeds:
+        a, b = at(seed, path), at(seed, minus) if minus else 0.0
+        if a is not None and b is not None:
+            values.append(a - b)
+    mean = statistics.fmean(values) if values else None
+    met = None if mean is None else (mean >= threshold if op == ">=" else mean <= threshold)
+    return {"what": what, "op": op, "threshold": threshold, "per_seed": values, "mean": mean, "met": met}
+
+
+def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], inputs: list[dict]) -> dict:
+    """One claim: its result from the last input that has one, recomputed with scipy's t, plus power."""
+    found = [(label, entries[claim.id]) for label, entries in registries if claim.id in entries]
+    label, result = found[-1] if found else (None, ClaimResult(claim.id, profile))
+    if found:
+        result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes)
+    n = len(result.effects)
+    sd = statistics.stdev(result.effects) if n > 1 else math.nan
+    world = next((i.get("claims_world") for i in inputs if i["label"] == label), None)
+    return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)},
+            "from": label, "world": world,
+            "agrees": [l for l, r in found[:-1] if r.effects == result.effects],
+            "superseded": [l for l, r in found[:-1] if r.effects != result.effects],
+            "seeds": list(result.seeds), "effects": list(result.effects), "mean": _num(result.mean),
+            "interval": [_num(x) for x in result.interval], "sd": _num(sd),
+            "mde80": _num(claims.minimum_detectable_effect(sd, n)),
+            "seeds_for_half_width": claims.seeds_for_half_width(sd, HALF_WIDTH),
+            "status": result.status, "notes": result.notes,
+            "no_interval": "not run" if n == 0 else "1 seed: no spread to judge by" if n == 1 else ""}
+
+
+def _live_runs(profile: str) -> dict:
+    """Per stage of this checkout's runs: how many, on which machines, at which commits, and the
+    training wall time their logs recorded (train/log.jsonl's last elapsed_s)."""
+    out = {}
+    for manifest_path in sorted((runs_root() / profile).glob("*/*/run.json")):
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue   # an unfinished or damaged run tells nothing
+        stage = out.setdefault(manifest.get("stage", manifest_path.parent.parent.name),
+                               {"runs": 0, "machines": [], "git_commits": [], "config_hashes": [], "seconds": []})
+        stage["runs"] += 1
+        for key, value in (("machines", manifest.get("machine")), ("git_commits", manifest.get("git_commit")),
+                           ("config_hashes", manifest.get("config_hash"))):
+            if value is not None and value not in stage[key]:
+                stage[key].append(value)
+        seconds = _elapsed(manifest_path.parent / "train" / "log.jsonl")
+        if seconds is not None:
+            stage["seconds"].append(seconds)
+    return out
+
+
+def _elapsed(log: Path) -> float | None:
+    """The last elapsed_s of a training log (relcourse.train writes one line per logged step)."""
+    if not log.is_file():
+        return None
+    last = None
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            last = json.loads(line).get("elapsed_s", last)
+        except json.JSONDecodeError:
+            break   # a killed run's half-written last line
+    return last
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else x   # JSON has no NaN
+
+
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --- write and regenerate ---------------------------------------------------------------------------
+
+def write(profile: str, results_files: list[Path | str] | None = None, live: bool = True,
+          out_dir: Path | None = None) -> Path:
+    """Build the report and write results.json, the forest plots and REPORT.md; the REPORT.md path."""
+    out_dir = Path(out_dir) if out_dir else reports_root() / load_profile(profile).name
+    write_json_atomic(out_dir / "results.json", build(profile, results_files, live))
+    return regenerate(out_dir)
+
+
+def regenerate(out_dir: Path) -> Path:
+    """REPORT.md and the forest plots again, from out_dir/results.json alone."""
+    results = json.loads((Path(out_dir) / "results.json").read_text(encoding="utf-8"))
+    for stage in STAGES:
+        rows, png = [r for r in results["claims"] if r["stage"] == stage], Path(out_dir) / f"forest-{stage}.png"
+        if any(r["mean"] is not None for r in rows):
+            _write_bytes_atomic(png, forest_png(rows, f"{STAGE_TITLES[stage]}: {results['profile']}"))
+        else:
+            png.unlink(missing_ok=True)
+    write_text_atomic(Path(out_dir) / "REPORT.md", render(results))
+    return Path(out_dir) / "REPORT.md"
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    """store.write_text_atomic for bytes: a temp file beside `path`, then os.replace."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# --- the claims table alone (relcourse report --out) ------------------
 
 def claims_table(profile: str) -> str:
-    """A Markdown table of every claim and its result on `profile`."""
-    results = load_results(profile)
-    rows = [_row(claim, results[claim.id]) for claim in CLAIMS]
-    return "\n".join([HEADER, *rows])
+    """A Markdown table of every claim and its result in the live registry of `profile`."""
+    return _claims_table(build(profile, results_files=[], live=True)["claims"], HALF_WIDTH)
 
 
 def write_report(profile: str, path: Path) -> Path:
-    """Write the report for `profile` to `path` (atomically: never a half-written file)."""
+    """Write the live registry's claims table for `profile` to `path` (atomically)."""
     text = (f"# RelCourse claims: profile `{profile}`\n\n"
             "Effect = arm - baseline, averaged over seeds; the 95% interval is Student-t over seeds. "
             "A claim holds when the interval excludes 0 in the expected direction.\n\n"
@@ -37,52 +292,5 @@ def write_report(profile: str, path: Path) -> Path:
     return Path(path)
 
 
-def _row(claim: Claim, result: ClaimResult) -> str:
-    lo, hi = result.interval
-    interval = "—" if math.isnan(lo) else f"[{lo:+.4f}, {hi:+.4f}]"
-    effect = "—" if math.isnan(result.mean) else f"{result.mean:+.4f}"
-    sd = statistics.stdev(result.effects) if len(result.effects) > 1 else math.nan
-    needed = seeds_for_half_width(sd)
-    detectable = minimum_detectable_effect(sd, len(result.effects))
-    cells = [claim.id, claim.stage, claim.statement, claim.metric, effect, interval, str(len(result.seeds)),
-             "—" if math.isnan(sd) else f"{sd:.4f}", "—" if math.isnan(detectable) else f"{detectable:.4f}",
-             "—" if needed is None else str(needed), result.status, result.notes.replace("|", "/")]
-    return "| " + " | ".join(cells) + " |"
-
-
-LADDER_METRICS = (("auc", "test AUC"), ("pnr", "PNR"), ("ndcg@10", "NDCG@10"),
-                  ("swapped_query_auc", "AUC, swapped queries"),
-                  ("swapped_query_score_correlation", "score corr., real vs swapped"))
-
-
-def ladder_table(results: dict) -> str:
-    """Markdown tables of a `relcourse run ladder` results file: every rung and reference as
-    mean ± 95% half-width over seeds (with the per-seed values), then AUC by phenomenon.
-
-    >>> one = {"mean": 0.8, "sd": 0.01, "ci95_half_width": 0.02, "per_seed": [0.79, 0.81]}
-    >>> print(ladder_table({"seeds": [0, 1], "summary": {"models": {"recipe": {"auc": one}}}}).splitlines()[2])
-    | recipe | 0.800 ± 0.020 (0.790, 0.810) | — | — | — | — |
-    """
-    def cell(entry: dict | None) -> str:
-        if not entry:
-            return "—"
-        seeds = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
-        half = entry["ci95_half_width"]
-        spread = f" ± {half:.3f}" if half is not None and half == half else ""
-        return f"{entry['mean']:.3f}{spread} ({seeds})"
-
-    summary = results["summary"]
-    lines = ["| model | " + " | ".join(name for _, name in LADDER_METRICS) + " |",
-             "|---" * (len(LADDER_METRICS) + 1) + "|"]
-    for section in ("models", "references"):
-        for name, metrics in summary.get(section, {}).items():
-            lines.append(f"| {name} | " + " | ".join(cell(metrics.get(key)) for key, _ in LADDER_METRICS) + " |")
-    phenomena = summary.get("auc_by_phenomenon", {})
-    if phenomena:
-        subsets = list(next(iter(phenomena.values())))
-        lines += ["", "Test AUC by phenomenon (mean over seeds):", "",
-                  "| ranker | " + " | ".join(subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
-        for name, by_subset in phenomena.items():
-            lines.append(f"| {name} | " + " | ".join(
-                f"{by_subset[s]['mean']:.3f}" if s in by_subset else "—" for s in subsets) + " |")
-    return "\n".join(lines)
+__all__ = ["build", "write", "regenerate", "render", "summary_table", "ladder_table", "claims_table",
+           "write_report", "reports_root", "LIVE"]

@@ -54,10 +54,12 @@ def test_profile_defaults_to_the_env_var(capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["name"] == "gpu"
 
 
-def test_report_prints_or_writes_the_claims_table(capsys, tmp_path):
+def test_report_writes_the_report_folder_or_the_claims_table(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RELCOURSE_REPORTS", str(tmp_path / "reports"))
     main(["report", "--profile", "smoke"])
-    out = capsys.readouterr().out
-    assert all(f"| {c.id} |" in out for c in CLAIMS)
+    assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "reports" / "smoke" / "REPORT.md")
+    text = (tmp_path / "reports" / "smoke" / "REPORT.md").read_text()
+    assert all(f"| {c.id} |" in text for c in CLAIMS)
     main(["report", "--profile", "smoke", "--out", str(tmp_path / "r.md")])
     assert "| D12 |" in (tmp_path / "r.md").read_text()
 

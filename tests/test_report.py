@@ -1,0 +1,148 @@
+"""The reproduction report (relcourse.report): results.json is the single source of REPORT.md."""
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from relcourse import claims, report
+from relcourse.claims import CLAIMS, summarise
+from relcourse.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELCOURSE_RUNS", str(tmp_path / "runs"))   # an empty live registry
+    monkeypatch.setenv("RELCOURSE_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("RELCOURSE_PROFILE", raising=False)
+
+
+def results_file(path: Path, effects: dict[str, dict[int, float]], profile: str = "smoke") -> Path:
+    """A results file as `run ladder --out` writes it, with only a claims registry."""
+    entries = {c: claims.to_json(summarise(c, profile, e, notes="arm 0.80, baseline 0.78")) for c, e in effects.items()}
+    path.write_text(json.dumps({"profile": profile, "seeds": [0, 1, 2], "claims": entries}))
+    return path
+
+
+def test_regenerating_gives_identical_bytes_and_markdown_comes_from_results_json(tmp_path):
+    first = report.write("laptop", out_dir=tmp_path / "a")
+    second = report.write("laptop", out_dir=tmp_path / "b")
+    names = sorted(p.name for p in first.parent.iterdir())
+    assert names == ["REPORT.md", "forest-distill.png", "results.json"]
+    for name in names:
+        assert (first.parent / name).read_bytes() == (second.parent / name).read_bytes(), name
+    results = json.loads((first.parent / "results.json").read_text())
+    assert report.render(results) == first.read_text()
+    before = first.read_bytes()
+    first.unlink()
+    (first.parent / "forest-distill.png").unlink()
+    report.regenerate(first.parent)
+    assert first.read_bytes() == before
+    assert (first.parent / "forest-distill.png").read_bytes() == (second.parent / "forest-distill.png").read_bytes()
+
+
+def test_every_claim_appears_with_its_input_and_world():
+    text = report.write("laptop").read_text()
+    assert all(f"\n| {c.id} | " in text for c in CLAIMS)
+    d1 = next(line for line in text.splitlines() if line.startswith("| D1 |"))
+    assert "B (world 2); same in A" in d1 and "+2% AUC, 48 vs 12 layers" in d1 and "| holds |" in d1
+    assert "| A | `results/laptop.json` | learning ladder + claims registry | ladder 3; claims 2 |" in text
+    assert "## The learning ladder: input A (world 3)" in text
+    assert "| recipe's test AUC ≥ 0.85 | 0.832, 0.841, 0.850 | 0.841 | not met |" in text
+
+
+def test_the_interval_is_scipys_student_t_on_a_worked_example(tmp_path):
+    effects = {0: 0.019646, 1: 0.010996, 2: -0.002574}   # D6 on laptop, rounded
+    path = results_file(tmp_path / "r.json", {"D6": effects})
+    row = next(r for r in report.build("smoke", [path], live=False)["claims"] if r["id"] == "D6")
+    values = list(effects.values())
+    lo, hi = stats.t.interval(0.95, 2, loc=statistics.fmean(values), scale=stats.sem(values))
+    assert row["interval"] == pytest.approx([lo, hi], abs=1e-12)
+    assert (round(lo, 4), round(hi, 4)) == (-0.0185, 0.0372)
+    sd = statistics.stdev(values)
+    assert row["sd"] == pytest.approx(sd)
+    assert row["mde80"] == pytest.approx((stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * sd / math.sqrt(3))
+    assert row["seeds_for_half_width"] == 4 and row["status"] == "inconclusive"
+
+
+def test_one_seed_shows_no_interval_and_says_why(tmp_path):
+    path = results_file(tmp_path / "r.json", {"P1": {0: 0.03}})
+    out = report.write("smoke", [path], live=False)
+    p1 = next(line for line in out.read_text().splitlines() if line.startswith("| P1 |"))
+    assert "| +0.0300 | — (1 seed: no spread to judge by) | 1 | — | — | — | inconclusive |" in p1
+    assert (out.parent / "forest-pretrain.png").exists()   # drawn as an open dot
+
+
+def test_a_live_result_wins_and_the_row_says_so(tmp_path):
+    path = results_file(tmp_path / "r.json", {"D5": {0: 0.02, 1: 0.03}})
+    claims.record(summarise("D5", "smoke", {0: 0.01, 1: 0.012, 2: 0.011}))
+    rows = {r["id"]: r for r in report.build("smoke", [path])["claims"]}
+    assert rows["D5"]["from"] == report.LIVE and rows["D5"]["superseded"] == ["A"] and len(rows["D5"]["seeds"]) == 3
+    rows = {r["id"]: r for r in report.build("smoke", [path], live=False)["claims"]}
+    assert rows["D5"]["from"] == "A" and rows["D5"]["seeds"] == [0, 1]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("{ oops", "is not valid JSON"),
+    ("[1, 2]", "is not a results file"),
+    ('{"claims": {"Z9": {}}}', "unknown claim 'Z9'"),
+    ('{"claims": {"P1": {"seeds": [0]}}}', "the entry of claim P1 is malformed"),
+    ('{"profile": "laptop", "claims": {}}', "holds results of profile 'laptop', not 'smoke'"),
+])
+def test_bad_input_gives_a_clear_message(tmp_path, capsys, content, message):
+    path = tmp_path / "r.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        report.build("smoke", [path])
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--profile", "smoke", "--results", str(path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_an_unknown_profile_is_refused(capsys):
+    with pytest.raises(ValueError, match="profile 'huge' is unknown"):
+        report.build("huge")
+    with pytest.raises(SystemExit):
+        main(["report", "--profile", "huge"])
+    assert "profile 'huge' is unknown" in capsys.readouterr().err
+
+
+def test_cli_writes_the_report_folder(tmp_path, capsys):
+    assert main(["report", "--profile", "laptop", "--no-live"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == str(tmp_path / "reports" / "laptop" / "REPORT.md")
+    assert "| Stage 4: distillation and serving | D1, D2, D5, D7 |" in out
+
+
+def test_the_committed_report_and_readme_are_current(tmp_path):
+    """reports/laptop/ is what `make report PROFILE=laptop` makes of the committed results files
+    (a live registry dies with its machine: its results belong in a committed results file first)."""
+    committed = REPO / "reports" / "laptop"
+    inputs = json.loads((committed / "results.json").read_text())["inputs"]
+    assert report.LIVE not in [i["label"] for i in inputs], \
+        "reports/laptop/ was built with a live registry: commit those results under results/, then regenerate"
+    fresh = report.write("laptop", live=False, out_dir=tmp_path / "laptop").parent
+    for name in ("results.json", "REPORT.md"):   # the PNG's pixels may differ with the matplotlib version
+        assert (committed / name).read_text() == (fresh / name).read_text(), f"run `make report PROFILE=laptop`: {name}"
+    summary = report.summary_table(json.loads((committed / "results.json").read_text()))
+    assert summary in (REPO / "README.md").read_text()
+
+
+def test_scipy_quantiles_equal_the_former_hand_written_ones():
+    """claims.t_quantile was a bisection on a closed-form t CDF; these are its values."""
+    former = {(0.8, 1): 1.3763819204711738, (0.8, 2): 1.0606601717798214, (0.8, 4): 0.9409645772351813,
+              (0.8, 29): 0.8541919858818559, (0.9, 3): 1.6377443536962097, (0.975, 1): 12.706204736174676,
+              (0.975, 2): 4.302652729749459, (0.975, 3): 3.1824463052837064, (0.975, 9): 2.2621571627982027,
+              (0.975, 29): 2.045229642132706}
+    for (q, df), value in former.items():
+        assert claims.t_quantile(q, df) == pytest.approx(value, abs=1e-6)
+    assert [claims.minimum_detectable_effect(0.01, n) for n in (2, 3, 5, 10)] == pytest.approx(
+        [0.0995789252156147, 0.03096510147446123, 0.016624761500272076, 0.009947137350096728], abs=1e-6)
+    assert [claims.seeds_for_half_width(s) for s in (0.001, 0.01, 0.03, 0.05)] == [2, 4, 12, 27]
