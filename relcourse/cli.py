@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     dry = command("dry-run", _dry_run, DRY_RUN_HELP)
     dry.add_argument("--steps", type=int, default=2, help="steps of each training stage (default 2)")
     dry.add_argument("--interrupt-at", type=int, default=1, help="the step each stage is killed and resumed at")
-    dry.add_argument("--groups", type=int, default=1, help="query groups per batch (default 1)")
+    dry.add_argument("--groups", type=int, default=1, help="query groups per micro-batch (default 1)")
     dry.add_argument("--layers", type=int, help="depth of the teacher (default: the profile's; slow on CPU)")
     dry.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
 

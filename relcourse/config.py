@@ -73,6 +73,24 @@ class Section:
         """Rules that involve several fields; a section overrides this when it has any."""
 
 
+def grad_accum_setting():
+    """Gradient accumulation, the same setting in every training stage."""
+    return setting(1, "micro-batches per optimizer step, whole query groups each, whose gradients add up: "
+                      "batch_size stays the rows of a step (the global batch), a micro-batch holds "
+                      "1/grad_accum of them, and activation memory shrinks with it", 1, 1_024)
+
+
+def check_micro_batches(section, rows_per_group: int = 1) -> None:
+    """A step's query groups (rows, without grouping) must split evenly into grad_accum micro-batches,
+    so that each micro-batch weighs the same in the step's mean gradient."""
+    groups = section.batch_size // rows_per_group
+    if groups % section.grad_accum:
+        what = f"{groups} query groups of docs_per_query_in_batch={rows_per_group}" if rows_per_group > 1 else \
+            f"{groups} rows"
+        raise ConfigError("grad_accum", f"={section.grad_accum} must divide a batch's {what} (batch_size="
+                                        f"{section.batch_size}): every micro-batch gets as many")
+
+
 # --- one dataclass per stage; the defaults are the 'smoke' profile --------------------------
 
 @dataclass(frozen=True)
@@ -107,6 +125,7 @@ class PretrainConfig(Section):
     model: ModelConfig = section(ModelConfig, "the BERT that every later stage starts from (the teacher)")
     steps: int = setting(150, "optimizer steps", 1, 10**7)
     batch_size: int = setting(32, "text pairs per step", 1, 65_536)
+    grad_accum: int = grad_accum_setting()
     lr: float = setting(1e-3, "peak learning rate (AdamW)", 1e-6, 1.0)
     warmup_steps: int = setting(15, "steps of linear learning-rate warm-up", 0, 10**7)
     mask_prob: float = setting(0.15, "share of tokens selected for masked-language-model prediction", 0.01, 0.8)
@@ -132,6 +151,9 @@ class PretrainConfig(Section):
                                           "document share, so that filling them rewards reading across [SEP]",
                                      0.0, 1.0)
 
+    def check(self):
+        check_micro_batches(self)
+
 
 @dataclass(frozen=True)
 class TeacherConfig(Section):
@@ -148,6 +170,7 @@ class PostPretrainConfig(Section):
     batch_size: int = setting(32, "(query, document) pairs per step", 2, 65_536)
     docs_per_query_in_batch: int = setting(4, "documents of the same query in a batch, so the pairwise "
                                               "loss has pairs to compare", 2, 64)
+    grad_accum: int = grad_accum_setting()
     lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     mlm_weight: float = setting(0.1, "weight of the MLM loss kept alongside relevance (claim T3: small, not 0)",
                                 0.0, 10.0)
@@ -162,6 +185,19 @@ class PostPretrainConfig(Section):
         if self.batch_size % self.docs_per_query_in_batch:
             raise ConfigError("batch_size", f"={self.batch_size} must be a multiple of docs_per_query_in_batch="
                                             f"{self.docs_per_query_in_batch}: a batch is whole query groups")
+        check_micro_batches(self, self.docs_per_query_in_batch)
+        if self.mlm_weight and self.mlm_rows < self.grad_accum:
+            raise ConfigError("mlm_batch_share", f"={self.mlm_batch_share} masks {self.mlm_rows} rows a step, fewer "
+                                                 f"than grad_accum={self.grad_accum}: each micro-batch needs one")
+
+    @property
+    def mlm_rows(self) -> int:
+        """Rows of each batch whose masked copy feeds the MLM loss (its second encoder pass).
+
+        >>> PostPretrainConfig(batch_size=256, docs_per_query_in_batch=8).mlm_rows
+        64
+        """
+        return max(1, round(self.batch_size * self.mlm_batch_share))
 
 
 @dataclass(frozen=True)
@@ -189,6 +225,7 @@ class FinetuneConfig(Section):
                                           "model, the pretrained one (no stage 2), or random weights (scratch)",
                          choices=("post_pretrain", "pretrain", "scratch"))
     docs_per_query_in_batch: int = setting(4, "documents of one query in a batch: pairs for the pairwise term", 2, 64)
+    grad_accum: int = grad_accum_setting()
     warmup_share: float = setting(0.1, "share of the steps spent warming the learning rate up", 0.0, 0.5)
     evaluations: int = setting(10, "validation AUC checks per run (the best weights are kept)", 1, 10_000)
     patience: int = setting(3, "stop after this many checks without improvement; 0 = never", 0, 10_000)
@@ -206,6 +243,7 @@ class FinetuneConfig(Section):
         if self.batch_size < self.docs_per_query_in_batch:
             raise ConfigError("batch_size", f"={self.batch_size} must hold at least one query group of "
                                             f"docs_per_query_in_batch={self.docs_per_query_in_batch} documents")
+        check_micro_batches(self, self.docs_per_query_in_batch)
         if self.labels == "world" and (self.label_design != "double+gold" or self.stale_share
                                        or self.label_budget_share != 1.0):
             raise ConfigError("labels", "='world' are the world's own labels (double+gold, rubric v2, the whole "
@@ -230,6 +268,7 @@ class DistillConfig(Section):
     steps: int = setting(200, "optimizer steps fitting the teacher's scores (when epochs is 0)", 1, 10**7)
     batch_size: int = setting(32, "(query, document) pairs per step", 2, 65_536)
     docs_per_query_in_batch: int = setting(4, "documents of one query in a batch: pairs for margin_mse", 2, 64)
+    grad_accum: int = grad_accum_setting()
     lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     warmup_share: float = setting(0.1, "share of the steps spent warming the learning rate up", 0.0, 0.5)
     evaluations: int = setting(10, "validation AUC checks per run (the best weights are kept)", 1, 10_000)
@@ -238,6 +277,7 @@ class DistillConfig(Section):
         if self.batch_size % self.docs_per_query_in_batch:
             raise ConfigError("batch_size", f"={self.batch_size} must be a multiple of docs_per_query_in_batch="
                                             f"{self.docs_per_query_in_batch}: a batch is whole query groups")
+        check_micro_batches(self, self.docs_per_query_in_batch)
 
 
 @dataclass(frozen=True)
@@ -253,12 +293,21 @@ class Profile(Section):
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
     device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))
     threads: int = setting(2, "CPU threads for torch and the data loaders", 1, 256)
+    precision: str = setting("fp32", "arithmetic of every training stage: fp32, or bf16 / fp16 autocast (mixed "
+                                     "precision: fp32 weights, half-precision matrix products). bf16 runs on CUDA "
+                                     "and on CPUs, fast only with AVX512-BF16 or AMX; fp16 needs CUDA (and a loss "
+                                     "scaler, which accelerate adds)", choices=("fp32", "bf16", "fp16"))
     notebook_claims: str = setting("run", "'run': the notebooks run every claim's arms on every seed (minutes on "
                                           "smoke); 'read': they show the claims registry, filled by `relcourse run "
                                           "claims` (hours on the bigger profiles)", choices=("run", "read"))
 
     # The seeds belong to the data profile (data_gen owns them); `seeds=0,1` is a shortcut.
     aliases: ClassVar[dict[str, str]] = {"seeds": "data.seeds"}
+
+    def check(self):
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ConfigError("precision", "='fp16' needs CUDA (CPU autocast has no fp16): use bf16 or fp32 on "
+                                           "device='cpu'")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -296,7 +345,7 @@ PROFILES: dict[str, Profile] = {
                               docs_per_query_in_batch=8, lr=5e-4)),
     # One H100, the whole pipeline in <= 20 minutes: BERT-base teacher, 4-layer student.
     "gpu": Profile(
-        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8, notebook_claims="read",
+        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8, notebook_claims="read", precision="bf16",
         tokenizer=TokenizerConfig(vocab_size=16_000, max_query_len=16, max_len=128),
         pretrain=PretrainConfig(model=_GPU_TEACHER, steps=2_000, batch_size=256, lr=3e-4, warmup_steps=200),
         post_pretrain=PostPretrainConfig(steps=1_500, batch_size=256, docs_per_query_in_batch=8, lr=1e-4),
@@ -305,10 +354,14 @@ PROFILES: dict[str, Profile] = {
                               docs_per_query_in_batch=8, lr=2e-4)),
     # Hours on a GPU: BERT-large teacher, closer to the sources' scale.
     "gpu-xl": Profile(
-        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16, notebook_claims="read",
+        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16, notebook_claims="read", precision="bf16",
         tokenizer=TokenizerConfig(vocab_size=32_000, max_query_len=24, max_len=256),
-        pretrain=PretrainConfig(model=_XL_TEACHER, steps=50_000, batch_size=512, lr=2e-4, warmup_steps=2_000),
-        post_pretrain=PostPretrainConfig(steps=20_000, batch_size=512, docs_per_query_in_batch=8, lr=5e-5),
+        # 512 x 256 tokens through BERT-large need 161 GiB (pretrain) and 196 GiB (post_pretrain, with its MLM
+        # copy) in bf16: 4 micro-batches of 128 rows fit an H100 80GB (relcourse.gpu_memory; `relcourse dry-run`).
+        pretrain=PretrainConfig(model=_XL_TEACHER, steps=50_000, batch_size=512, grad_accum=4, lr=2e-4,
+                                warmup_steps=2_000),
+        post_pretrain=PostPretrainConfig(steps=20_000, batch_size=512, docs_per_query_in_batch=8, grad_accum=4,
+                                         lr=5e-5),
         finetune=FinetuneConfig(steps=5_000, batch_size=128, lr=2e-5),
         distill=DistillConfig(student=dataclasses.replace(_XL_TEACHER, layers=4), steps=20_000, batch_size=512,
                               docs_per_query_in_batch=8, lr=1e-4)),
@@ -398,6 +451,23 @@ def canonical_json(obj) -> str:
     if dataclasses.is_dataclass(obj):
         obj = dataclasses.asdict(obj)
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+# Settings added after runs were cached, with the value that computes what those runs computed:
+# a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
+LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1}
+
+
+def without_later_defaults(settings):
+    """`settings` (a stage's key: nested dicts) without the LATER_DEFAULTS entries at their defaults.
+
+    >>> without_later_defaults({"pretrain": {"steps": 5, "grad_accum": 1}, "precision": "bf16"})
+    {'pretrain': {'steps': 5}, 'precision': 'bf16'}
+    """
+    if not isinstance(settings, dict):
+        return settings
+    return {k: without_later_defaults(v) for k, v in settings.items()
+            if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 
 def config_hash(obj) -> str:

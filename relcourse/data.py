@@ -35,6 +35,11 @@ import data_gen
 from .config import TokenizerConfig
 from .tokenizer import encode_pairs
 
+# How a PairSet stores its tokens: 6 bytes a token instead of encode_pairs' 24 (three int64), so
+# that gpu-xl's ~33M pretraining rows fit in host memory; `PairSet.rows` widens a batch back to int64.
+COMPACT = {"input_ids": torch.int32, "token_type_ids": torch.int8, "attention_mask": torch.int8}
+ENCODE_CHUNK = 65_536   # pairs tokenised at once: bounds the tokenizer's and numpy's temporaries
+
 # The queries whose text and behaviour logs may be read without labels (TAPT, pseudo-labels):
 # never valid or test, so nothing about the evaluation queries leaks into training.
 UNLABELLED_TEXT_SPLITS = ("train", "unlabelled")
@@ -60,7 +65,7 @@ class PairSet:
     def rows(self, index: np.ndarray) -> dict[str, torch.Tensor]:
         """A batch: the model inputs of the given rows, plus targets and query ids as tensors."""
         idx = torch.as_tensor(index)
-        return {**{k: v[idx] for k, v in self.inputs.items()},
+        return {**{k: v[idx].long() for k, v in self.inputs.items()},
                 "targets": torch.as_tensor(self.targets[index], dtype=torch.float32),
                 "query_ids": torch.as_tensor(self.query_ids[index])}
 
@@ -87,9 +92,30 @@ def make_pairset(data_dir: str | Path, tokenizer, doc_ids, targets, encoding: To
     if len(doc_ids) != len(targets):
         raise ValueError(f"{len(doc_ids)} doc_ids but {len(targets)} targets: give one target per pair")
     texts = pair_texts(data_dir, doc_ids)
-    inputs = encode_pairs(tokenizer, texts["query"].tolist(), texts["document"].tolist(), encoding.max_query_len,
-                          encoding.max_len, encoding.exact_match)
+    inputs = encode_compact(tokenizer, texts["query"].tolist(), texts["document"].tolist(), encoding.max_query_len,
+                            encoding.max_len, encoding.exact_match)
     return PairSet(texts.query_id.values, doc_ids, targets, inputs)
+
+
+def encode_compact(tokenizer, queries: list[str], docs: list[str], max_query_len: int, max_len: int,
+                   exact_match: bool = False) -> dict[str, torch.Tensor]:
+    """`encode_pairs`, ENCODE_CHUNK pairs at a time, into tensors of the COMPACT dtypes.
+
+    >>> from relcourse.tokenizer import train_tokenizer
+    >>> tok = train_tokenizer(["red kettle boils", "the blue lamp is red"] * 20, vocab_size=120)
+    >>> args = (["red kettle"] * 3, ["blue lamp"] * 3, 4, 12)
+    >>> out = encode_compact(tok, *args)
+    >>> out["input_ids"].dtype, all(torch.equal(v, out[k]) for k, v in encode_pairs(tok, *args).items())
+    (torch.int32, True)
+    """
+    n = len(queries)
+    out = {k: torch.empty((n, max_len), dtype=dtype) for k, dtype in COMPACT.items()}
+    for start in range(0, max(n, len(docs), 1), ENCODE_CHUNK):   # at least once: encode_pairs checks the arguments
+        end = start + ENCODE_CHUNK
+        for k, v in encode_pairs(tokenizer, queries[start:end], docs[start:end], max_query_len, max_len,
+                                 exact_match).items():
+            out[k][start:start + len(v)] = v
+    return out
 
 
 def unlabelled_pairs(data_dir: str | Path) -> np.ndarray:

@@ -40,7 +40,7 @@ from .losses import make_loss
 from .models import RelevanceBert, load_model, save_model
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, tokenizer_of
 from .store import StoreError, cached_stage, ensure_data, load_manifest, run_hash
-from .train import TrainConfig, train
+from .train import TrainConfig, profile_settings, train
 
 POOL = "candidates of the training and unlabelled queries, v1"   # what ensure_distill_data scores
 TEACHER_SCORES = "teacher_scores.parquet"
@@ -148,7 +148,8 @@ def sample_queries(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame
 def distill_settings(profile: Profile) -> dict:
     """The distillation stage's cache key (the teacher, its scores and a warm student's start
     are in its upstream hashes)."""
-    return {"distill": dataclasses.asdict(profile.distill), "tokenizer": dataclasses.asdict(profile.tokenizer)}
+    return {"distill": dataclasses.asdict(profile.distill), "tokenizer": dataclasses.asdict(profile.tokenizer),
+            "precision": profile.precision}
 
 
 def distill_steps(profile: Profile, pairs: int) -> int:
@@ -192,9 +193,9 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
         def validate(m):
             return {"auc": metrics.auc(splits.valid.targets, score(m, splits.valid))}
 
-        tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=int(steps * cfg.warmup_share), device=profile.device,
-                           threads=profile.threads, seed=seed, checkpoint_every=max(steps // 4, 1),
-                           eval_every=max(steps // cfg.evaluations, 1))
+        tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=int(steps * cfg.warmup_share),
+                           grad_accum=cfg.grad_accum, checkpoint_every=max(steps // 4, 1),
+                           eval_every=max(steps // cfg.evaluations, 1), **profile_settings(profile, seed))
         result = train(student, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
                        progress=progress)
         save_model(student, out / MODEL_DIR)

@@ -8,18 +8,21 @@ finetune with its evaluations, distill_data, distill with its warm student) runs
 `run_*` function, in a scratch runs/ folder, with the profile's
 - model widths (hidden, heads, feed-forward), input length (max_len, max_query_len) and
   vocabulary size setting (the tokenizer learns what the tiny world's text holds: a few thousand),
-- batch layout: whole query groups of docs_per_query_in_batch, post-pretraining's MLM copy;
+- batch layout: whole query groups of docs_per_query_in_batch, post-pretraining's MLM copy, and
+  the gradient accumulation (each stage's grad_accum micro-batches a step);
+- precision: the profile's bf16 where this CPU has native bf16 (AVX512-BF16 or AMX), else fp32;
 and, shrunk so that it runs in minutes on 2 cores (`dry_run_overrides` lists them):
-- the world: the smoke world, smaller still (SMALL_WORLD);
-- the steps (`steps`) and the batches (`groups` query groups, pretraining `groups x 4` rows);
+- the world: the smoke world, smaller still (SMALL_WORLD), and pretraining's held-out pairs;
+- the steps (`steps`) and the micro-batches (`groups` query groups each, pretraining's `groups x
+  4` rows), at most DRY_ACCUM of them a step (two exercise what four do);
 - the depth, when `layers` is given (the test uses 1: depth repeats the same shapes).
 
-Each training stage runs as the GPU run should: with bf16 autocast where this CPU has native bf16
-(AVX512-BF16 or AMX), and it is checked to resume exactly: trained uninterrupted in a scratch
-folder, then killed after `interrupt_at` steps and resumed from its checkpoint, the two must end
-with the same weights, bit for bit. That is done by `checked_training`, which stands in for
-relcourse.train.train inside the stage modules while the dry run lasts; it also records the
-autocast dtype seen inside the loss, each batch's shape and that every logged loss is finite.
+Each training stage runs as the GPU run should, through the stage's own TrainConfig, and it is
+checked to resume exactly: trained uninterrupted in a scratch folder, then killed after
+`interrupt_at` steps and resumed from its checkpoint, the two must end with the same weights, bit
+for bit. That is done by `checked_training`, which stands in for relcourse.train.train inside the
+stage modules while the dry run lasts; it also records the autocast dtype seen inside the loss,
+each micro-batch's shape, the micro-batches per step and that every logged loss is finite.
 
 The memory of one *full-size* step of each stage is estimated (relcourse.gpu_memory) and its
 activations checked against the bytes autograd saves on CPU at the full width, extrapolated.
@@ -31,6 +34,8 @@ attention kernels, CUDA RNG state in checkpoints): the GPU's first minutes check
 >>> overrides = dry_run_overrides("gpu", steps=2, layers=1)
 >>> overrides["post_pretrain.batch_size"], overrides["pretrain.model.layers"], "tokenizer.max_len" in overrides
 (8, 1, False)
+>>> dry_run_overrides("gpu-xl")["pretrain.batch_size"]    # 2 micro-batches of 4 rows
+8
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ import torch
 
 from . import distill, finetune, gpu_memory, post_pretrain, pretrain, train as loop
 from .config import PROFILES, Profile, load_profile
+from .data import ENCODE_CHUNK
 from .store import RUNS_ENV, load_manifest
 
 STAGE_MODULES = (pretrain, post_pretrain, finetune, distill)   # each calls relcourse.train.train as `train`
@@ -57,6 +63,7 @@ STAGE_MODULES = (pretrain, post_pretrain, finetune, distill)   # each calls relc
 SMALL_WORLD = {"n_queries": 50, "docs_per_query": 10, "n_searches": 2_000, "general_corpus_lines": 200,
                "domain_corpus_lines": 60, "label_budget": 500.0}
 PRETRAIN_ROWS_PER_GROUP = 4
+DRY_ACCUM = 2
 
 
 class DryRunError(AssertionError):
@@ -73,16 +80,16 @@ def dry_run_overrides(name: str, steps: int = 2, groups: int = 1, layers: int | 
     base = load_profile(name)
     world = {f"data.{k}": v for k, v in dataclasses.asdict(PROFILES["smoke"].data).items()}
     world |= {f"data.{k}": v for k, v in SMALL_WORLD.items()} | {"data.seeds": (0,)}
-    pp, ft, ds = base.post_pretrain, base.finetune, base.distill
-    out = world | {
-        "device": "cpu", "threads": threads,
-        "pretrain.steps": steps, "pretrain.warmup_steps": 1, "pretrain.batch_size": groups * PRETRAIN_ROWS_PER_GROUP,
-        "pretrain.tapt_share": 0.5,              # the last half of the steps read the task's pairs (TAPT)
-        "post_pretrain.steps": steps, "post_pretrain.batch_size": groups * pp.docs_per_query_in_batch,
-        "finetune.steps": steps, "finetune.batch_size": groups * ft.docs_per_query_in_batch, "finetune.evaluations": 1,
-        "distill.steps": steps, "distill.batch_size": groups * ds.docs_per_query_in_batch, "distill.evaluations": 1}
+    out = world | {"device": "cpu", "threads": threads, "precision": base.precision if bf16_native() else "fp32",
+                   "pretrain.warmup_steps": 1,
+                   "pretrain.tapt_share": 0.5,   # the last half of the steps read the task's pairs (TAPT)
+                   "finetune.evaluations": 1, "distill.evaluations": 1}
+    for stage in ("pretrain", "post_pretrain", "finetune", "distill"):
+        cfg = getattr(base, stage)
+        rows, accum = getattr(cfg, "docs_per_query_in_batch", PRETRAIN_ROWS_PER_GROUP), min(cfg.grad_accum, DRY_ACCUM)
+        out |= {f"{stage}.steps": steps, f"{stage}.grad_accum": accum, f"{stage}.batch_size": groups * rows * accum}
     if layers is not None:
-        out |= {"pretrain.model.layers": layers, "distill.student.layers": min(layers, ds.student.layers)}
+        out |= {"pretrain.model.layers": layers, "distill.student.layers": min(layers, base.distill.student.layers)}
     return out
 
 
@@ -94,7 +101,9 @@ class StageCheck:
     model: str                   # layers x hidden
     steps: int
     autocast: str                # the dtype autocast had inside loss_fn, or "off"
-    batch_rows: int
+    grad_accum: int              # as the stage configured its training
+    micro_batches: int           # loss_fn calls per optimizer step
+    batch_rows: int              # of the first micro-batch
     queries_per_batch: int       # distinct queries in the first batch (0: not query-grouped)
     seq_len: int
     resumed_from: int            # the checkpoint's step the resumed run started from
@@ -109,20 +118,20 @@ class _Interrupted(Exception):
 
 @dataclass
 class CheckedTraining:
-    """relcourse.train.train as a GPU run would call it (mixed precision), run twice to check resume."""
-    precision: str
+    """relcourse.train.train as the stage calls it, run twice more to check resume."""
     interrupt_at: int
     checks: list[StageCheck] = field(default_factory=list)
 
     def __call__(self, model, batch_at, loss_fn, cfg, run_dir, evaluate=None, metric=None, progress=True):
         run_dir = Path(run_dir)
         stage = run_dir.parent.parent.name
-        cfg = dataclasses.replace(cfg, mixed_precision=self.precision, checkpoint_every=self.interrupt_at)
+        cfg = dataclasses.replace(cfg, checkpoint_every=self.interrupt_at)
         if cfg.steps <= self.interrupt_at:
             raise DryRunError(f"{stage}: {cfg.steps} steps leave nothing to resume after step {self.interrupt_at}")
-        seen = {}
+        seen = {"calls": 0}
 
         def watched(m, batch):
+            seen["calls"] += 1
             seen.setdefault("autocast", str(torch.get_autocast_dtype("cpu")).removeprefix("torch.")
                             if torch.is_autocast_enabled("cpu") else "off")
             seen.setdefault("shape", tuple(batch["input_ids"].shape))
@@ -137,44 +146,32 @@ class CheckedTraining:
         args = dict(evaluate=evaluate, metric=metric, progress=False)
         with tempfile.TemporaryDirectory() as scratch:
             reference = copy.deepcopy(model)
-            _fresh_accelerator(loop.train, reference, batch_at, watched, cfg, Path(scratch), **args)
+            loop.train(reference, batch_at, watched, cfg, Path(scratch), **args)
             try:
-                _fresh_accelerator(loop.train, copy.deepcopy(model), stopping, watched, cfg, run_dir, **args)
+                loop.train(copy.deepcopy(model), stopping, watched, cfg, run_dir, **args)
                 raise DryRunError(f"{stage}: the run was never interrupted")
             except _Interrupted:
                 pass
             resumed_from = json.loads((run_dir / loop.CHECKPOINT / "run.json").read_text())["step"]
-            start = time.perf_counter()
-            result = _fresh_accelerator(loop.train, model, batch_at, watched, cfg, run_dir, evaluate=evaluate,
-                                        metric=metric, progress=progress)
+            start, seen["calls"] = time.perf_counter(), 0
+            result = loop.train(model, batch_at, watched, cfg, run_dir, evaluate=evaluate, metric=metric,
+                                progress=progress)
             seconds = time.perf_counter() - start
         ours, theirs = model.state_dict(), reference.state_dict()
         diff = max(float((ours[k].float() - theirs[k].float()).abs().max()) for k in ours)
         losses = [v for line in result.history for k, v in line.items() if k not in ("step", "lr", "elapsed_s", "eval")]
         self.checks.append(StageCheck(
-            stage, f"{model.cfg.layers}x{model.cfg.hidden}", result.steps_done, seen["autocast"], seen["shape"][0],
+            stage, f"{model.cfg.layers}x{model.cfg.hidden}", result.steps_done, seen["autocast"], cfg.grad_accum,
+            seen["calls"] / max(cfg.steps - resumed_from, 1), seen["shape"][0],
             seen["queries"], seen["shape"][1], resumed_from, diff, seconds / max(cfg.steps - resumed_from, 1),
             all(math.isfinite(v) for v in losses)))
         return result
 
 
-def _fresh_accelerator(fn, *args, **kwargs):
-    """Call `fn` with accelerate's process-wide state reset before and after. Why: accelerate
-    fixes mixed_precision for the whole process at the first Accelerator, so a process that
-    trained in fp32 cannot train in bf16 (ValueError "AcceleratorState has already been
-    initialized"); relcourse.train has this limitation for any mix of precisions in one process."""
-    from accelerate.state import AcceleratorState
-    AcceleratorState._reset_state()
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        AcceleratorState._reset_state()
-
-
 @contextmanager
-def checked_training(precision: str, interrupt_at: int):
+def checked_training(interrupt_at: int):
     """While the block runs, every stage module trains through a CheckedTraining (yielded)."""
-    checker = CheckedTraining(precision, interrupt_at)
+    checker = CheckedTraining(interrupt_at)
     originals = [(module, module.train) for module in STAGE_MODULES]
     for module, _ in originals:
         module.train = checker
@@ -195,7 +192,8 @@ class DryRun:
     vocab: tuple[int, int]          # (the profile's setting, what the tokenizer learnt)
     checks: list[StageCheck]
     estimates: list[gpu_memory.Estimate]         # full size, bf16, fused attention (as the GPU run should)
-    fp32_estimates: list[gpu_memory.Estimate]    # full size, fp32: as the stages run today (no mixed precision)
+    fp32_estimates: list[gpu_memory.Estimate]    # full size, fp32 (precision=fp32)
+    whole_estimates: list[gpu_memory.Estimate]   # full size, bf16, without gradient accumulation
     measured_activations: dict[str, float]       # stage -> bytes autograd saves, measured on CPU, extrapolated
     peak_rss: tuple[int, float] | None           # (grown, estimated) bytes of one small step, on CPU
     host_bytes: tuple[int, int]                  # pretraining's tokenised rows: (full profile estimate, bytes)
@@ -209,13 +207,12 @@ def run_dry(name: str, steps: int = 2, interrupt_at: int = 1, groups: int = 1, l
     start = time.perf_counter()
     overrides = dry_run_overrides(name, steps, groups, layers, threads)
     profile = load_profile(name, overrides)
-    precision = "bf16" if bf16_native() else "no"
     torch.set_num_threads(threads)
     previous = os.environ.get(RUNS_ENV)
     with tempfile.TemporaryDirectory() as scratch:
         os.environ[RUNS_ENV] = str(root or scratch)
         try:
-            with checked_training(precision, interrupt_at) as checker:
+            with checked_training(interrupt_at) as checker:
                 distill.run_distill(profile, profile.seeds[0], progress=progress)
             learnt = len(pretrain.tokenizer_of(profile, profile.seeds[0], progress=False))
             built = load_manifest(pretrain.run_pretrain(profile, profile.seeds[0], progress=False))["metrics"]
@@ -226,11 +223,12 @@ def run_dry(name: str, steps: int = 2, interrupt_at: int = 1, groups: int = 1, l
                 os.environ[RUNS_ENV] = previous
     full = load_profile(name)
     steps_full = gpu_memory.training_steps(full)
-    measure = "bf16" if precision == "bf16" else "fp32"
+    measure = "bf16" if profile.precision == "bf16" else "fp32"
     return DryRun(
-        name, precision, overrides, (full.tokenizer.vocab_size, learnt), checker.checks,
+        name, profile.precision, overrides, (full.tokenizer.vocab_size, learnt), checker.checks,
         [gpu_memory.estimate(s, "bf16", "fused") for s in steps_full],
         [gpu_memory.estimate(s, "fp32", "fused") for s in steps_full],
+        [gpu_memory.estimate(gpu_memory.whole(s), "bf16", "fused") for s in steps_full],
         {s.stage: gpu_memory.measured_activations(s, measure) for s in steps_full},
         gpu_memory.peak_rss_of_step(steps_full[1], rows=2, layers=1, precision=measure),
         (gpu_memory.host_pretraining_rows(full), gpu_memory.host_pretraining_bytes(full)),
@@ -242,6 +240,8 @@ def failures(report: DryRun) -> list[str]:
     """What a dry run found wrong with the *code* (the memory verdicts are findings, not failures)."""
     problems = []
     for c in report.checks:
+        if c.micro_batches != c.grad_accum:
+            problems.append(f"{c.stage}: {c.micro_batches:g} micro-batches a step, not grad_accum={c.grad_accum}")
         if c.max_weight_diff != 0:
             problems.append(f"{c.stage}: resumed weights differ from uninterrupted ones by {c.max_weight_diff:.3g}")
         if not c.finite:
@@ -268,31 +268,34 @@ def render(report: DryRun) -> str:
              f"  vocabulary: profile {report.vocab[0]:,}, learnt from the dry-run world {report.vocab[1]:,}",
              f"  shrunk: {', '.join(f'{k}={v}' for k, v in report.overrides.items() if not k.startswith('data.'))}; "
              f"world: smoke with {SMALL_WORLD}",
-             f"  {'stage':14} {'model':>7} {'steps':>5} {'autocast':>9} {'batch':>9} {'queries':>7} "
+             f"  {'stage':14} {'model':>7} {'steps':>5} {'autocast':>9} {'micro':>5} {'batch':>9} {'queries':>7} "
              f"{'resumed@':>8} {'max|Δw|':>8} {'s/step':>7} finite"]
     for c in report.checks:
-        lines.append(f"  {c.stage:14} {c.model:>7} {c.steps:5d} {c.autocast:>9} {c.batch_rows:4d}x{c.seq_len:<4d} "
+        lines.append(f"  {c.stage:14} {c.model:>7} {c.steps:5d} {c.autocast:>9} {c.micro_batches:5g} "
+                     f"{c.batch_rows:4d}x{c.seq_len:<4d} "
                      f"{c.queries_per_batch:7d} {c.resumed_from:8d} {c.max_weight_diff:8.1g} {c.s_per_step:7.1f} "
                      f"{c.finite}")
-    lines.append(f"  one full-size training step, GiB (weights+grads+AdamW+bf16 copies, "
-                 f"activations, +{gpu_memory.CUDA_OVERHEAD / gib:.0f} CUDA); target {target}:")
-    lines.append(f"  {'stage':14} {'model':>9} {'rows x len':>10} {'params':>7} {'bf16 total':>10} "
-                 f"{'(act fused/math/CPU-measured)':>30} {'fp32 total':>10}  fits bf16 on")
-    for e, f32 in zip(report.estimates, report.fp32_estimates):
+    lines.append(f"  one full-size training step, GiB (weights+grads+AdamW+bf16 copies, activations of one "
+                 f"micro-batch, +{gpu_memory.CUDA_OVERHEAD / gib:.0f} CUDA); target {target}:")
+    lines.append(f"  {'stage':14} {'model':>9} {'micro x rows x len':>18} {'params':>7} {'bf16 total':>10} "
+                 f"{'(act fused/math/CPU-measured)':>30} {'fp32 total':>10} {'no accum':>8}  fits bf16 on")
+    for e, f32, w in zip(report.estimates, report.fp32_estimates, report.whole_estimates):
         s = e.step
         math_act = gpu_memory.activation_bytes(s, "bf16", "math") / gib
         fits = [g for g in gpu_memory.GPUS if e.fits(g)]
-        lines.append(f"  {s.stage:14} {s.model.layers:>3}x{s.model.hidden:<5} {s.rows + s.mlm_rows:>5}x{s.seq_len:<4} "
+        lines.append(f"  {s.stage:14} {s.model.layers:>3}x{s.model.hidden:<5} "
+                     f"{s.micro_batches:>7} x{s.rows + s.mlm_rows:>5}x{s.seq_len:<4} "
                      f"{e.params / 1e6:6.0f}M {e.total / gib:10.1f} {e.activations / gib:12.1f} /{math_act:6.1f} /"
-                     f"{report.measured_activations[s.stage] / gib:6.1f}   {f32.total / gib:10.1f}  "
-                     f"{', '.join(fits) or 'NONE'}")
+                     f"{report.measured_activations[s.stage] / gib:6.1f}   {f32.total / gib:10.1f} "
+                     f"{w.total / gib:8.1f}  {', '.join(fits) or 'NONE'}")
     if report.peak_rss:
         grown, estimated = report.peak_rss
         lines.append(f"  CPU check, post_pretrain step at 1 layer x 2 rows: resident set grew {grown / 2**20:.0f} MiB, "
                      f"estimated {estimated / 2**20:.0f} MiB (ratio {grown / estimated:.2f})")
     rows, size = report.host_bytes
-    lines.append(f"  host RAM: pretraining tokenises ~{rows / 1e6:.1f}M rows at once (corpus pairs + TAPT pool, "
-                 f"int64): {size / gib:.1f} GiB; on the dry-run world the estimate {report.host_rows_check[0]:,} "
+    lines.append(f"  host RAM: pretraining keeps ~{rows / 1e6:.1f}M tokenised rows (corpus pairs + TAPT pool, "
+                 f"int32 ids, int8 types and mask, encoded {ENCODE_CHUNK:,} at a time): {size / gib:.1f} GiB; "
+                 f"on the dry-run world the estimate {report.host_rows_check[0]:,} "
                  f"rows vs {report.host_rows_check[1]:,} built")
     problems = failures(report)
     lines.append("  problems: " + ("; ".join(problems) if problems else "none"))

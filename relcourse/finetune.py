@@ -38,7 +38,7 @@ from .post_pretrain import run_post_pretrain
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .tokenizer import encode_pairs
-from .train import TrainConfig, train
+from .train import TrainConfig, profile_settings, train
 
 SCORE_BATCH = 512
 
@@ -154,14 +154,14 @@ def finetune_settings(profile: Profile) -> dict:
     """The fine-tuning stage's cache key (the model it starts from is in its upstream hashes;
     from scratch, the model's size is here)."""
     return {"finetune": dataclasses.asdict(profile.finetune), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "model": dataclasses.asdict(profile.pretrain.model)}
+            "model": dataclasses.asdict(profile.pretrain.model), "precision": profile.precision}
 
 
 def train_config(cfg: FinetuneConfig, profile: Profile, seed: int) -> TrainConfig:
     return TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=int(cfg.steps * cfg.warmup_share),
-                       device=profile.device, threads=profile.threads, seed=seed,
-                       checkpoint_every=max(cfg.steps // 4, 1), eval_every=max(cfg.steps // cfg.evaluations, 1),
-                       patience=cfg.patience)
+                       grad_accum=cfg.grad_accum, checkpoint_every=max(cfg.steps // 4, 1),
+                       eval_every=max(cfg.steps // cfg.evaluations, 1), patience=cfg.patience,
+                       **profile_settings(profile, seed))
 
 
 def batch_rows(cfg: FinetuneConfig) -> int:

@@ -18,7 +18,9 @@ One optimizer step of a stage holds, besides the CUDA context (CUDA_OVERHEAD):
 Rows per step (`training_steps`): pretraining's batch through the MLM head; post-pretraining's
 batch, plus its masked copy of `mlm_batch_share` of it (a second encoder pass); fine-tuning's
 batch in whole query groups; distillation's batch through the student (the teacher only scores,
-without gradients, before the step).
+without gradients, before the step). With gradient accumulation (a stage's `grad_accum`) the
+activations are those of one micro-batch, 1/grad_accum of the rows; the gradients add up in the
+same fp32 buffers, so the weights' share does not change.
 
 >>> from relcourse.config import load_profile
 >>> steps = {s.stage: s for s in training_steps(load_profile("gpu"))}
@@ -27,6 +29,9 @@ without gradients, before the step).
 >>> e = estimate(steps["pretrain"], "bf16", "fused")
 >>> round(e.params / 1e6, 1), round(e.total / GIB, 1)       # BERT-base with a 16k vocabulary
 (98.6, 17.4)
+>>> xl = training_steps(load_profile("gpu-xl"))[0]                # BERT-large, 512 x 256 tokens a step
+>>> xl.micro_batches, xl.mlm_rows, round(estimate(xl).total / GIB), round(estimate(whole(xl)).total / GIB)
+(4, 128, 45, 161)
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ import torch
 from .config import ModelConfig, Profile
 from .finetune import batch_rows
 from .models import RelevanceBert
-from .post_pretrain import masked_rows
+from .data import COMPACT
 
 GIB = 2 ** 30
 # Usable memory as nvidia-smi reports it (81,559 and 143,771 MiB).
@@ -63,16 +68,27 @@ class Step:
     seq_len: int
     vocab: int
     mask_prob: float
+    micro_batches: int = 1   # per optimizer step (grad_accum): rows and mlm_rows are those of one of them
 
 
 def training_steps(profile: Profile) -> list[Step]:
-    """The full-size step of each training stage of `profile`, as its stage module batches it."""
+    """The full-size step of each training stage of `profile`, as its stage module batches it and
+    the training loop cuts it into micro-batches (relcourse.train.micro_batches: the largest)."""
     p, pp = profile, profile.post_pretrain
     shape = dict(seq_len=p.tokenizer.max_len, vocab=p.tokenizer.vocab_size, mask_prob=p.pretrain.mask_prob)
-    return [Step("pretrain", p.pretrain.model, 0, p.pretrain.batch_size, **shape),
-            Step("post_pretrain", p.pretrain.model, pp.batch_size, masked_rows(pp) if pp.mlm_weight else 0, **shape),
-            Step("finetune", p.pretrain.model, batch_rows(p.finetune), 0, **shape),
-            Step("distill", p.distill.student, p.distill.batch_size, 0, **shape)]
+
+    def step(stage, model, rows, mlm_rows, k):
+        return Step(stage, model, -(-rows // k), -(-mlm_rows // k), micro_batches=k, **shape)
+    return [step("pretrain", p.pretrain.model, 0, p.pretrain.batch_size, p.pretrain.grad_accum),
+            step("post_pretrain", p.pretrain.model, pp.batch_size, pp.mlm_rows if pp.mlm_weight else 0, pp.grad_accum),
+            step("finetune", p.pretrain.model, batch_rows(p.finetune), 0, p.finetune.grad_accum),
+            step("distill", p.distill.student, p.distill.batch_size, 0, p.distill.grad_accum)]
+
+
+def whole(step: Step) -> Step:
+    """`step` without gradient accumulation: its whole batch in one pass."""
+    k = step.micro_batches
+    return dataclasses.replace(step, rows=step.rows * k, mlm_rows=step.mlm_rows * k, micro_batches=1)
 
 
 def parameter_count(model: ModelConfig, vocab: int, seq_len: int) -> int:
@@ -115,7 +131,7 @@ def estimate(step: Step, precision: str = "bf16", attention: str = "fused") -> E
 
 # --- the host's memory ----------------------------------------------------------------------
 
-TOKEN_BYTES = 3 * 8     # input_ids, token_type_ids, attention_mask: int64 each
+TOKEN_BYTES = sum(torch.empty(0, dtype=dtype).element_size() for dtype in COMPACT.values())   # as PairSet keeps them
 
 
 def host_pretraining_rows(profile: Profile) -> int:
@@ -130,7 +146,8 @@ def host_pretraining_rows(profile: Profile) -> int:
 
 
 def host_pretraining_bytes(profile: Profile) -> int:
-    """Host memory of those rows' token tensors, before any Python strings or copies."""
+    """Host memory of those rows' token tensors (relcourse.data.COMPACT), before any Python strings;
+    the encoding's temporaries are bounded by relcourse.data.ENCODE_CHUNK rows."""
     return host_pretraining_rows(profile) * profile.tokenizer.max_len * TOKEN_BYTES
 
 

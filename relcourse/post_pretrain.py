@@ -34,7 +34,7 @@ import torch
 import data_gen
 
 from . import metrics
-from .config import PostPretrainConfig, Profile
+from .config import Profile
 from .data import UNLABELLED_TEXT_SPLITS, make_pairset, query_grouped_batch
 from .features import FEATURE_SCHEMA_VERSION, behaviour_features, select_pairs
 from .losses import CombinedLoss, SoftCrossEntropyLoss
@@ -42,7 +42,7 @@ from .models import load_model, save_model
 from .pretrain import MODEL_DIR, masked, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .teacher import Teacher, evaluate_teacher
-from .train import TrainConfig, train
+from .train import TrainConfig, profile_settings, train
 
 
 def teacher_settings(profile: Profile) -> dict:
@@ -95,7 +95,7 @@ def post_pretrain_settings(profile: Profile) -> dict:
     its upstream hashes)."""
     return {"post_pretrain": dataclasses.asdict(profile.post_pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
             "mask_prob": profile.pretrain.mask_prob, "replacement": profile.pretrain.replacement,
-            "span": profile.pretrain.span}
+            "span": profile.pretrain.span, "precision": profile.precision}
 
 
 def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
@@ -113,26 +113,27 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
                              profile.tokenizer)
         model = load_model(pretrain_dir / MODEL_DIR)
         relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
-        mlm_rows = masked_rows(cfg)
 
         def batch_at(step: int) -> dict:
             batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
             if cfg.mlm_weight:   # MLM's own masked copy of the first rows; relevance reads the pairs unmasked
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-                batch["masked_ids"], batch["mlm_labels"] = masked(_first_rows(batch, mlm_rows), tokenizer, profile,
-                                                                  generator)
+                copy = _first_rows(batch, cfg.mlm_rows)
+                copy["input_ids"], batch["mlm_labels"] = masked(copy, tokenizer, profile, generator)
+                # flat keys: the training loop cuts them into micro-batches like the rows (relcourse.train)
+                batch |= {f"masked_{k}": v for k, v in copy.items()}
             return batch
 
         def loss_fn(m, batch: dict) -> dict:
             rel = relevance(m(batch)["relevance"], batch["targets"], batch["query_ids"])
             if not cfg.mlm_weight:
                 return {"loss": rel, "relevance": rel}
-            mlm_batch = {**_first_rows(batch, mlm_rows), "input_ids": batch["masked_ids"]}
+            mlm_batch = {k: batch[f"masked_{k}"] for k in MODEL_INPUTS}
             mlm = m(mlm_batch, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
             return {"loss": rel + cfg.mlm_weight * mlm, "relevance": rel, "mlm": mlm}
 
-        tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, device=profile.device,
-                           threads=profile.threads, seed=seed, checkpoint_every=max(cfg.steps // 5, 1))
+        tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, grad_accum=cfg.grad_accum,
+                           checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, seed))
         train(model, batch_at, loss_fn, tcfg, out / "train", progress=progress)
         save_model(model, out / MODEL_DIR)
         return {"pairs": len(pairs), "queries": int(labelled["query_id"].nunique()),
@@ -143,15 +144,9 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
                                   "pretrain": run_hash(pretrain_dir)}, resumable=True)
 
 
-def masked_rows(cfg: PostPretrainConfig) -> int:
-    """Rows of each batch whose masked copy feeds the MLM loss (its second encoder pass).
-
-    >>> masked_rows(PostPretrainConfig(batch_size=256, docs_per_query_in_batch=8))
-    64
-    """
-    return max(1, round(cfg.batch_size * cfg.mlm_batch_share))
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def _first_rows(batch: dict, rows: int) -> dict:
     """The model inputs of a batch's first `rows` rows."""
-    return {k: batch[k][:rows] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    return {k: batch[k][:rows] for k in MODEL_INPUTS}

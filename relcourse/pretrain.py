@@ -34,13 +34,13 @@ import torch
 
 from . import corpora
 from .config import PretrainConfig, Profile
-from .data import PairSet, make_pairset, pointwise_rows, steps_for_epochs, unlabelled_pairs
+from .data import PairSet, encode_compact, make_pairset, pointwise_rows, steps_for_epochs, unlabelled_pairs
 from .masking import mask_tokens
 from .models import RelevanceBert, load_model, save_model
 from .store import cached_stage, ensure_data, run_hash
-from .tokenizer import (corpus_fingerprint, encode_pairs, load_tokenizer, save_tokenizer, shared_tokens,
+from .tokenizer import (corpus_fingerprint, load_tokenizer, save_tokenizer, shared_tokens,
                         special_tokens_mask, train_tokenizer)
-from .train import TrainConfig, read_log, train
+from .train import TrainConfig, profile_settings, read_log, train
 
 TOKENIZER_ALGORITHM = "bpe-pieces-as-wordpiece-v1"   # bump when train_tokenizer changes what it learns
 HELD_OUT = 512            # segment pairs of domain text kept out of training, to measure MLM and SOP
@@ -89,8 +89,8 @@ def segment_pairs(texts: list[str], tokenizer, profile: Profile, task: str, seed
     `targets` holds the sentence-task label of each pair."""
     first, second, labels = corpora.sentence_pairs(texts, task, seed)
     tok = profile.tokenizer
-    inputs = encode_pairs(tokenizer, first, second, max_query_len=tok.max_len // 2, max_len=tok.max_len,
-                          exact_match=tok.exact_match)
+    inputs = encode_compact(tokenizer, first, second, max_query_len=tok.max_len // 2, max_len=tok.max_len,
+                            exact_match=tok.exact_match)
     ids = np.arange(len(labels))
     return PairSet(ids, ids, labels.astype(np.float64), inputs)
 
@@ -148,8 +148,9 @@ def step_plan(cfg: PretrainConfig, n_pairs: int) -> tuple[int, int]:
 
 
 def pretrain_settings(profile: Profile) -> dict:
-    """The pretraining stage's cache key: every pretraining setting and the input encoding."""
-    return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer)}
+    """The pretraining stage's cache key: every pretraining setting, the input encoding and the precision."""
+    return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
+            "precision": profile.precision}
 
 
 def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
@@ -162,7 +163,8 @@ def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
         tokenizer = load_tokenizer(tok_dir / "tokenizer")
         train_pairs, tapt, held_out = pretraining_data(data_dir, tokenizer, profile, seed)
         tapt_from, steps = step_plan(cfg, len(train_pairs))
-        static = masked(train_pairs.inputs, tokenizer, profile, torch.Generator().manual_seed(seed)) \
+        static = masked(train_pairs.rows(np.arange(len(train_pairs))), tokenizer, profile,
+                        torch.Generator().manual_seed(seed)) \
             if cfg.static else None
         torch.manual_seed(seed)
         model = new_model(profile, len(tokenizer))
@@ -188,8 +190,8 @@ def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
             out = m(batch, batch["mlm_labels"], batch["targets"].long(), relevance=False)
             return {"loss": cfg.mlm_weight * out["mlm"] + out["sentence"], **out}
 
-        tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, device=profile.device,
-                           threads=profile.threads, seed=seed, checkpoint_every=max(steps // 5, 1))
+        tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, grad_accum=cfg.grad_accum,
+                           checkpoint_every=max(steps // 5, 1), **profile_settings(profile, seed))
         train(model, batch_at, loss_fn, tcfg, out / "train", progress=progress)
         save_model(model, out / MODEL_DIR)
         seen = tapt_from * cfg.batch_size

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import data_gen
-from relcourse.config import Profile, config_hash
+from relcourse.config import Profile, config_hash, without_later_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNS_ENV = "RELCOURSE_RUNS"
@@ -169,7 +169,7 @@ def git_commit() -> str | None:
 
 def stage_hash(config: dict, upstream: dict[str, str]) -> str:
     """The hash that names a run: its config plus the hashes of the runs it was built from."""
-    return config_hash({"config": config, "upstream": upstream})
+    return config_hash({"config": without_later_defaults(config), "upstream": upstream})
 
 
 @contextmanager

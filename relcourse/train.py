@@ -7,9 +7,12 @@ warm-up, clipping, gradient accumulation, logging, checkpoints, evaluation, earl
     loss_fn(model, batch)  -> {"loss": tensor to backpropagate, "mlm": ..., ...}: the rest are logged
     evaluate(model)        -> {"auc": 0.71, ...} (optional): `metric` names the key to maximise
 
-Optimizer step `step` (0, 1, ...) trains on batch_at(step). With cfg.grad_accum = k it takes the
-k micro-batches batch_at(step * k + micro), micro = 0..k-1; under `accelerate launch` with P
-processes, process p takes batch_at((step * k + micro) * P + p), so every batch is used once.
+Optimizer step `step` (0, 1, ...) trains on batch_at(step); under `accelerate launch` with P
+processes, process p takes batch_at(step * P + p), so every batch is used once. With
+cfg.grad_accum = k the loop cuts each batch into k micro-batches of whole query groups
+(`micro_batches`) and adds up their gradients: the same batch, the same mean gradient (up to
+rounding), 1/k of the activation memory. So a stage's batches, and its results in exact
+arithmetic, do not depend on k.
 
 Because batches depend on the step alone, a run is resumable *exactly*: every `checkpoint_every`
 steps run_dir/checkpoint/ holds the weights, optimizer, schedule and RNG state, and a run killed
@@ -46,7 +49,7 @@ from torch import nn
 from tqdm import tqdm  # plain bars: no widget dependency in notebooks
 from transformers import get_linear_schedule_with_warmup
 
-from .config import ConfigError, Section, setting
+from .config import ConfigError, Profile, Section, setting
 from .store import atomic_dir, write_text_atomic
 
 CHECKPOINT, LOG = "checkpoint", "log.jsonl"
@@ -67,11 +70,13 @@ class TrainConfig(Section):
     lr: float = setting(REQUIRED, "peak learning rate, reached at the end of the warm-up", 1e-9, 1.0)
     warmup_steps: int = setting(REQUIRED, "steps of linear warm-up from 0; then linear decay to 0", 0, 10**9)
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm weights)", 0.0, 1.0)
-    grad_accum: int = setting(1, "micro-batches whose gradients add up to one optimizer step", 1, 1024)
+    grad_accum: int = setting(1, "micro-batches each batch is cut into (whole query groups), whose gradients add "
+                                 "up to one optimizer step", 1, 1024)
     max_grad_norm: float = setting(1.0, "clip the gradient to this L2 norm; 0 = no clipping", 0.0, 1e6)
     checkpoint_every: int = setting(100, "steps between checkpoints; 0 = only at the end", 0, 10**9)
     log_every: int = setting(10, "steps between log lines (the first and last step are always logged)", 1, 10**9)
-    mixed_precision: str = setting("no", "autocast the forward pass", choices=("no", "bf16", "fp16"))
+    precision: str = setting("fp32", "fp32, or autocast loss_fn in bf16 / fp16 (fp16 needs CUDA)",
+                             choices=("fp32", "bf16", "fp16"))
     device: str = setting("cpu", "where to train; auto = cuda when available", choices=("cpu", "cuda", "auto"))
     threads: int = setting(2, "CPU threads for torch (on CPU only)", 1, 1024)
     seed: int = setting(0, "seed of torch's RNG (dropout) at the start", 0, 2**32 - 1)
@@ -81,6 +86,11 @@ class TrainConfig(Section):
     def check(self) -> None:
         if self.patience and not self.eval_every:
             raise ConfigError("patience", f"={self.patience} needs evaluations: set eval_every > 0, or patience=0")
+
+
+def profile_settings(profile: Profile, seed: int) -> dict:
+    """The TrainConfig settings every stage takes from its profile: where, and in what precision, it trains."""
+    return {"device": profile.device, "threads": profile.threads, "precision": profile.precision, "seed": seed}
 
 
 @dataclass(frozen=True)
@@ -109,8 +119,7 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
                          f"eval_every={cfg.eval_every}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA GPU: train with device='cpu' or 'auto'")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu",
-                              gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = new_accelerator(cfg)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -166,8 +175,7 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     while run["step"] < cfg.steps and not run["stopped_early"]:
         step, lr = run["step"], scheduler.get_last_lr()[0]
         sums = {}
-        for micro in range(cfg.grad_accum):
-            batch = batch_at((step * cfg.grad_accum + micro) * processes + rank)
+        for batch in micro_batches(batch_at(step * processes + rank), cfg.grad_accum):
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             # accumulate() syncs gradients across processes on the last micro-batch only, and
             # backward() divides the loss by grad_accum, so the step follows the mean gradient.
@@ -215,6 +223,59 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     save()   # the final weights: a rerun of this run loads them and returns
     accelerator.wait_for_everyone()
     return TrainResult(run["step"], read_log(run_dir), run["best"], run["stopped_early"])
+
+
+def new_accelerator(cfg: TrainConfig) -> Accelerator:
+    """An Accelerator with this run's precision. Accelerate keeps one state per process, fixed by
+    the first Accelerator, and refuses another precision ("AcceleratorState has already been
+    initialized"), so a notebook could not train one arm in fp32 and the next in bf16: the state is
+    reset first. Under several processes (accelerate launch) their process group is kept."""
+    from accelerate.state import AcceleratorState, PartialState
+    if cfg.precision == "fp16" and not (cfg.device != "cpu" and torch.cuda.is_available()):
+        # accelerate would train in fp32 without saying so
+        raise ValueError(f"precision='fp16' needs CUDA, and this run trains on the CPU (device={cfg.device!r}): "
+                         "use bf16 or fp32")
+    AcceleratorState._reset_state(reset_partial_state=PartialState._shared_state.get("num_processes", 1) == 1)
+    return Accelerator(mixed_precision={"fp32": "no"}.get(cfg.precision, cfg.precision), cpu=cfg.device == "cpu",
+                       gradient_accumulation_steps=cfg.grad_accum)
+
+
+def micro_batches(batch: dict, k: int) -> list[dict]:
+    """`batch` cut along its rows into k micro-batches of whole query groups (runs of equal
+    `query_ids`; without them, each row is its own group), each cut at the first group start at or
+    after i/k of the rows: equal parts when the groups are of equal size and their number divides
+    by k. Tensors with another number of rows (post-pretraining's masked copy of some rows) are cut
+    into k near-equal parts of their own; values without rows go to every micro-batch.
+
+    >>> batch = {"query_ids": torch.tensor([7, 7, 8, 8, 9, 9]), "x": torch.arange(6), "flag": True}
+    >>> [(b["x"].tolist(), b["flag"]) for b in micro_batches(batch, 2)]
+    [([0, 1, 2, 3], True), ([4, 5], True)]
+    """
+    if k == 1:
+        return [batch]
+    rows = len(batch["input_ids"] if "input_ids" in batch else next(v for v in batch.values() if torch.is_tensor(v)))
+    query_ids = batch.get("query_ids")
+    starts = (torch.arange(rows) if query_ids is None else
+              torch.cat([torch.tensor([0]), torch.nonzero(query_ids[1:] != query_ids[:-1]).flatten() + 1]))
+    cuts = [int(starts[i]) if i < len(starts) else rows
+            for i in torch.searchsorted(starts, torch.tensor([-(-j * rows // k) for j in range(1, k)])).tolist()]
+    sizes = torch.diff(torch.tensor([0, *cuts, rows])).tolist()
+    if min(sizes) == 0:
+        raise ValueError(f"a batch of {len(starts)} query groups ({rows} rows) cannot be cut into grad_accum={k} "
+                         "micro-batches of whole groups: give each step at least grad_accum query groups")
+    parts = [{} for _ in range(k)]
+    for key, value in batch.items():
+        if torch.is_tensor(value) and value.dim() and len(value) == rows:
+            pieces = torch.split(value, sizes)
+        elif torch.is_tensor(value) and value.dim():
+            pieces = torch.tensor_split(value, k)
+            if min(len(p) for p in pieces) == 0:
+                raise ValueError(f"batch[{key!r}] has {len(value)} rows, fewer than grad_accum={k} micro-batches")
+        else:
+            pieces = [value] * k
+        for part, piece in zip(parts, pieces):
+            part[key] = piece
+    return parts
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from relcourse.feedback_loop import feedback_loop_settings
 from relcourse.finetune import finetune_settings
 from relcourse.post_pretrain import post_pretrain_settings, teacher_settings
 from relcourse.pretrain import pretrain_settings, tokenizer_settings
-from relcourse.store import data_settings
+from relcourse.store import data_settings, stage_hash
 
 STAGE_SETTINGS = {"data": data_settings, "tokenizer": tokenizer_settings, "pretrain": pretrain_settings,
                   "teacher": teacher_settings, "post_pretrain": post_pretrain_settings, "finetune": finetune_settings,
@@ -21,6 +21,8 @@ STAGE_SETTINGS = {"data": data_settings, "tokenizer": tokenizer_settings, "pretr
 SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "post_pretrain": "post_pretrain",
                  "finetune": "finetune", "tokenizer": "pretrain", "feedback_loop": "feedback_loop",
                  "distill": "distill"}
+# Profile-level settings that change what several stages compute.
+PROFILE_STAGES = {"precision": ("pretrain", "post_pretrain", "finetune", "distill")}
 # Settings that change where or how a run is watched, not what it computes.
 NOT_COMPUTATION = {"name", "device", "threads", "notebook_claims", "data.seeds"}
 TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
@@ -71,14 +73,29 @@ def test_every_setting_changes_its_stage_key(profile_name):
         if key in NOT_COMPUTATION:
             continue
         profile = with_overrides(PROFILES[profile_name], NEEDS.get(key, {}))
-        keys = {stage: settings(profile) for stage, settings in STAGE_SETTINGS.items()}
+        keys = {stage: key_of(stage, profile) for stage in STAGE_SETTINGS}
         changed = another_valid_value(profile, key, f, value)
-        stage = SECTION_STAGE[key.split(".")[0]]
-        assert STAGE_SETTINGS[stage](changed) != keys[stage], f"{key} is not in the {stage} stage's cache key"
+        for stage in PROFILE_STAGES.get(key) or [SECTION_STAGE[key.split(".")[0]]]:
+            assert key_of(stage, changed) != keys[stage], f"{key} is not in the {stage} stage's cache key"
         if key in TOKENIZER_VOCABULARY:
             assert tokenizer_settings(changed) != keys["tokenizer"]
         checked += 1
     assert checked >= 50
+
+
+def key_of(stage, profile):
+    """The hash that names the stage's run (its upstream runs left out)."""
+    return stage_hash(STAGE_SETTINGS[stage](profile), {})
+
+
+def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
+    """precision=fp32 and grad_accum=1 compute what runs did before these settings existed: their
+    runs keep their names, so the CPU profiles' cached runs (hours on laptop) stay valid."""
+    before = {"smoke": ["288798f27d24", "b4313be4c49a", "cc6b0b40aff8", "a9d952834efa"],
+              "laptop": ["03b9e9fe1709", "6e5f50c61df9", "80d715335dfb", "7df54def8a92"]}
+    for name, hashes in before.items():
+        assert [key_of(s, PROFILES[name]) for s in ("pretrain", "post_pretrain", "finetune", "distill")] == hashes
+    assert key_of("pretrain", with_overrides(PROFILES["smoke"], {"pretrain.grad_accum": 2})) != before["smoke"][0]
 
 
 def test_fine_tuning_key_sees_the_input_encoding_and_the_scratch_model_size():

@@ -41,6 +41,17 @@ def test_profile_sizes_match_their_budgets():
         assert p.distill.student.layers < p.pretrain.model.layers   # the teacher is the model stages 1-3 train
 
 
+def test_the_gpu_profiles_train_in_bf16_and_the_cpu_ones_in_fp32_without_accumulation():
+    """The CPU profiles compute what they always did; gpu-xl's big batches are 4 micro-batches each
+    (relcourse.gpu_memory: what an H100 80GB holds)."""
+    smoke, laptop, gpu, xl = (load_profile(n) for n in PROFILES)
+    assert (smoke.precision, laptop.precision, gpu.precision, xl.precision) == ("fp32", "fp32", "bf16", "bf16")
+    accumulation = {p.name: [getattr(p, s).grad_accum for s in ("pretrain", "post_pretrain", "finetune", "distill")]
+                    for p in (smoke, laptop, gpu, xl)}
+    assert accumulation == {"smoke": [1] * 4, "laptop": [1] * 4, "gpu": [1] * 4, "gpu-xl": [4, 4, 1, 1]}
+    assert load_profile("smoke", {"device": "auto", "precision": "fp16"}).precision == "fp16"   # on CUDA, if any
+
+
 def test_default_profile_is_smoke_or_the_env_var(monkeypatch):
     assert load_profile().name == "smoke"
     monkeypatch.setenv("RELCOURSE_PROFILE", "laptop")
@@ -100,6 +111,15 @@ def test_a_section_cannot_be_set_as_a_value():
     ({"distill.student.heads": 3}, r"distill.student.hidden=64 must be a multiple of heads=3"),
     ({"tokenizer.max_query_len": 32}, r"tokenizer.max_query_len=32 must be at most max_len - 4=28"),
     ({"distill.batch_size": 30}, r"distill.batch_size=30 must be a multiple of docs_per_query_in_batch=4"),
+    ({"precision": "fp16"}, r"precision='fp16' needs CUDA \(CPU autocast has no fp16\): use bf16 or fp32"),
+    ({"precision": "fp8"}, r"precision='fp8' is not one of fp32, bf16, fp16"),
+    ({"pretrain.grad_accum": 3}, r"pretrain.grad_accum=3 must divide a batch's 32 rows \(batch_size=32\)"),
+    ({"post_pretrain.grad_accum": 3}, r"post_pretrain.grad_accum=3 must divide a batch's 8 query groups of "
+                                      r"docs_per_query_in_batch=4"),
+    ({"finetune.grad_accum": 16}, r"finetune.grad_accum=16 must divide a batch's 8 query groups"),
+    ({"distill.grad_accum": 0}, r"distill.grad_accum=0 is out of range \[1, 1024\]: micro-batches per optimizer step"),
+    ({"post_pretrain.grad_accum": 8, "post_pretrain.mlm_batch_share": 0.2},
+     r"post_pretrain.mlm_batch_share=0.2 masks 6 rows a step, fewer than grad_accum=8"),
 ])
 def test_invalid_values_say_what_is_wrong(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -1,14 +1,17 @@
-"""The training loop on a tiny MLP regression: learning, exact resume, reruns, config checks, early stopping."""
+"""The training loop on a tiny MLP regression: learning, exact resume, reruns, config checks, early stopping,
+gradient accumulation and mixed precision."""
 import doctest
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import relcourse.train
 from relcourse.config import ConfigError
-from relcourse.train import CheckpointError, TrainConfig, read_log, train
+from relcourse.losses import CombinedLoss
+from relcourse.train import CheckpointError, TrainConfig, micro_batches, read_log, train
 
 TRUE_WEIGHTS = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
 
@@ -122,20 +125,94 @@ def test_a_checkpoint_from_another_config_is_refused(tmp_path):
     assert run(make_model(), tmp_path, config(log_every=3, checkpoint_every=0, threads=2)).steps_done == 20
 
 
-def test_gradient_accumulation_takes_the_documented_micro_batches(tmp_path):
-    """Two half batches per step give the gradient of the whole batch: the same weights, up to rounding."""
-    def half_batch(i):
-        whole = batch_at(i // 2)
-        return {k: v[8:] if i % 2 else v[:8] for k, v in whole.items()}
-    asked = []
+def test_gradient_accumulation_cuts_each_batch_into_micro_batches(tmp_path):
+    """Two halves of each batch per step give the gradient of the whole batch: the same weights, up to rounding."""
+    asked, sizes = [], []
     accumulated = make_model(dropout=0.0)
     run(accumulated, tmp_path / "halves", config(steps=6, grad_accum=2),
-        batches=lambda i: asked.append(i) or half_batch(i))
-    assert asked == list(range(12))
+        batches=lambda i: asked.append(i) or batch_at(i))
+    assert asked == list(range(6))               # one batch a step, whatever grad_accum
     whole = make_model(dropout=0.0)
     run(whole, tmp_path / "whole", config(steps=6))
     for name, value in whole.state_dict().items():
         torch.testing.assert_close(accumulated.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+class TinyScorer(nn.Module):
+    """A relevance model without dropout: a score per row of features."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, batch):
+        return self.net(batch["x"]).squeeze(-1)
+
+
+def query_groups(step: int, groups: int = 4, docs: int = 4) -> dict:
+    """`groups` queries of `docs` documents, one of each tier 0..3 in a random order: every group
+    has the same 6 pairs, so the pairwise mean of the batch is the mean of its micro-batches'."""
+    generator = torch.Generator().manual_seed(step)
+    tiers = torch.cat([torch.randperm(docs, generator=generator) for _ in range(groups)]).float()
+    return {"x": torch.randn(groups * docs, 4, generator=generator) + tiers[:, None],
+            "targets": tiers, "query_ids": torch.arange(groups).repeat_interleave(docs) + 10 * step}
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_k_micro_batches_of_whole_query_groups_make_the_update_of_the_whole_batch(tmp_path, k):
+    loss = CombinedLoss(pairwise_weight=1.0)     # soft CE + pairwise, both means, the pairs within each query
+    cut = []
+
+    def loss_fn(m, batch):
+        cut.append(batch["query_ids"].tolist())
+        return {"loss": loss(m(batch), batch["targets"], batch["query_ids"])}
+    weights = {}
+    for accum in (1, k):
+        model = TinyScorer()
+        train(model, query_groups, loss_fn, config(steps=5, grad_accum=accum), tmp_path / str(accum), progress=False)
+        weights[accum] = model.state_dict()
+    for name, value in weights[1].items():
+        torch.testing.assert_close(weights[k][name], value, rtol=1e-5, atol=1e-6)
+    micro = cut[5:5 + k]                           # the first step's micro-batches: whole queries, none split
+    assert sum(micro, []) == cut[0] and all(len(set(m)) == 4 // k and len(m) == 16 // k for m in micro)
+
+
+def test_micro_batches_keep_query_groups_whole_and_say_when_they_cannot():
+    batch = {"input_ids": torch.arange(7), "query_ids": torch.tensor([1, 1, 1, 2, 2, 3, 3]),
+             "masked_input_ids": torch.arange(4), "flag": True}
+    halves = micro_batches(batch, 2)
+    assert [b["query_ids"].tolist() for b in halves] == [[1, 1, 1, 2, 2], [3, 3]]
+    assert [b["masked_input_ids"].tolist() for b in halves] == [[0, 1], [2, 3]] and halves[1]["flag"]
+    with pytest.raises(ValueError, match="3 query groups .* cannot be cut into grad_accum=4"):
+        micro_batches(batch, 4)
+
+
+def autocast_seen(precision: str, run_dir) -> tuple[set, list]:
+    """The autocast dtypes loss_fn ran under, and the logged losses, of a few steps at `precision`."""
+    seen = set()
+
+    def watched(m, batch):
+        seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return loss_fn(m, batch)
+    result = train(make_model(), batch_at, watched, config(steps=4, precision=precision), run_dir, progress=False)
+    return seen, [line["loss"] for line in result.history]
+
+
+def test_bf16_trains_on_cpu_and_precisions_switch_in_one_process(tmp_path):
+    """A notebook trains arms at several precisions, one after another, in one process."""
+    for i, precision in enumerate(["fp32", "bf16", "fp32", "bf16"]):
+        seen, losses = autocast_seen(precision, tmp_path / str(i))
+        assert seen == {torch.bfloat16 if precision == "bf16" else torch.float32}
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_fp16_needs_cuda(tmp_path, device):
+    if device == "auto" and torch.cuda.is_available():
+        pytest.skip("auto trains on CUDA here")
+    with pytest.raises(ValueError, match=f"fp16' needs CUDA, and this run trains on the CPU \\(device='{device}'\\)"):
+        run(make_model(), tmp_path, config(precision="fp16", device=device))
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):
@@ -155,7 +232,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
 
 @pytest.mark.parametrize("field, value", [
     ("steps", 0), ("lr", 0.0), ("warmup_steps", -1), ("weight_decay", 2.0), ("grad_accum", 0),
-    ("max_grad_norm", -1.0), ("checkpoint_every", -5), ("log_every", 0), ("mixed_precision", "fp8"),
+    ("max_grad_norm", -1.0), ("checkpoint_every", -5), ("log_every", 0), ("precision", "fp8"),
     ("device", "tpu"), ("threads", 0), ("eval_every", -1), ("patience", -1)])
 def test_invalid_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}={value!r} is (out of range|not one of)"):
