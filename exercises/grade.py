@@ -73,6 +73,7 @@ class Exercise:
     total_points: float        # the exercise's worth, hidden checks included (POINTS)
     forbidden: tuple[str, ...] = ()
     checks: tuple[CheckSpec, ...] = field(default=())
+    nbgrader: bool = True      # exported by exercises.nbgrader_export (NBGRADER = False in its checks: not)
 
     @property
     def tests_path(self) -> Path:
@@ -116,7 +117,8 @@ def read_exercise(folder: Path) -> Exercise:
         student_file=consts.get("STUDENT_FILE", "answer.md" if manual else "starter.py"),
         solution_file=consts.get("SOLUTION_FILE", "solution.md" if manual else "solution.py"),
         manual=manual, points=present, total_points=float(consts.get("POINTS", present)),
-        forbidden=tuple(consts.get("FORBIDDEN_IMPORTS", ())), checks=tuple(checks))
+        forbidden=tuple(consts.get("FORBIDDEN_IMPORTS", ())), checks=tuple(checks),
+        nbgrader=bool(consts.get("NBGRADER", True)))
 
 
 def discover(only: list[str] | None = None) -> list[Exercise]:

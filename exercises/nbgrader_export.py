@@ -219,7 +219,7 @@ def notebook(ex: Exercise) -> nbformat.NotebookNode:
 def export(course_dir: Path, only: list[str] | None = None) -> list[Path]:
     """Write COURSE_DIR/nbgrader_config.py (if missing) and source/<exercise>/<exercise>.ipynb."""
     course_dir = Path(course_dir).resolve()
-    exercises = [e for e in discover(only) if not e.manual]
+    exercises = [e for e in discover(only) if not e.manual and e.nbgrader]
     missing = [e.name for e in exercises if not (e.dir / e.solution_file).exists() or not (e.dir / HIDDEN_CHECKS).exists()]
     if missing:
         raise SystemExit(f"nbgrader_export: {', '.join(missing)} lack solution.py or {HIDDEN_CHECKS}: export from "

@@ -25,7 +25,7 @@ nbgrader_api = pytest.importorskip("nbgrader.api", reason="nbgrader is not insta
 from exercises import grade  # noqa: E402
 from exercises.nbgrader_export import export, notebook  # noqa: E402
 
-CODE_EXERCISES = [e for e in grade.discover() if not e.manual]
+CODE_EXERCISES = [e for e in grade.discover() if not e.manual and e.nbgrader]
 BIN = Path(sys.executable).parent          # nbgrader, and the alembic it calls, live beside this python
 
 

@@ -21,6 +21,10 @@ STUDENT_FILE = "starter.py"
 SOLUTION_FILE = "solution.py"
 FORBIDDEN_IMPORTS = ("relcourse", "data_gen", "exercises")
 POINTS = 10
+# Not exported to nbgrader: its checks train the teacher on the whole smoke log (~600k impressions)
+# with the student's feature, which nbgrader would do inside the student's own kernel; grade it with
+# `python -m exercises.grade`, where the student's code runs apart from the checks.
+NBGRADER = False
 LEAK_MARGIN = 0.1        # |AUC - 0.5| on the renamed logs above this is a leak (a feature of behaviour: ~0.01)
 
 WHAT_RENAMED = "feature(logs, pairs) on the smoke logs with the ids renamed and the rows shuffled"
