@@ -263,10 +263,10 @@ def answer_key_paths(forbidden: tuple[str, ...]) -> tuple[str, ...]:
                     spec = importlib.util.find_spec(name)
                 except (ImportError, ValueError):
                     spec = None
-                if spec is not None and spec.submodule_search_locations:
-                    paths += list(spec.submodule_search_locations)
+                if spec is not None and spec.submodule_search_locations:   # str: a test may have put a Path
+                    paths += [str(p) for p in spec.submodule_search_locations]  # into a package's __path__
                 elif spec is not None and spec.origin and os.path.isfile(spec.origin):
-                    paths.append(spec.origin)
+                    paths.append(str(spec.origin))
             _KEYS[forbidden] = tuple(sorted(set(paths)))
         return _KEYS[forbidden]
 
