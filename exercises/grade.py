@@ -165,6 +165,13 @@ def _result(ex: Exercise, status: str, message: str, checks: list[dict], earned:
             "earned": earned, "status": status, "message": clean(message, 3000), "checks": checks, **extra}
 
 
+def _students(exc: BaseException) -> bool:
+    """Whether starting the student's process failed because of the student's file (its import
+    raised, hung or killed the process), not because of the grader's own code: that is an
+    internal error of the grader (grade_exercise reports it as one), never the student's."""
+    return isinstance(exc, (CheckTimeout, Broken)) or hasattr(exc, "student")
+
+
 def _import_failure(exc: BaseException, display: str, timeout: float) -> str:
     if isinstance(exc, CheckTimeout):
         return (f"{display}: importing it did not finish within {timeout:g} s{exc.where} — is there an infinite "
@@ -194,6 +201,8 @@ def grade_code(ex: Exercise, source: bytes, display: str, timeout: float = DEFAU
             process.start()
             fatal = ""
         except (Exception, CheckTimeout) as e:  # noqa: BLE001 — whatever the import did
+            if not _students(e):
+                raise
             fatal = _import_failure(e, display, timeout)
         if fatal:
             process.close()
@@ -205,6 +214,8 @@ def grade_code(ex: Exercise, source: bytes, display: str, timeout: float = DEFAU
                     try:
                         process.start()
                     except (Exception, CheckTimeout) as e:  # noqa: BLE001
+                        if not _students(e):
+                            raise
                         raise Broken(_import_failure(e, display, timeout)) from None
                 process.check_deadline = time.monotonic() + timeout
                 func(Submission(process))

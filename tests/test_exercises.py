@@ -154,6 +154,21 @@ def test_solutions_get_full_marks_through_the_command_line(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))          # the atomic write left no temporary file
 
 
+def test_a_failure_of_the_grader_itself_is_not_blamed_on_the_student(monkeypatch):
+    """The grader's own code failing while it starts a student's process (here: finding the
+    answer keys to hide) is an internal error of the grader, not "importing your file failed"."""
+    import exercises._session as session
+
+    def broken(forbidden):
+        raise TypeError("'<' not supported between instances of 'str' and 'PosixPath'")
+
+    monkeypatch.setattr(session, "answer_key_paths", broken)
+    ex01 = [e for e in EXERCISES if e.name.startswith("ex01")]
+    r, = grade.grade_submissions({"exercises": grade.EXERCISES_DIR}, ex01, solutions=True)[0]["exercises"]
+    assert r["internal"] and r["message"].startswith("internal error of the grader (not your fault)"), r["message"]
+    assert "importing it failed" not in r["message"]
+
+
 def test_starters_score_zero_with_not_implemented_messages():
     sub, = grade.grade_submissions({"exercises": grade.EXERCISES_DIR}, EXERCISES)
     assert sub["total"] == 0 and sub["possible"] == AUTO_POINTS
