@@ -36,7 +36,7 @@ from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
 from relcourse.config import config_hash, load_profile
 from relcourse.forest_plot import forest_png
 from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table
-from relcourse.store import REPO_ROOT, runs_root, write_json_atomic, write_text_atomic
+from relcourse.store import REPO_ROOT, runs_root, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 FORMAT = 1
 REPORTS_ENV = "RELCOURSE_REPORTS"
@@ -261,18 +261,11 @@ def regenerate(out_dir: Path) -> Path:
     for stage in STAGES:
         rows, png = [r for r in results["claims"] if r["stage"] == stage], Path(out_dir) / f"forest-{stage}.png"
         if any(r["mean"] is not None for r in rows):
-            _write_bytes_atomic(png, forest_png(rows, f"{STAGE_TITLES[stage]}: {results['profile']}"))
+            write_bytes_atomic(png, forest_png(rows, f"{STAGE_TITLES[stage]}: {results['profile']}"))
         else:
             png.unlink(missing_ok=True)
     write_text_atomic(Path(out_dir) / "REPORT.md", render(results))
     return Path(out_dir) / "REPORT.md"
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """store.write_text_atomic for bytes: a temp file beside `path`, then os.replace."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --- the claims table alone (relcourse report --out) ------------------

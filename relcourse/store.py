@@ -75,12 +75,17 @@ def build_command(profile_name: str, stage: str, seed: int) -> str:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write via a temp file in the same folder and os.replace: readers see the old or the new file, never half."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """write_text_atomic for bytes (a plot, a model file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); these are meant to be read
         os.replace(tmp, path)
     except BaseException:
