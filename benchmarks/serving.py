@@ -1,49 +1,92 @@
-"""Serving cost: documents scored per second by the teacher and the distilled student, per backend,
-with the latency of a batch and the quality each backend keeps (test AUC, and its largest score
-difference from fp32).
+"""Serving cost: documents scored per second by the teacher and the distilled student, per backend
+and document length, with the latency of a batch and the quality each backend keeps (test AUC and
+PNR, and its largest score difference from PyTorch fp32). Notebook 06 is its chapter.
 
     python benchmarks/serving.py                       # smoke: builds the runs it needs (about a minute)
     python benchmarks/serving.py --profile laptop --threads 2 --batch-size 64
 
 Backends, all on this machine's CPU: PyTorch fp32; PyTorch dynamic int8 (`quantize_dynamic`:
-the Linear layers' weights stored as int8, activations quantised on the fly, the usual ~2x on
-BERT-sized CPUs); bf16 autocast where the CPU has native bf16 (AVX512-BF16 or AMX); ONNX Runtime
+the Linear layers' weights stored as int8, activations quantised on the fly, the usual ~2x for
+a BERT-base on a CPU); bf16 autocast where the CPU has native bf16 (AVX512-BF16 or AMX); ONNX Runtime
 fp32 and int8 (the model exported by `relcourse.export`, the int8 file its dynamic quantisation of
-the MatMul weights). Each model is timed at the profile's input length and at half of it, the
-sources' cheaper serving length (the document is cut; the query is kept). docs/s is the best of
-`--repeats` passes; p50/p99 are over every batch of every pass (with few batches, p99 is the
-slowest one). GPU backends are not measured here.
+the MatMul weights). Each model is timed at the profile's input length, at three quarters and at
+half of it (`document_lengths`: the document is cut, the query kept), every batch padded to that
+length, so a length's docs/s is the cost of documents that long. Every batch is timed in each of
+`repeats` passes; docs/s counts each batch's fastest time (the least disturbed by other work on the
+machine); p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with
+few batches, p99 is the slowest one). GPU backends are not measured here.
+
+>>> document_lengths(max_len=32, max_query_len=8)
+(32, 24, 16)
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import os
+import platform
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from relcourse import metrics
-from relcourse.config import load_profile
-from relcourse.data import make_pairset
+from relcourse.config import Profile, load_profile
+from relcourse.data import PairSet, make_pairset
 from relcourse.distill import run_distill
 from relcourse.export import ONNX_FILE, ONNX_INT8_FILE, export_model
 from relcourse.finetune import run_finetune, test_truth
-from relcourse.models import load_model
+from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR, tokenizer_of
 from relcourse.scoring import OnnxLogits
 from relcourse.store import ensure_data
 
-REPEATS = 3       # the best of a few timings: the least disturbed by other work on the machine
+REPEATS = 3       # timed passes: each batch's fastest is the least disturbed by other work on the machine
+LENGTH_SHARES = (1, 3 / 4, 1 / 2)   # of the profile's max_len: the serving lengths measured
+HALF_PRECISION = ("bf16 autocast", "int8 dynamic")   # D12's "half precision", in order of preference
+
+# An outside reference: sentence-transformers' cross-encoders for MS MARCO (SBERT.net, "MS MARCO
+# Cross-Encoders"): NDCG@10 on TREC DL 2019 and documents per second on one V100 GPU.
+MS_MARCO_CROSS_ENCODERS = pd.DataFrame(
+    [("MiniLM-L12", 12, 74.31, 960), ("MiniLM-L6", 6, 74.30, 1_800), ("MiniLM-L4", 4, 73.04, 2_500),
+     ("MiniLM-L2", 2, 71.01, 4_100), ("TinyBERT-L2", 2, 69.84, 9_000)],
+    columns=["model", "layers", "NDCG@10", "docs/s"]).set_index("model")
 
 
 def bf16_supported() -> bool:
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
                 or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def machine(threads: int) -> str:
+    """One line on where the timings come from: the CPU, its logical cores, the threads used."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:   # Linux names the CPU model here; platform.processor() often does not
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    load = ""
+    if hasattr(os, "getloadavg"):   # above the thread count, other work competes for the cores: timings jitter
+        load = f"; load average {os.getloadavg()[0]:.1f} over the last minute"
+    return (f"{name}: {os.cpu_count()} logical cores, timed on {threads} thread(s); native bf16: "
+            f"{'yes' if bf16_supported() else 'no'}; torch {torch.__version__}{load}")
+
+
+def document_lengths(max_len: int, max_query_len: int) -> tuple[int, ...]:
+    """The input lengths measured: LENGTH_SHARES of max_len, each long enough for the query's
+    budget, [CLS], two [SEP] and one document token."""
+    lengths = (max(round(max_len * share), max_query_len + 4) for share in LENGTH_SHARES)
+    return tuple(dict.fromkeys(lengths))
+
+
+def served_runs(profile: Profile, seed: int, progress: bool = False) -> dict[str, Path]:
+    """The recipe's fine-tuned teacher and the student distilled from it: the cached runs of
+    stages 3 and 4 (notebooks 04 and 05 build the same ones)."""
+    return {"teacher": run_finetune(profile, seed, progress), "student": run_distill(profile, seed, progress)}
 
 
 def backends(model: torch.nn.Module, served: Path, threads: int) -> dict[str, tuple]:
@@ -65,26 +108,164 @@ def backends(model: torch.nn.Module, served: Path, threads: int) -> dict[str, tu
 @dataclasses.dataclass
 class Timing:
     scores: np.ndarray
-    docs_per_s: float      # the best pass
-    p50_ms: float          # per batch, over every pass
+    docs_per_s: float      # rows over the sum of each batch's fastest pass
+    p50_ms: float          # per full batch, over every pass
     p99_ms: float
 
 
 @torch.inference_mode()
 def timed(relevance, context, inputs: dict, batch_size: int, repeats: int) -> Timing:
-    """Scores of every row, the best rows/s over `repeats` passes, and the batches' latencies."""
-    n, best, latencies, out = len(inputs["input_ids"]), float("inf"), [], None
-    for _ in range(repeats):
-        start, parts = time.perf_counter(), []
-        with context():
-            for lo in range(0, n, batch_size):
+    """Scores of every row, rows/s, and the latencies of the full batches (a short last batch
+    would pull p50 down). Each batch is timed in every one of `repeats` passes and rows/s counts
+    its fastest time: other work on the machine only ever slows a batch down, so the fastest is
+    the least disturbed. One batch runs untimed first: the first call of a backend allocates and
+    picks its kernels, which is not what serving pays per query.
+
+    >>> inputs = {"x": torch.arange(10.0)}
+    >>> t = timed(lambda batch: batch["x"] * 2, contextlib.nullcontext, inputs, batch_size=4, repeats=2)
+    >>> t.scores.tolist() == [2.0 * i for i in range(10)], t.docs_per_s > 0, t.p50_ms <= t.p99_ms
+    (True, True, True)
+    """
+    n = len(next(iter(inputs.values())))
+    starts = range(0, n, batch_size)
+    seconds, parts = np.zeros((repeats, len(starts))), []
+    with context():
+        relevance({k: v[:batch_size] for k, v in inputs.items()})
+        for r in range(repeats):
+            for b, lo in enumerate(starts):
                 batch = {k: v[lo:lo + batch_size] for k, v in inputs.items()}
                 tick = time.perf_counter()
-                parts.append(relevance(batch).float())
-                latencies.append(time.perf_counter() - tick)
-        best, out = min(best, time.perf_counter() - start), torch.cat(parts).numpy()
-    p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
-    return Timing(out, n / best, float(p50), float(p99))
+                scores = relevance(batch).float()
+                seconds[r, b] = time.perf_counter() - tick
+                if r == 0:
+                    parts.append(scores)
+    full = seconds[:, :max(n // batch_size, 1)]          # the full batches (or the one short batch there is)
+    p50, p99 = np.percentile(full, [50, 99]) * 1e3
+    return Timing(torch.cat(parts).numpy(), float(n / seconds.min(axis=0).sum()), float(p50), float(p99))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op threads set to `threads` inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int, PairSet], threads: int,
+              batch_size: int = 256, repeats: int = REPEATS) -> pd.DataFrame:
+    """One row per model x input length x backend: docs/s, p50/p99 ms per batch, test AUC, PNR and
+    the largest |score difference| from PyTorch fp32 at the same length. `models` maps a name to
+    (the course's model, its export folder with both ONNX files); `pairsets` maps a length to the
+    test pairs encoded at that length."""
+    rows = []
+    with torch_threads(threads):
+        for name, (model, served) in models.items():
+            served_backends = backends(model, served, threads)
+            for length, pairs in pairsets.items():
+                inputs = {k: v.long() for k, v in pairs.inputs.items()}   # PairSets store compact dtypes
+                reference = None
+                for backend, (relevance, context) in served_backends.items():
+                    t = timed(relevance, context, inputs, batch_size, repeats)
+                    reference = t.scores if reference is None else reference
+                    quality = metrics.evaluate(pairs.targets, t.scores, pairs.query_ids).loc["all"]
+                    rows.append({"model": name, "layers": model.cfg.layers, "length": length, "backend": backend,
+                                 "docs/s": t.docs_per_s, "p50 ms": t.p50_ms, "p99 ms": t.p99_ms,
+                                 "test AUC": quality["auc"], "PNR": quality["pnr"],
+                                 "max |Δ| vs fp32": float(np.abs(t.scores - reference).max())})
+    return pd.DataFrame(rows)
+
+
+def measure(profile: Profile, seed: int = 0, batch_size: int = 256, repeats: int = REPEATS,
+            lengths: tuple[int, ...] | None = None, progress: bool = False) -> pd.DataFrame:
+    """`benchmark` of the profile's teacher and distilled student (built or read from the cache)
+    on its test pairs, at `lengths` (default `document_lengths`), on `profile.threads` threads."""
+    runs = served_runs(profile, seed, progress)
+    data_dir = ensure_data(profile, seed, progress)
+    tokenizer, truth = tokenizer_of(profile, seed, progress), test_truth(data_dir)
+    encoding = profile.tokenizer
+    lengths = lengths or document_lengths(encoding.max_len, encoding.max_query_len)
+    pairsets = {n: make_pairset(data_dir, tokenizer, truth["doc_id"].to_numpy(), truth["label"].to_numpy(),
+                                dataclasses.replace(encoding, max_len=n)) for n in lengths}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {name: (load_model(run / MODEL_DIR), export_model(run, Path(tmp) / name, onnx=True, int8=True))
+                  for name, run in runs.items()}
+        return benchmark(models, pairsets, profile.threads, batch_size, repeats)
+
+
+def headline(table: pd.DataFrame) -> pd.DataFrame:
+    """Claim D12's two arms from a `benchmark` table: the teacher at full length in fp32, and the
+    student at the shortest length in half precision (bf16 where measured, else int8), with the
+    speed-up of each over the teacher's row.
+
+    >>> table = pd.DataFrame({"model": ["teacher", "student", "student"], "length": [32, 16, 16],
+    ...                       "backend": ["fp32", "fp32", "int8 dynamic"], "docs/s": [100.0, 300.0, 500.0],
+    ...                       "test AUC": [0.8, 0.78, 0.77]})
+    >>> headline(table)[["backend", "speed-up"]].to_dict("list")
+    {'backend': ['fp32', 'int8 dynamic'], 'speed-up': [1.0, 5.0]}
+    """
+    teacher = table[(table.model == "teacher") & (table.length == table.length.max()) & (table.backend == "fp32")]
+    half = next(b for b in HALF_PRECISION if b in set(table.backend))
+    student = table[(table.model == "student") & (table.length == table.length.min()) & (table.backend == half)]
+    arms = pd.concat([teacher, student]).set_index("model")
+    return arms.assign(**{"speed-up": arms["docs/s"] / teacher["docs/s"].iloc[0]})
+
+
+def _plain_log_axis(ax) -> None:
+    """A log x axis labelled 500, 1,000, 2,000, ... rather than 5x10^2 and crowded minor ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_sources(ax=None):
+    """MS_MARCO_CROSS_ENCODERS as quality against documents per second (log scale)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(5.5, 3.6))[1]
+    ref = MS_MARCO_CROSS_ENCODERS
+    ax.plot(ref["docs/s"], ref["NDCG@10"], "o", color="#3c78d8")
+    for name, row in ref.iterrows():
+        ax.annotate(name, (row["docs/s"], row["NDCG@10"]), textcoords="offset points", xytext=(6, 3), fontsize=8)
+    _plain_log_axis(ax)
+    ax.set(xlim=(ref["docs/s"].min() / 1.5, ref["docs/s"].max() * 2.5), ylim=(ref["NDCG@10"].min() - 0.7,
+           ref["NDCG@10"].max() + 0.7), xlabel="documents per second (log scale, one V100)",
+           ylabel="NDCG@10, TREC DL 2019", title="sentence-transformers' MS MARCO cross-encoders")
+    return ax
+
+
+def plot_quality_cost(table: pd.DataFrame, ax=None):
+    """Test AUC against docs/s (log scale): one point per model x backend x length, the legend
+    naming each model x backend (colour: the model; marker: the backend). The full-length point
+    is filled; shorter documents are open and smaller, joined to it by a thin line."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8.5, 4.5))[1]
+    colours = dict(zip(table.model.unique(), ("#38761d", "#3c78d8", "#cc0000", "#e69138")))
+    markers = dict(zip(table.backend.unique(), "osD^v<>"))
+    lengths = sorted(table.length.unique(), reverse=True)
+    sizes = dict(zip(lengths, (9, 6.5, 4.5, 3.5)))
+    for (name, backend), rows in table.groupby(["model", "backend"], sort=False):
+        rows = rows.sort_values("length", ascending=False)
+        colour, marker = colours[name], markers[backend]
+        ax.plot(rows["docs/s"], rows["test AUC"], "-", color=colour, lw=0.7, alpha=0.4)
+        for _, row in rows.iterrows():
+            full = row.length == lengths[0]
+            ax.plot(row["docs/s"], row["test AUC"], marker, ms=sizes[row.length], color=colour,
+                    mfc=colour if full else "white", label=f"{name} · {backend}" if full else None)
+    _plain_log_axis(ax)
+    shorter = " and ".join(str(n) for n in lengths[1:])
+    ax.set(xlabel="documents scored per second (log scale, this machine's CPU)", ylabel="test AUC",
+           title=f"quality against serving cost (filled: {lengths[0]} tokens"
+                 + (f"; open, smaller: {shorter})" if shorter else ")"))
+    ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    return ax
 
 
 def main() -> None:
@@ -96,29 +277,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"passes per backend (default {REPEATS})")
     args = parser.parse_args()
     profile = load_profile(args.profile, {"threads": args.threads})
-    torch.set_num_threads(args.threads)
-    runs = {"teacher": run_finetune(profile, args.seed, progress=False),
-            "student": run_distill(profile, args.seed, progress=False)}
-    models = {name: load_model(run / MODEL_DIR) for name, run in runs.items()}
-    data_dir = ensure_data(profile, args.seed, progress=False)
-    tokenizer, truth = tokenizer_of(profile, args.seed, progress=False), test_truth(data_dir)
-    print(f"profile {args.profile}, {args.threads} threads, {len(truth):,} test pairs, batches of {args.batch_size}, "
-          f"native bf16: {bf16_supported()}")
-    print(f"{'model':8} {'layers':>6} {'length':>6} {'backend':>14} {'docs/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'test AUC':>9} {'max |Δ| vs fp32':>16}")
-    with tempfile.TemporaryDirectory() as tmp:
-        served = {name: export_model(run, Path(tmp) / name, onnx=True, int8=True) for name, run in runs.items()}
-        for length in (profile.tokenizer.max_len, profile.tokenizer.max_len // 2):
-            encoding = dataclasses.replace(profile.tokenizer, max_len=length)
-            pairs = make_pairset(data_dir, tokenizer, truth["doc_id"].to_numpy(), truth["label"].to_numpy(), encoding)
-            for name, model in models.items():
-                reference = None
-                for backend, (relevance, context) in backends(model, served[name], args.threads).items():
-                    t = timed(relevance, context, pairs.inputs, args.batch_size, args.repeats)
-                    reference = t.scores if reference is None else reference
-                    print(f"{name:8} {model.cfg.layers:6} {length:6} {backend:>14} {t.docs_per_s:9.0f} "
-                          f"{t.p50_ms:8.2f} {t.p99_ms:8.2f} {metrics.auc(pairs.targets, t.scores):9.4f} "
-                          f"{np.abs(t.scores - reference).max():16.2e}")
+    print(f"profile {args.profile}, batches of {args.batch_size}, {machine(args.threads)}")
+    table = measure(profile, args.seed, args.batch_size, args.repeats)
+    with pd.option_context("display.width", 160, "display.max_rows", None):
+        print(table.round({"docs/s": 0, "p50 ms": 2, "p99 ms": 2, "test AUC": 4, "PNR": 3}).to_string(index=False))
+        print("\nclaim D12's arms:\n", headline(table).round(3).to_string())
 
 
 if __name__ == "__main__":

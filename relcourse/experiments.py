@@ -79,7 +79,9 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "P6": ClaimArms({**PROBE, "pretrain.span": True}, PROBE),
     "T2": ClaimArms(RECIPE, PROBE),
     "T3": ClaimArms(RECIPE, {"post_pretrain.mlm_weight": 0.0}),
-    "T5": ClaimArms(RECIPE, {"post_pretrain.selection": "naive"}),
+    # T5 at a quarter of the pool: with the whole pool both selections return the same pairs.
+    "T5": ClaimArms({"post_pretrain.pairs_share": 0.25},
+                    {"post_pretrain.pairs_share": 0.25, "post_pretrain.selection": "naive"}),
     "F1": ClaimArms(RECIPE, {"finetune.loss": "soft_ce"}, metric="pnr"),
     "F2": ClaimArms(RECIPE, {"finetune.loss": "multiclass"}, metric="pnr"),
     "F3": ClaimArms(_PLAN, {**_PLAN, "finetune.labels": "head_only"}),

@@ -24,8 +24,8 @@ COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#6e7
 
 def forest_png(rows: list[dict], title: str = "") -> bytes:
     """The forest plot of these claim rows (those with a mean), as PNG bytes."""
-    import matplotlib
-    matplotlib.use("Agg")   # no display; also the backend whose output is reproducible
+    # A bare Figure, not pyplot: it draws with Agg (reproducible bytes) without switching the
+    # backend of the process, so a notebook's later inline figures still appear.
     from matplotlib.figure import Figure
 
     rows = [r for r in rows if r["mean"] is not None]

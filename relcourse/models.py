@@ -99,8 +99,8 @@ class RelevanceBert(nn.Module):
                 sentence_labels: torch.Tensor | None = None, relevance: bool = True) -> dict[str, torch.Tensor]:
         """One pass of the encoder, read by the heads a stage asks for:
         relevance logits, MLM loss and accuracy (given mlm_labels), sentence-task loss and
-        accuracy (given sentence_labels). Training calls the model itself, not a head method,
-        so that a DistributedDataParallel wrapper (accelerate launch) sees every forward pass."""
+        accuracy (given sentence_labels). Training calls `model(batch, ...)`; under several
+        processes relcourse.train wraps the whole loss, not the model, to average gradients."""
         hidden = self.hidden_states(batch)
         out = {"relevance": self.relevance(batch, hidden)} if relevance else {}
         if mlm_labels is not None:

@@ -46,9 +46,11 @@ HALF_WIDTH = 0.02   # the precision "seeds for ±0.02" asks of a claim's 95% int
 DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {"laptop": ("results/laptop.json", "results/laptop-distill.json")}
 # What a committed file does not say about itself: the world version it was measured on (a file's
 # own "world_version" key, which later files may carry, wins). results/laptop.json's registry copy
-# is the registry `run ladder` found: the distillation claims measured on world version 2.
+# is the registry `run ladder` found: the claims re-run on world version 3 with 8,000 pretraining
+# steps. results/laptop-pretrain4000.json is the ladder of the recipe with 4,000, kept for comparison.
 KNOWN_INPUTS: dict[str, dict] = {
-    "results/laptop.json": {"ladder_world": 3, "claims_world": 2},
+    "results/laptop.json": {"ladder_world": 3, "claims_world": 3},
+    "results/laptop-pretrain4000.json": {"ladder_world": 3, "claims_world": 2},
     "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
     "results/laptop-distill.json": {"claims_world": 2},
 }

@@ -216,22 +216,38 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
     final = stage_dir(profile.name, stage, seed, run_hash)
     if _finished(final):
         return final
-    with file_lock(final):
-        if _finished(final):   # built by another process while this one waited
-            return final
-        with atomic_dir(final, resumable) as tmp:
-            metrics = build(tmp)
-            write_json_atomic(tmp / MANIFEST, {
-                "stage": stage, "profile": profile.name, "seed": seed,
-                "config": config, "config_hash": run_hash, "upstream": upstream,
-                "versions": package_versions(), "git_commit": git_commit(),
-                # Not in the key (they should not change results), recorded because on CPU they can:
-                # a sum split over another number of threads rounds differently.
-                "machine": {"threads": profile.threads, "device": profile.device, "cpu": platform.machine()},
-                "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "status": "complete",
-            })
+    rank, processes = launch_rank()
+    if resumable and processes > 1 and rank > 0:
+        # Under torchrun every process trains a training stage (relcourse.train gives each its share
+        # of every batch); the main process writes the run, the others train along in scratch.
+        with tempfile.TemporaryDirectory() as scratch:
+            build(Path(scratch))
+    else:
+        with file_lock(final):
+            if _finished(final):   # built by another process while this one waited
+                return final
+            with atomic_dir(final, resumable) as tmp:
+                metrics = build(tmp)
+                write_json_atomic(tmp / MANIFEST, {
+                    "stage": stage, "profile": profile.name, "seed": seed,
+                    "config": config, "config_hash": run_hash, "upstream": upstream,
+                    "versions": package_versions(), "git_commit": git_commit(),
+                    # Not in the key (they should not change results), recorded because on CPU they can:
+                    # a sum split over another number of threads rounds differently.
+                    "machine": {"threads": profile.threads, "device": profile.device, "cpu": platform.machine(),
+                                **({"processes": processes} if resumable and processes > 1 else {})},
+                    "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                    "status": "complete",
+                })
+    if resumable and processes > 1:
+        import torch.distributed
+        torch.distributed.barrier()   # every process returns once the main one has put the run in place
     return final
+
+
+def launch_rank() -> tuple[int, int]:
+    """(this process's rank, the number of processes) under torchrun or accelerate launch; (0, 1) alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def require_stage(profile: Profile | str, stage: str, seed: int) -> Path:

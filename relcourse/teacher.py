@@ -184,6 +184,20 @@ class Teacher:
         return CompiledTeacher(self)
 
 
+def fit_options(settings) -> dict:
+    """Teacher.fit's keyword arguments from a profile's teacher settings (relcourse.config.TeacherConfig),
+    so a teacher refitted outside the pipeline (an ablation, an exercise) is fitted as the stage's is.
+
+    >>> from relcourse.config import load_profile
+    >>> options = fit_options(load_profile("smoke").teacher)
+    >>> options["params"]["num_leaves"], options["max_rounds"], options["early_stopping_rounds"]
+    (15, 2000, 50)
+    """
+    return {"params": {"learning_rate": settings.learning_rate, "num_leaves": settings.num_leaves,
+                       "min_data_in_leaf": settings.min_data_in_leaf},
+            "max_rounds": settings.max_rounds, "early_stopping_rounds": settings.early_stopping_rounds}
+
+
 class CompiledTeacher:
     """The teacher's trees compiled to native code by lleaves (LLVM): the same ŷ as
     Teacher.predict, several times faster, for pseudo-labelling at scale. Compiling 200 trees

@@ -7,16 +7,21 @@ warm-up, clipping, gradient accumulation, logging, checkpoints, evaluation, earl
     loss_fn(model, batch)  -> {"loss": tensor to backpropagate, "mlm": ..., ...}: the rest are logged
     evaluate(model)        -> {"auc": 0.71, ...} (optional): `metric` names the key to maximise
 
-Optimizer step `step` (0, 1, ...) trains on batch_at(step); under `accelerate launch` with P
-processes, process p takes batch_at(step * P + p), so every batch is used once. With
-cfg.grad_accum = k the loop cuts each batch into k micro-batches of whole query groups
-(`micro_batches`) and adds up their gradients: the same batch, the same mean gradient (up to
-rounding), 1/k of the activation memory. So a stage's batches, and its results in exact
-arithmetic, do not depend on k.
+Optimizer step `step` (0, 1, ...) trains on batch_at(step). With cfg.grad_accum = k the loop
+cuts each batch into k micro-batches of whole query groups (`micro_batches`) and adds up their
+gradients: the same batch, the same mean gradient (up to rounding), 1/k of the activation memory.
+Several processes (`torchrun --nproc_per_node P`, `accelerate launch --num_processes P`) share
+each batch the same way: every process builds batch_at(step) and trains on its 1/P of the
+micro-batches, and the gradients are averaged across processes. So batch sizes are global, and a
+stage's batches, and its results in exact arithmetic, depend on neither k nor P (with dropout
+on, up to its random masks, which each process draws for its own share, from the same seed).
+Only the main process writes run_dir, evaluates and shows a progress bar; every process ends
+with the same weights and the same TrainResult.
 
 Because batches depend on the step alone, a run is resumable *exactly*: every `checkpoint_every`
 steps run_dir/checkpoint/ holds the weights, optimizer, schedule and RNG state, and a run killed
-at any step and restarted ends with the same weights, bit for bit on CPU, as one never stopped.
+at any step and restarted ends with the same weights, bit for bit on CPU, as one never stopped
+(under P processes too, restarted with P: each process's RNG state is kept).
 A run that finished returns at once. run_dir/log.jsonl gets a JSON line per logged step.
 
 >>> import tempfile
@@ -37,6 +42,7 @@ A run that finished returns at once. run_dir/log.jsonl gets a JSON line per logg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -45,7 +51,9 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, gather_object
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain bars: no widget dependency in notebooks
 from transformers import get_linear_schedule_with_warmup
 
@@ -108,9 +116,11 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
 
     The model ends on the training device, in train mode, with the final weights, or with the
     best evaluated ones when `evaluate` is given. `evaluate(model)` runs in eval mode, without
-    gradients, every cfg.eval_every steps and at the last step. In one process loss_fn gets the
-    model itself; under several it gets a DistributedDataParallel wrapper, whose forward,
-    `m(batch)`, is what averages the gradients: loss_fn must then call the model through it.
+    gradients, every cfg.eval_every steps and at the last step. loss_fn gets the model itself
+    (on the device, its forward autocast to cfg.precision) and may call it, or any of its methods,
+    as often as it needs. Under several processes the main process's `run_dir` is the run's
+    folder: the others read its checkpoint and log and write nothing, so theirs may be any
+    folder (a scratch one).
     """
     run_dir = Path(run_dir)
     if (evaluate is None) != (cfg.eval_every == 0) or (evaluate is not None and metric is None):
@@ -124,6 +134,8 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     processes, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if processes > 1:
+        run_dir = Path(broadcast_object_list([str(run_dir)])[0])
 
     # Weight decay pulls weights towards 0; on biases and LayerNorm gains (the 1-d tensors)
     # that only hurts, so they get none (as in BERT and nanoGPT).
@@ -149,39 +161,47 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
             return TrainResult(run["step"], read_log(run_dir), run["best"], run["stopped_early"])
         optimizer.load_state_dict(tensors["optimizer"])
         scheduler.load_state_dict(tensors["scheduler"])
-        torch.set_rng_state(tensors["rng"])
-        if tensors["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(tensors["cuda_rng"])
+        set_rng_state(tensors["process_rngs"][rank] if processes > 1 else tensors)
     if is_main:
         drop_log_after(run_dir, run["step"])   # steps past the checkpoint are trained (and logged) again
 
     def save() -> None:
+        # Each process's RNG too: shares of unequal size draw unequal numbers of dropout masks.
+        process_rngs = {"process_rngs": gather_object([rng_state()])} if processes > 1 else {}
         if is_main:
             save_checkpoint(run_dir / CHECKPOINT, run, {
-                "model": accelerator.unwrap_model(wrapped).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "best_weights": best_weights, "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None})
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "best_weights": best_weights, **rng_state(), **process_rngs})
 
     def log(line: dict) -> None:
         if is_main:
             with open(run_dir / LOG, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
 
-    # prepare() moves the model to the device, wraps it for several processes and autocasts its forward.
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-    wrapped.train()
+    # prepare() moves the model to the device and autocasts its forward. Under several processes
+    # DistributedDataParallel averages the gradients; it wraps the whole of loss_fn, because it
+    # allows one forward per backward, and loss_fn may call the model more than once.
+    if processes == 1:
+        model, optimizer = accelerator.prepare(model, optimizer)   # the same model object
+        synced, losses_of = model, functools.partial(loss_fn, model)
+    else:
+        model = accelerator.prepare_model(model, evaluation_mode=True)   # no wrapper of its own
+        optimizer = accelerator.prepare_optimizer(optimizer)
+        synced = losses_of = data_parallel(accelerator, model, loss_fn)
+    model.train()
     clock = time.perf_counter() - run["elapsed_s"]
     bar = tqdm(total=cfg.steps, initial=run["step"], desc="train", disable=not (progress and is_main))
     while run["step"] < cfg.steps and not run["stopped_early"]:
         step, lr = run["step"], scheduler.get_last_lr()[0]
         sums = {}
-        for batch in micro_batches(batch_at(step * processes + rank), cfg.grad_accum):
+        for batch in micro_batches(batch_at(step), cfg.grad_accum, processes, rank):
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            # accumulate() syncs gradients across processes on the last micro-batch only, and
-            # backward() divides the loss by grad_accum, so the step follows the mean gradient.
+            # accumulate() syncs (averages) gradients across processes on the last micro-batch
+            # only, and backward() divides the loss by grad_accum, so the step follows the mean
+            # gradient of the processes · grad_accum micro-batches.
             # autocast() covers all of loss_fn, which may call model methods other than forward.
-            with accelerator.accumulate(wrapped), accelerator.autocast():
-                parts = loss_fn(wrapped, batch)
+            with accelerator.accumulate(synced), accelerator.autocast():
+                parts = losses_of(batch)
                 if "loss" not in parts:
                     raise ValueError(f"loss_fn must return a dict with a 'loss' entry (the tensor to backpropagate); "
                                      f"it returned {sorted(parts)}")
@@ -189,7 +209,7 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
             for k, v in parts.items():   # kept as tensors: turning them into floats waits for the GPU
                 sums[k] = sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v) / cfg.grad_accum
         if cfg.max_grad_norm:
-            accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
+            accelerator.clip_grad_norm_(synced.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -198,16 +218,19 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
         bar.update()
 
         if step == 1 or step % cfg.log_every == 0 or step == cfg.steps:
-            losses = {k: float(v) for k, v in sums.items()}
+            losses = mean_over_processes(accelerator, sums)
             log({"step": step, "lr": lr, **losses, "elapsed_s": round(run["elapsed_s"], 3)})
             bar.set_postfix(loss=f"{losses['loss']:.4f}")
         if evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-            scores = evaluate_once(evaluate, accelerator.unwrap_model(wrapped), metric)
+            # The main process evaluates and every process adopts its scores, so that all of them
+            # keep the same best weights and stop at the same step (GPU kernels need not agree).
+            scores = evaluate_once(evaluate, model, metric) if is_main else None
+            if processes > 1:
+                scores = broadcast_object_list([scores])[0]
             log({"step": step, "eval": scores})
             if run["best"] is None or scores[metric] > run["best"][metric]:
                 run["best"], run["evals_since_best"] = {"step": step, **scores}, 0
-                best_weights = {k: v.detach().to("cpu", copy=True)
-                                for k, v in accelerator.unwrap_model(wrapped).state_dict().items()}
+                best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
                 run["evals_since_best"] += 1
                 run["stopped_early"] = 0 < cfg.patience <= run["evals_since_best"]
@@ -216,7 +239,7 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     bar.close()
 
     # Undo prepare()'s autocast wrapper: the caller gets back a plain model.
-    model = accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if best_weights is not None:
         model.load_state_dict(best_weights)
     run["finished"] = True
@@ -240,42 +263,91 @@ def new_accelerator(cfg: TrainConfig) -> Accelerator:
                        gradient_accumulation_steps=cfg.grad_accum)
 
 
-def micro_batches(batch: dict, k: int) -> list[dict]:
-    """`batch` cut along its rows into k micro-batches of whole query groups (runs of equal
-    `query_ids`; without them, each row is its own group), each cut at the first group start at or
-    after i/k of the rows: equal parts when the groups are of equal size and their number divides
-    by k. Tensors with another number of rows (post-pretraining's masked copy of some rows) are cut
-    into k near-equal parts of their own; values without rows go to every micro-batch.
+class LossOf(nn.Module):
+    """loss_fn(model, batch) as a module, for DistributedDataParallel to wrap: its forward is
+    one step's every call of the model (post-pretraining calls it twice: the pairs, then a masked
+    copy of some of them), and DistributedDataParallel allows one forward per backward."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, dict], dict]):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: dict) -> dict:
+        return self.loss_fn(self.model, batch)
+
+
+def data_parallel(accelerator: Accelerator, model: nn.Module, loss_fn: Callable) -> DistributedDataParallel:
+    """loss_fn on `model`, with its gradients averaged over the processes at each backward."""
+    devices = [accelerator.local_process_index] if accelerator.device.type == "cuda" else None
+    # Every stage leaves some heads of RelevanceBert out of its loss (fine-tuning: MLM and sentence;
+    # TAPT: sentence); their gradients stay None, as in one process, only when DDP is told to look.
+    return DistributedDataParallel(LossOf(model, loss_fn), device_ids=devices, find_unused_parameters=True)
+
+
+def micro_batches(batch: dict, k: int, processes: int = 1, rank: int = 0) -> list[dict]:
+    """The k micro-batches process `rank` of `processes` trains on: `batch` cut along its rows
+    into n = processes · k parts of whole query groups (runs of equal `query_ids`; without them,
+    each row is its own group), each cut at the first group start at or after i/n of the rows,
+    of which the process takes parts rank·k to rank·k + k - 1. The parts are equal when the
+    groups are of equal size and their number divides by n (otherwise each part still weighs
+    the same in the step's mean gradient, so its rows weigh a little more or less).
+    Tensors with another number of rows (post-pretraining's masked copy of some rows) are cut
+    into n near-equal parts of their own; values without rows go to every micro-batch.
 
     >>> batch = {"query_ids": torch.tensor([7, 7, 8, 8, 9, 9]), "x": torch.arange(6), "flag": True}
     >>> [(b["x"].tolist(), b["flag"]) for b in micro_batches(batch, 2)]
     [([0, 1, 2, 3], True), ([4, 5], True)]
+    >>> [b["x"].tolist() for b in micro_batches(batch, 1, processes=3, rank=1)]   # the second of 3 processes
+    [[2, 3]]
     """
-    if k == 1:
+    n = processes * k
+    if n == 1:
         return [batch]
     rows = len(batch["input_ids"] if "input_ids" in batch else next(v for v in batch.values() if torch.is_tensor(v)))
     query_ids = batch.get("query_ids")
     starts = (torch.arange(rows) if query_ids is None else
               torch.cat([torch.tensor([0]), torch.nonzero(query_ids[1:] != query_ids[:-1]).flatten() + 1]))
     cuts = [int(starts[i]) if i < len(starts) else rows
-            for i in torch.searchsorted(starts, torch.tensor([-(-j * rows // k) for j in range(1, k)])).tolist()]
+            for i in torch.searchsorted(starts, torch.tensor([-(-j * rows // n) for j in range(1, n)])).tolist()]
     sizes = torch.diff(torch.tensor([0, *cuts, rows])).tolist()
+    what = f"grad_accum={k}" if processes == 1 else f"{processes} processes x grad_accum={k}"
     if min(sizes) == 0:
-        raise ValueError(f"a batch of {len(starts)} query groups ({rows} rows) cannot be cut into grad_accum={k} "
-                         "micro-batches of whole groups: give each step at least grad_accum query groups")
-    parts = [{} for _ in range(k)]
+        raise ValueError(f"a batch of {len(starts)} query groups ({rows} rows) cannot be cut into {what} "
+                         f"micro-batches of whole groups: give each step at least {n} query groups")
+    parts = [{} for _ in range(n)]
     for key, value in batch.items():
         if torch.is_tensor(value) and value.dim() and len(value) == rows:
             pieces = torch.split(value, sizes)
         elif torch.is_tensor(value) and value.dim():
-            pieces = torch.tensor_split(value, k)
+            pieces = torch.tensor_split(value, n)
             if min(len(p) for p in pieces) == 0:
-                raise ValueError(f"batch[{key!r}] has {len(value)} rows, fewer than grad_accum={k} micro-batches")
+                raise ValueError(f"batch[{key!r}] has {len(value)} rows, fewer than {what} micro-batches")
         else:
-            pieces = [value] * k
+            pieces = [value] * n
         for part, piece in zip(parts, pieces):
             part[key] = piece
-    return parts
+    return parts[rank * k:(rank + 1) * k]
+
+
+def mean_over_processes(accelerator: Accelerator, sums: dict) -> dict[str, float]:
+    """The logged values as floats; under several processes their mean over the processes (each
+    holds its share's mean), which is the batch's, as in one process, up to rounding."""
+    if accelerator.num_processes == 1:
+        return {k: float(v) for k, v in sums.items()}
+    values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=accelerator.device) for v in sums.values()])
+    return dict(zip(sums, accelerator.reduce(values, "mean").tolist()))
+
+
+def rng_state() -> dict:
+    """torch's RNG states, CPU and CUDA: what dropout draws from."""
+    return {"rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 @torch.no_grad()

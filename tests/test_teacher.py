@@ -158,3 +158,15 @@ def test_pseudo_label_leaves_nothing_half_written_on_failure(world, tmp_path, mo
 def test_compiled_trees_predict_what_lightgbm_predicts(world):
     _, x, _, _, teacher = world
     np.testing.assert_allclose(teacher.compile().predict(x), teacher.predict(x), rtol=0, atol=1e-12)
+
+
+def test_fit_options_refit_the_stage_teacher_exactly(world):
+    """A teacher refitted with fit_options (notebook 03's ablation) is the one ensure_teacher built."""
+    from relcourse.post_pretrain import ensure_teacher
+    from relcourse.teacher import fit_options
+    from relcourse.config import with_overrides
+    d, x, train, valid, _ = world
+    profile = with_overrides(load_profile("smoke"), {"threads": 1})   # 2 threads crawl on a busy 2-core machine
+    stage = Teacher.load(ensure_teacher(profile, seed=0, progress=False) / "teacher.json")
+    refit = Teacher(seed=0, threads=1).fit(x, train, valid=valid, **fit_options(profile.teacher))
+    assert np.array_equal(refit.predict(x), stage.predict(x))
