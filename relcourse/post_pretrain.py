@@ -41,7 +41,7 @@ from .losses import CombinedLoss, SoftCrossEntropyLoss
 from .models import load_model, save_model
 from .pretrain import MODEL_DIR, masked, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
-from .teacher import Teacher, evaluate_teacher
+from .teacher import Teacher, evaluate_teacher, fit_options
 from .train import TrainConfig, profile_settings, train
 
 
@@ -60,9 +60,7 @@ def ensure_teacher(profile: Profile, seed: int, progress: bool = True) -> Path:
         labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "split", "label"])
         teacher = Teacher(seed=seed, threads=profile.threads).fit(
             features, labels[labels["split"] == "train"], valid=labels[labels["split"] == "valid"],
-            params={"learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
-                    "min_data_in_leaf": cfg.min_data_in_leaf},
-            max_rounds=cfg.max_rounds, early_stopping_rounds=cfg.early_stopping_rounds)
+            **fit_options(cfg))
         teacher.save(out / "teacher.json")
         table = evaluate_teacher(teacher, features, data_dir)
         raw_ctr = _raw_ctr_table(features, data_dir)
