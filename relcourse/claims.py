@@ -34,7 +34,7 @@ class Claim:
     id: str
     stage: str
     statement: str
-    sources: tuple[str, ...]  # numbers of the source notes in seeds/
+    sources: tuple[str, ...]  # which of the four industry source notes (001-004) make the claim
     metric: str
     arm: str
     baseline: str
