@@ -272,12 +272,24 @@ class DistillConfig(Section):
     lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     warmup_share: float = setting(0.1, "share of the steps spent warming the learning rate up", 0.0, 0.5)
     evaluations: int = setting(10, "validation AUC checks per run (the best weights are kept)", 1, 10_000)
+    hidden_weight: float = setting(0.0, "weight of a layer-wise term (claim D8): the student's hidden states "
+                                        "(embeddings and each layer) fit the teacher's mapped layers (student layer "
+                                        "i <-> teacher layer round(i*T/S), TinyBERT's uniform mapping) through a "
+                                        "learned linear projection; the teacher then runs on every batch. "
+                                        "0 = the output only", 0.0, 100.0)
+    via_layers: int = setting(0, "0: the student fits the teacher directly. N > 0: first distil a mid-size "
+                                 "student of N layers (the teacher's width and heads) from the teacher, then the "
+                                 "student fits the mid student's scores: a two-stage chain (claim D9)", 0, 96)
 
     def check(self):
         if self.batch_size % self.docs_per_query_in_batch:
             raise ConfigError("batch_size", f"={self.batch_size} must be a multiple of docs_per_query_in_batch="
                                             f"{self.docs_per_query_in_batch}: a batch is whole query groups")
         check_micro_batches(self, self.docs_per_query_in_batch)
+        if self.via_layers and self.via_layers <= self.student.layers:
+            raise ConfigError("via_layers", f"={self.via_layers} must be more than the student's "
+                                            f"{self.student.layers} layers: the chain's mid student sits between "
+                                            "teacher and student; set via_layers=0 for a single stage")
 
 
 @dataclass(frozen=True)
@@ -308,6 +320,11 @@ class Profile(Section):
         if self.precision == "fp16" and self.device == "cpu":
             raise ConfigError("precision", "='fp16' needs CUDA (CPU autocast has no fp16): use bf16 or fp32 on "
                                            "device='cpu'")
+        via, teacher = self.distill.via_layers, self.pretrain.model.layers
+        if via and via >= teacher:
+            raise ConfigError("distill.via_layers", f"={via} must be fewer than the teacher's {teacher} layers "
+                                                    "(pretrain.model.layers): the mid student sits between teacher "
+                                                    "and student; set via_layers=0 for a single stage")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -459,7 +476,7 @@ def canonical_json(obj) -> str:
 
 # Settings added after runs were cached, with the value that computes what those runs computed:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
-LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1}
+LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0}
 
 
 def without_later_defaults(settings):

@@ -13,6 +13,11 @@ The recipe:
    query-grouped batches, early-stopped on the validation queries' human labels; it is judged,
    like every model of the course, on the test queries against the hidden truth.
 
+Two variants the claims compare: with `distill.hidden_weight` > 0 the student also fits the
+teacher's hidden states layer by layer (`LayerwiseStudent`, claim D8); with `distill.via_layers`
+> 0 the teacher is first distilled into a mid-size student (`mid_profile`), and the student fits
+that one's scores (claim D9).
+
 The teacher is the model stages 1-3 train (size `pretrain.model`); a bigger or smaller teacher
 is an arm that overrides `pretrain.model`. `student_profile` is the same profile at the
 student's size: its recipe is the warm student's start, and the "same small model trained on
@@ -31,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from . import metrics
 from .config import Profile, with_overrides
 from .data import PairSet, make_pairset, query_grouped_batch, steps_for_epochs, unlabelled_pairs
 from .finetune import labelled_splits, run_finetune, score
-from .losses import make_loss
+from .losses import HiddenStateMSELoss, make_loss
 from .models import RelevanceBert, load_model, save_model
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, tokenizer_of
 from .store import StoreError, cached_stage, ensure_data, load_manifest, run_hash
@@ -48,9 +54,37 @@ TEACHER_SCORES = "teacher_scores.parquet"
 
 def student_profile(profile: Profile) -> Profile:
     """The profile with pretrain.model set to the student's size: its recipe trains the warm
-    student, and the small model trained on labels only (the baseline of D1 and D2)."""
+    student, and the small model trained on labels only (the baseline of D1 and D2). A chain
+    through a mid size (distill.via_layers) belongs to distilling the teacher, not to the
+    student's recipe: it is left out (no stage before distillation reads it)."""
     student = dataclasses.asdict(profile.distill.student)
-    return with_overrides(profile, {f"pretrain.model.{k}": v for k, v in student.items()})
+    return with_overrides(profile, {**{f"pretrain.model.{k}": v for k, v in student.items()}, "distill.via_layers": 0})
+
+
+def mid_profile(profile: Profile) -> Profile:
+    """The first link of a distillation chain (distill.via_layers > 0, claim D9): the same
+    teacher distilled into a student of its width and heads and via_layers layers. Its warm
+    start is the recipe at that size: on laptop, the 2-layer recipe, which is laptop's teacher.
+
+    >>> from relcourse.config import load_profile
+    >>> chain = load_profile("laptop", {"pretrain.model.layers": 4, "distill.via_layers": 2})
+    >>> mid = mid_profile(chain)
+    >>> mid.distill.student.layers, mid.distill.student.hidden, mid.distill.via_layers
+    (2, 128, 0)
+    >>> student_profile(mid).pretrain.model == load_profile("laptop").pretrain.model   # its start: laptop's teacher
+    True
+    """
+    teacher = dataclasses.asdict(profile.pretrain.model)
+    return with_overrides(profile, {**{f"distill.student.{k}": v for k, v in teacher.items()},
+                                    "distill.student.layers": profile.distill.via_layers, "distill.via_layers": 0})
+
+
+def scorer_run(profile: Profile, seed: int, progress: bool = True) -> Path:
+    """The run whose model scores the distillation pool, the student's teacher: the fine-tuned
+    teacher of stages 1-3, or, in a chain (distill.via_layers > 0), the mid student distilled from it."""
+    if profile.distill.via_layers:
+        return run_distill(mid_profile(profile), seed, progress)
+    return run_finetune(profile, seed, progress)
 
 
 def test_auc(run_dir: Path) -> float:
@@ -88,9 +122,10 @@ def distill_data_settings(profile: Profile) -> dict:
 
 def ensure_distill_data(profile: Profile, seed: int, progress: bool = True) -> Path:
     """The teacher's logit on every pair of the distillation pool (teacher_scores.parquet:
-    doc_id, query_id, teacher_logit), scored once per teacher."""
+    doc_id, query_id, teacher_logit), scored once per teacher. The teacher is the student's:
+    `scorer_run` (the mid student in a chain); its run hash is upstream 'teacher'."""
     data_dir = ensure_data(profile, seed, progress)
-    teacher_dir = run_finetune(profile, seed, progress)
+    teacher_dir = scorer_run(profile, seed, progress)
 
     def build(out: Path) -> dict:
         teacher = load_model(teacher_dir / MODEL_DIR).to(scoring_device(profile))
@@ -158,18 +193,50 @@ def distill_steps(profile: Profile, pairs: int) -> int:
     return cfg.steps if not cfg.epochs else steps_for_epochs(cfg.epochs, pairs, cfg.batch_size)
 
 
+class LayerwiseStudent(nn.Module):
+    """What trains when distill.hidden_weight > 0 (claim D8): the student and the projection of
+    its hidden-state loss (relcourse.losses.hidden_mse). The teacher runs beside it on every
+    batch, in eval mode and without gradients; held in a tuple, it is no submodule, so it is
+    neither trained nor checkpointed. The projection is not saved with the served student (it
+    has no use at serving time); it stays in the run's training checkpoint.
+
+    >>> from relcourse.config import ModelConfig
+    >>> small, big = ModelConfig(layers=1, hidden=32), ModelConfig(layers=2, hidden=64)
+    >>> pair = LayerwiseStudent(RelevanceBert(small, 100, 16), RelevanceBert(big, 100, 16))
+    >>> sorted({name.split(".")[0] for name, _ in pair.named_parameters()})   # the teacher's are not here
+    ['hidden_loss', 'student']
+    """
+
+    def __init__(self, student: RelevanceBert, teacher: RelevanceBert):
+        super().__init__()
+        self.student = student
+        self.hidden_loss = HiddenStateMSELoss(student.cfg.layers, teacher.cfg.layers, student.cfg.hidden,
+                                              teacher.cfg.hidden)
+        self.teacher = (teacher.eval().requires_grad_(False),)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The student's relevance logits and its hidden-state loss, from one pass of each model."""
+        states = self.student.layer_states(batch)
+        with torch.no_grad():
+            teacher_states = self.teacher[0].layer_states(batch)
+        return {"relevance": self.student.relevance(batch, states[-1]),
+                "hidden": self.hidden_loss(states, teacher_states, batch["attention_mask"])}
+
+
 def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
     """The student distilled from this profile's teacher (cached stage 'distill'): its model,
-    test scores and metrics, beside the teacher's."""
+    test scores and metrics, beside the teacher's. In a chain (distill.via_layers) the student
+    fits the mid student's scores; the mid run is upstream 'via' and the metrics' 'chain'."""
     data_dir = ensure_data(profile, seed, progress)
     teacher_dir = run_finetune(profile, seed, progress)
+    scorer_dir = scorer_run(profile, seed, progress)     # teacher_dir itself, unless in a chain
     pool_dir = ensure_distill_data(profile, seed, progress)
     cfg = profile.distill
     warm_dir = run_finetune(student_profile(profile), seed, progress) if cfg.start == "warm" else None
 
     def build(out: Path) -> dict:
         tokenizer = tokenizer_of(profile, seed, progress)
-        pool = sample_queries(read_teacher_scores(pool_dir, teacher_dir), cfg.pairs_share, seed)
+        pool = sample_queries(read_teacher_scores(pool_dir, scorer_dir), cfg.pairs_share, seed)
         pairs = make_pairset(data_dir, tokenizer, pool["doc_id"].to_numpy(), pool["teacher_logit"].to_numpy(),
                              profile.tokenizer)
         splits = labelled_splits(data_dir, tokenizer, profile)
@@ -181,6 +248,9 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                 raise ValueError(f"the {name} reads a vocabulary of {model.vocab_size} tokens, the tokenizer has "
                                  f"{len(tokenizer)}: teacher and student must share one tokenizer; rebuild the "
                                  "student with this profile's tokenizer")
+        # The layer-wise term reads the layers of the model whose scores the student fits.
+        trainee = LayerwiseStudent(student, load_model(scorer_dir / MODEL_DIR).to(scoring_device(profile))) \
+            if cfg.hidden_weight else student
         loss = make_loss(cfg.loss)
         steps = distill_steps(profile, len(pairs))
 
@@ -188,15 +258,19 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
             return query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
 
         def loss_fn(m, batch: dict) -> dict:
-            return {"loss": loss(m(batch)["relevance"], batch["targets"], batch["query_ids"])}
+            out = m(batch)
+            fit = loss(out["relevance"], batch["targets"], batch["query_ids"])
+            if not cfg.hidden_weight:
+                return {"loss": fit}
+            return {"loss": fit + cfg.hidden_weight * out["hidden"], "output": fit, "hidden": out["hidden"]}
 
-        def validate(m):
-            return {"auc": metrics.auc(splits.valid.targets, score(m, splits.valid))}
+        def validate(m):   # m is the student, or the LayerwiseStudent holding it
+            return {"auc": metrics.auc(splits.valid.targets, score(student, splits.valid))}
 
         tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=int(steps * cfg.warmup_share),
                            grad_accum=cfg.grad_accum, checkpoint_every=max(steps // 4, 1),
                            eval_every=max(steps // cfg.evaluations, 1), **profile_settings(profile, seed))
-        result = train(student, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
+        result = train(trainee, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
                        progress=progress)
         save_model(student, out / MODEL_DIR)
         student_scores, student_rate = timed_score(student, splits.test)
@@ -207,19 +281,26 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                      ).to_parquet(out / "test_scores.parquet")
         table = metrics.evaluate(splits.test.targets, student_scores, splits.test.query_ids, splits.test_buckets)
         spread = student_scores.std() * teacher_test.std()   # a constant score has no correlation: None
+        chain = {"chain": {"via_layers": cfg.via_layers, "via_run": run_hash(scorer_dir),
+                           "via_test_auc": test_auc(scorer_dir),
+                           "via_parameters": load_manifest(scorer_dir)["metrics"]["parameters"]["student"]}
+                 } if cfg.via_layers else {}
         return {"test": metrics.records(table), "teacher_test_auc": test_auc(teacher_dir),
                 "teacher_agreement": float(np.corrcoef(student_scores, teacher_test)[0, 1]) if spread > 0 else None,
                 "pairs": len(pairs), "queries": int(pool["query_id"].nunique()), "steps": result.steps_done,
                 "epochs": round(steps * cfg.batch_size / len(pairs), 3),
-                "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()},
+                "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()}, **chain,
                 # timings vary from run to run: kept apart from the metrics that must reproduce
                 "serving": {"docs_per_s": {"student": round(student_rate),
-                                           "teacher": round(timed_score(teacher, splits.test)[1])}}}
+                                           "teacher": round(timed_score(teacher, splits.test)[1])}},
+                "train_s": next(line["elapsed_s"] for line in reversed(result.history) if "elapsed_s" in line)}
 
     upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress)),
                 "teacher": run_hash(teacher_dir), "distill_data": run_hash(pool_dir)}
     if warm_dir is not None:
         upstream["student_start"] = run_hash(warm_dir)
+    if cfg.via_layers:
+        upstream["via"] = run_hash(scorer_dir)
     return cached_stage(profile, "distill", seed, distill_settings(profile), build, upstream=upstream, resumable=True)
 
 

@@ -90,10 +90,24 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     # half the labels stale only 0.6-0.8% of a plan's labels differ between the arms (laptop seeds
     # 0-2, 2,383-2,458 labels). The fix, a rubric change touching >= 10% of pairs, is a world change.
     "F5": ClaimArms(_PLAN, {**_PLAN, "finetune.stale_share": 0.5}),
+    # D3: the recipe's student (laptop 1 x 128, half the teacher's depth) against one of half its
+    # width as well (1 x 64); the warm start of each is the recipe at its size. (On smoke the
+    # student is already 1 x 64: both arms are one run there.)
+    "D3": ClaimArms(RECIPE, {"distill.student.hidden": 64, "distill.student.heads": 2,
+                             "distill.student.intermediate": 256}, stage="distill"),
+    # D4: a teacher twice as deep; the student and its warm start are the recipe's (student_profile
+    # replaces pretrain.model with the student's size), so only the teacher differs.
+    "D4": ClaimArms({"pretrain.model.layers": 4}, RECIPE, stage="distill"),
     # D5 at equal steps: 4x the distinct pairs against a quarter of them read 4x as often.
     "D5": ClaimArms(RECIPE, {"distill.pairs_share": 0.25}, stage="distill"),
     "D6": ClaimArms({"distill.epochs": 1.0}, {"distill.epochs": 2.0, "distill.pairs_share": 0.5}, stage="distill"),
     "D7": ClaimArms(RECIPE, {"distill.start": "cold"}, stage="distill"),
+    # D8 at equal student steps, batches and data: the layer-wise arm also runs the teacher on every
+    # batch, the cost of the method (each run's manifest records its train_s).
+    "D8": ClaimArms(RECIPE, {"distill.hidden_weight": 1.0}, stage="distill"),
+    # D9 with a 4-layer teacher, so that a mid size exists: 4 -> 1 layers against 4 -> 2 -> 1.
+    "D9": ClaimArms({"pretrain.model.layers": 4}, {"pretrain.model.layers": 4, "distill.via_layers": 2},
+                    stage="distill"),
     "D10": ClaimArms(RECIPE, {"distill.loss": "prob_ce"}, stage="distill"),
 }
 # Arms a notebook shows beside a claim's two: the rest of a family of options.

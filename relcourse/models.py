@@ -21,6 +21,8 @@ so 85% of that work is skipped. Labels use -100 for "not selected", as in transf
 ...          "attention_mask": torch.ones(3, 16, dtype=torch.long)}
 >>> model.relevance(batch).shape           # one logit per (query, document) pair
 torch.Size([3])
+>>> [tuple(h.shape) for h in model.layer_states(batch)]   # the embeddings' output, then the one layer's
+[(3, 16, 32), (3, 16, 32)]
 >>> labels = torch.full((3, 16), -100); labels[:, 3] = 7
 >>> out = model(batch, mlm_labels=labels, sentence_labels=torch.tensor([0, 1, 0]))
 >>> sorted(out)
@@ -73,13 +75,22 @@ class RelevanceBert(nn.Module):
         self.sentence_head = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 2))
         self.relevance_head = nn.Sequential(nn.Dropout(bert.hidden_dropout_prob), nn.Linear(cfg.hidden, num_outputs))
 
-    def hidden_states(self, batch: dict) -> torch.Tensor:
+    def encode(self, batch: dict, every_layer: bool = False):
+        """The encoder's output; with every_layer, also the output of the embeddings and of each layer."""
         length = batch["input_ids"].shape[1]
         if length > self.max_len:
             raise ModelError(f"inputs of {length} tokens, but the model has {self.max_len} positions: encode "
                              f"with max_len <= {self.max_len}, or pretrain a model with tokenizer.max_len={length}")
         return self.encoder(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
-                            attention_mask=batch["attention_mask"]).last_hidden_state
+                            attention_mask=batch["attention_mask"], output_hidden_states=every_layer)
+
+    def hidden_states(self, batch: dict) -> torch.Tensor:
+        return self.encode(batch).last_hidden_state
+
+    def layer_states(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """layers + 1 tensors (B, L, H): the embeddings' output, then each layer's; the last is
+        hidden_states(batch). Layer-wise distillation (relcourse.losses.hidden_mse) reads them."""
+        return self.encode(batch, every_layer=True).hidden_states
 
     def relevance(self, batch: dict, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) logits, or (B, 4) for a 4-class model, from the [CLS] vector."""

@@ -29,7 +29,8 @@ TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
 # Settings that only vary together with another: changed from a profile that has that one set.
 NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
          "finetune.stale_share": {"finetune.labels": "stratified"},
-         "finetune.label_budget_share": {"finetune.labels": "stratified"}}
+         "finetune.label_budget_share": {"finetune.labels": "stratified"},
+         "distill.via_layers": {"pretrain.model.layers": 4}}   # a mid student between a 4-layer teacher and 1
 
 
 def leaf_settings(section, prefix=""):
@@ -89,8 +90,9 @@ def key_of(stage, profile):
 
 
 def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
-    """precision=fp32 and grad_accum=1 compute what runs did before these settings existed: their
-    runs keep their names, so the CPU profiles' cached runs (hours on laptop) stay valid."""
+    """precision=fp32, grad_accum=1, distill.hidden_weight=0 and distill.via_layers=0 compute what
+    runs did before these settings existed: their runs keep their names, so the CPU profiles'
+    cached runs (hours on laptop) stay valid."""
     before = {"smoke": ["288798f27d24", "b4313be4c49a", "cc6b0b40aff8", "a9d952834efa"],
               "laptop": ["03b9e9fe1709", "6e5f50c61df9", "80d715335dfb", "7df54def8a92"]}
     # laptop's pretraining budget doubled since (8,000 steps): its old runs are those of the old budget
@@ -99,6 +101,8 @@ def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
     for name, hashes in before.items():
         assert [key_of(s, profiles[name]) for s in ("pretrain", "post_pretrain", "finetune", "distill")] == hashes
     assert key_of("pretrain", with_overrides(PROFILES["smoke"], {"pretrain.grad_accum": 2})) != before["smoke"][0]
+    for later in ({"distill.hidden_weight": 1.0}, {"pretrain.model.layers": 4, "distill.via_layers": 2}):
+        assert key_of("distill", with_overrides(PROFILES["smoke"], later)) != before["smoke"][3], later
 
 
 def test_fine_tuning_key_sees_the_input_encoding_and_the_scratch_model_size():

@@ -1,5 +1,6 @@
 """Stage 4 on a tiny world: the teacher's scores on the pool, warm and cold students, the
 distillation claims' runners, and the errors of bad input."""
+import dataclasses
 import doctest
 
 import numpy as np
@@ -9,14 +10,16 @@ import torch
 
 import data_gen
 from relcourse import distill, experiments
-from relcourse.config import load_profile, with_overrides
+from relcourse.config import ConfigError, ModelConfig, load_profile, with_overrides
 from relcourse.data import UNLABELLED_TEXT_SPLITS
-from relcourse.distill import (TEACHER_SCORES, ensure_distill_data, read_teacher_scores, run_distill, sample_queries,
-                               student_profile)
+from relcourse.distill import (TEACHER_SCORES, LayerwiseStudent, ensure_distill_data, mid_profile,
+                               read_teacher_scores, run_distill, sample_queries, student_profile)
+from relcourse.experiments import CLAIM_ARMS, run_arm
 from relcourse.finetune import run_finetune
-from relcourse.models import load_model
+from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
-from relcourse.store import RUNS_ENV, StoreError, ensure_data, load_manifest
+from relcourse.store import RUNS_ENV, StoreError, ensure_data, load_manifest, run_hash
+from relcourse.train import read_log
 
 from test_pipeline import TINY
 
@@ -109,7 +112,100 @@ def test_distillation_claims_are_measured_and_recorded(profile):
         result = experiments.run_claim(profile, claim_id, progress=False)
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
         assert claims.load_results(profile.name)[claim_id].status == "inconclusive"   # one seed decides nothing
-    assert experiments.select_claims("distill") == ["D1", "D2", "D5", "D6", "D7", "D10"]
+    assert experiments.select_claims("distill") == ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10"]
+
+
+# --- D3, D4, D8, D9: the student's size, the teacher's size, layer-wise terms, a chain -------
+
+def test_d3_compares_the_recipes_student_with_one_of_half_its_width():
+    laptop, spec = load_profile("laptop"), CLAIM_ARMS["D3"]
+    arm, baseline = (with_overrides(laptop, a) for a in (spec.arm, spec.baseline))
+    assert arm.distill.student == ModelConfig(layers=1, hidden=128, heads=4, intermediate=512)
+    assert baseline.distill.student == ModelConfig(layers=1, hidden=64, heads=2, intermediate=256)
+    # each warm student starts from the recipe at its own size; the teacher is the same
+    assert student_profile(baseline).pretrain.model == baseline.distill.student
+    assert baseline.pretrain == arm.pretrain and spec.stage == "distill"
+
+
+def test_d3s_very_small_student_has_its_size(profile):
+    # On smoke the recipe's student is already 1 x 64, the baseline's size: one run serves both arms.
+    run = run_arm(profile, 0, CLAIM_ARMS["D3"].baseline, progress=False, stage="distill")
+    student, metrics = load_model(run / MODEL_DIR), load_manifest(run)["metrics"]
+    assert student.cfg == ModelConfig(layers=1, hidden=64, heads=2, intermediate=256)
+    assert metrics["parameters"]["student"] == student.num_parameters() < metrics["parameters"]["teacher"]
+
+
+def test_d4s_bigger_teacher_changes_the_teacher_and_its_scores_only(profile):
+    spec = CLAIM_ARMS["D4"]
+    bigger, recipe = (load_manifest(run_arm(profile, 0, a, progress=False, stage="distill")) for a in
+                      (spec.arm, spec.baseline))
+    assert bigger["upstream"]["student_start"] == recipe["upstream"]["student_start"]   # one warm student
+    for stage in ("teacher", "distill_data"):
+        assert bigger["upstream"][stage] != recipe["upstream"][stage], stage
+    teacher = load_model(run_finetune(with_overrides(profile, spec.arm), 0, progress=False) / MODEL_DIR)
+    assert teacher.cfg.layers == 4 and bigger["metrics"]["parameters"]["teacher"] == teacher.num_parameters()
+    assert bigger["metrics"]["parameters"]["student"] == recipe["metrics"]["parameters"]["student"]
+
+
+def test_d8s_layerwise_student_runs_end_to_end_and_differs_from_output_only(profile):
+    spec = CLAIM_ARMS["D8"]
+    plain, layerwise = (run_arm(profile, 0, a, progress=False, stage="distill") for a in (spec.arm, spec.baseline))
+    assert plain != layerwise
+    assert load_manifest(plain)["upstream"] == load_manifest(layerwise)["upstream"]   # same teacher, data, start
+    scores = [pd.read_parquet(r / "test_scores.parquet").score.to_numpy() for r in (plain, layerwise)]
+    assert not np.allclose(*scores)
+    logged = [line for line in read_log(layerwise / "train") if "hidden" in line]
+    assert logged and all(line["loss"] == pytest.approx(line["output"] + line["hidden"]) for line in logged)
+    assert all(load_manifest(r)["metrics"]["train_s"] > 0 for r in (plain, layerwise))
+    assert load_model(layerwise / MODEL_DIR).cfg == profile.distill.student   # the served student alone
+
+
+def test_layerwise_gradients_reach_the_student_and_the_projection_not_the_teacher():
+    torch.manual_seed(0)
+    student = RelevanceBert(ModelConfig(layers=1, hidden=32), vocab_size=50, max_len=12)
+    teacher = RelevanceBert(ModelConfig(layers=3, hidden=64), vocab_size=50, max_len=12)
+    pair = LayerwiseStudent(student, teacher)
+    batch = {"input_ids": torch.randint(5, 50, (4, 12)), "token_type_ids": torch.zeros(4, 12, dtype=torch.long),
+             "attention_mask": torch.ones(4, 12, dtype=torch.long)}
+    batch["attention_mask"][:, 9:] = 0
+    pair.train()
+    pair(batch)["hidden"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.encoder.parameters() if p.dim() > 1)
+    assert pair.hidden_loss.projection.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters()) and not teacher.training
+    pair.eval()   # the logits come from the same pass as the hidden states: they are the student's own
+    assert torch.allclose(pair(batch)["relevance"], student.relevance(batch))
+
+
+def test_d9s_chain_distils_a_mid_student_first_and_names_it_upstream(profile):
+    spec = CLAIM_ARMS["D9"]
+    single, chain = (with_overrides(profile, a) for a in (spec.arm, spec.baseline))
+    run = run_distill(chain, 0, progress=False)
+    mid = run_distill(mid_profile(chain), 0, progress=False)          # built by the chain: read back
+    manifest, mid_manifest = load_manifest(run), load_manifest(mid)
+    assert manifest["upstream"]["via"] == mid_manifest["config_hash"] == manifest["metrics"]["chain"]["via_run"]
+    assert load_model(mid / MODEL_DIR).cfg == dataclasses.replace(chain.pretrain.model, layers=2)
+    # the mid student starts warm from the recipe at 2 layers: smoke's own teacher, reused
+    assert mid_manifest["upstream"]["student_start"] == run_hash(run_finetune(profile, 0, progress=False))
+    # the final student fits the mid student's scores; both arms distil the same 4-layer teacher
+    pool = load_manifest(ensure_distill_data(chain, 0, progress=False))
+    assert pool["upstream"]["teacher"] == mid_manifest["config_hash"] and run_hash(ensure_distill_data(
+        chain, 0, progress=False)) == manifest["upstream"]["distill_data"]
+    direct = load_manifest(run_distill(single, 0, progress=False))
+    assert direct["upstream"]["teacher"] == manifest["upstream"]["teacher"] == mid_manifest["upstream"]["teacher"]
+    assert "via" not in direct["upstream"] and "chain" not in direct["metrics"]
+    sizes = manifest["metrics"]["parameters"]
+    assert sizes["teacher"] > manifest["metrics"]["chain"]["via_parameters"] > sizes["student"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"distill.via_layers": 2}, r"distill.via_layers=2 must be fewer than the teacher's 2 layers \(pretrain.model"),
+    ({"pretrain.model.layers": 4, "distill.via_layers": 1},
+     r"distill.via_layers=1 must be more than the student's 1 layers.*set via_layers=0 for a single stage"),
+])
+def test_a_chain_without_room_for_a_mid_student_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile("smoke", overrides)
 
 
 def test_docstring_examples():

@@ -85,3 +85,16 @@ def test_claim_jobs_name_what_each_arm_changes():
     # what notebook 02 shows beside P6, built with the claims on the seed the notebooks use
     assert list(experiments.extra_jobs(laptop, "P6")) == ["seed 0 finetune.start=pretrain, pretrain.static=True"]
     assert experiments.extra_jobs(laptop, "P1") == {}
+
+
+def test_every_claims_arms_are_valid_profiles_on_the_cpu_profiles():
+    from relcourse import experiments
+    from relcourse.config import with_overrides
+
+    for name in ("smoke", "laptop"):
+        for spec in experiments.CLAIM_ARMS.values():
+            for arm in (spec.arm, spec.baseline):
+                with_overrides(load_profile(name), arm)   # an unknown key or a broken rule raises ConfigError
+    # D9's jobs: the direct student of a 4-layer teacher, and the chain through a 2-layer one
+    assert list(experiments.claim_jobs(load_profile("laptop"), "D9"))[::3] == [
+        "seed 0 distill pretrain.model.layers=4", "seed 0 distill pretrain.model.layers=4, distill.via_layers=2"]

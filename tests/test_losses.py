@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from relcourse.losses import (DISTILL_LOSSES, LOSSES, CombinedLoss, FourClassCrossEntropyLoss, LogitMSELoss,
-                              MarginMSELoss, MSELoss, PairwiseLogisticLoss, SoftCrossEntropyLoss,
-                              TeacherProbabilityCELoss, expected_tier, make_loss, pairwise_logistic_loss)
+from relcourse.losses import (DISTILL_LOSSES, LOSSES, CombinedLoss, FourClassCrossEntropyLoss, HiddenStateMSELoss,
+                              LogitMSELoss, MarginMSELoss, MSELoss, PairwiseLogisticLoss, SoftCrossEntropyLoss,
+                              TeacherProbabilityCELoss, expected_tier, layer_map, make_loss, pairwise_logistic_loss)
 
 
 def sigmoid(x):
@@ -242,8 +242,72 @@ def test_distillation_bad_inputs():
     assert value.item() == 0 and value.requires_grad      # no same-query pair: a zero on the graph
 
 
+# --- layer-wise distillation: hidden states against a brute-force loop ---------------------------
+
+def random_states(layers, batch, length, width, generator, requires_grad=False):
+    return tuple(torch.randn(batch, length, width, dtype=torch.float64, generator=generator,
+                             requires_grad=requires_grad) for _ in range(layers + 1))
+
+
+@pytest.mark.parametrize("student_layers, teacher_layers, student_width, teacher_width",
+                         [(2, 5, 3, 4), (1, 2, 4, 4), (3, 3, 2, 5)])
+def test_hidden_mse_matches_a_loop_over_layers_tokens_and_dimensions(student_layers, teacher_layers, student_width,
+                                                                     teacher_width):
+    g = torch.Generator().manual_seed(student_layers * 10 + teacher_layers)
+    loss = HiddenStateMSELoss(student_layers, teacher_layers, student_width, teacher_width).double()
+    student = random_states(student_layers, 3, 6, student_width, g)
+    teacher = random_states(teacher_layers, 3, 6, teacher_width, g)
+    mask = torch.ones(3, 6, dtype=torch.long)
+    mask[0, 4:], mask[2, 1:] = 0, 0                       # padding: never compared
+    weight, bias = loss.projection.weight.detach(), loss.projection.bias.detach()
+    project = lambda h: [sum(weight[o, k].item() * h[k].item() for k in range(student_width)) + bias[o].item()
+                         for o in range(teacher_width)]
+    per_layer = []
+    for i in range(student_layers + 1):
+        j = math.floor(i * teacher_layers / student_layers + 0.5)     # round(i T / S), halves up
+        errors = [(p - teacher[j][b, t, d].item()) ** 2
+                  for b in range(3) for t in range(6) if mask[b, t]
+                  for d, p in enumerate(project(student[i][b, t]))]
+        per_layer.append(sum(errors) / len(errors))
+    assert loss.mapping == layer_map(student_layers, teacher_layers)
+    assert loss(student, teacher, mask).item() == pytest.approx(sum(per_layer) / len(per_layer))
+
+
+def test_layer_map_ties_the_ends_and_spreads_the_middle():
+    for s, t in itertools.product(range(1, 7), range(1, 13)):
+        mapping = layer_map(s, t)
+        assert mapping[0] == 0 and mapping[-1] == t and len(mapping) == s + 1
+        assert mapping == sorted(mapping) and all(abs(j - i * t / s) <= 0.5 for i, j in enumerate(mapping))
+    assert layer_map(4, 4) == [0, 1, 2, 3, 4]
+
+
+def test_gradcheck_hidden_mse_through_the_states_and_the_projection():
+    g = torch.Generator().manual_seed(0)
+    loss = HiddenStateMSELoss(2, 4, 3, 5).double()
+    student = random_states(2, 2, 4, 3, g, requires_grad=True)
+    teacher = random_states(4, 2, 4, 5, g)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    weight, bias = (p.detach().clone().requires_grad_(True) for p in (loss.projection.weight, loss.projection.bias))
+
+    def through(*inputs):   # the projection's weights as inputs too
+        projection = {"projection.weight": inputs[-2], "projection.bias": inputs[-1]}
+        return torch.func.functional_call(loss, projection, (inputs[:-2], teacher, mask))
+    assert torch.autograd.gradcheck(through, (*student, weight, bias))
+
+
+def test_hidden_mse_bad_inputs():
+    loss = HiddenStateMSELoss(1, 2, 4, 4)
+    states = tuple(torch.zeros(1, 3, 4) for _ in range(3))
+    with pytest.raises(ValueError, match=r"expected 2 student and 3 teacher hidden states.*got 3 and 3"):
+        loss(states, states, torch.ones(1, 3))
+    with pytest.raises(ValueError, match="attention_mask marks no real token"):
+        loss(states[:2], states, torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="layer counts must be at least 1"):
+        layer_map(0, 2)
+
+
 @pytest.mark.parametrize("module", ["__init__", "mse", "soft_ce", "pairwise", "combined", "multiclass", "logit_mse",
-                                    "teacher_ce", "margin_mse"])
+                                    "teacher_ce", "margin_mse", "hidden_mse"])
 def test_docstring_examples(module):
     name = "relcourse.losses" if module == "__init__" else f"relcourse.losses.{module}"
     assert doctest.testmod(importlib.import_module(name)).failed == 0

@@ -20,6 +20,11 @@ loss(student_scores, teacher_logits, query_ids):
     prob_ce       mean BCE(sigmoid(s), sigmoid(t))                    teacher_ce.py
     margin_mse    mean ((s_i - s_j) - (t_i - t_j))^2, same query      margin_mse.py
 
+Layer-wise distillation (claim D8, distill.hidden_weight) adds a term on the models' hidden
+states rather than their scores, called as loss(student_states, teacher_states, attention_mask):
+
+    hidden_mse    mean over layers i of MSE(W h^S_i, h^T_g(i)), real tokens    hidden_mse.py
+
 >>> import torch
 >>> loss = make_loss("ce+pairwise", pairwise_weight=0.5)
 >>> # soft CE (0.1269 + 0.6931) / 2, plus 0.5 * ln(1 + e^-2) = 0.5 * 0.1269 for the one pair
@@ -31,6 +36,7 @@ from __future__ import annotations
 from torch import nn
 
 from .combined import CombinedLoss
+from .hidden_mse import HiddenStateMSELoss, layer_map
 from .logit_mse import LogitMSELoss
 from .margin_mse import MarginMSELoss
 from .mse import MSELoss
@@ -65,4 +71,4 @@ def make_loss(name: str, **kwargs) -> nn.Module:
 
 __all__ = ["LOSSES", "DISTILL_LOSSES", "make_loss", "MSELoss", "SoftCrossEntropyLoss", "PairwiseLogisticLoss",
            "pairwise_logistic_loss", "CombinedLoss", "FourClassCrossEntropyLoss", "expected_tier", "LogitMSELoss",
-           "TeacherProbabilityCELoss", "MarginMSELoss"]
+           "TeacherProbabilityCELoss", "MarginMSELoss", "HiddenStateMSELoss", "layer_map"]
