@@ -12,11 +12,13 @@ Tables (open any of them with `data_gen.read_table(dir, name)`):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,7 +28,8 @@ from . import annotation, logs
 from .config import SCHEMA_VERSION, WORLD_VERSION, WorldConfig
 from .corpus import corpus_lines
 from .documents import candidate_pool
-from .io import MANIFEST, DataError, ShardWriter, load_manifest, read_table, write_manifest
+from .io import (MANIFEST, PENDING, DataError, ShardWriter, check_workers, load_manifest, process_map, read_table,
+                 write_manifest, write_shard)
 from .queries import Query, make_queries
 from .rng import rng_for
 from .world import World, build_world
@@ -108,7 +111,9 @@ def _write_labels(world: World, pools: logs.Pools, ranker: np.ndarray, bucket: n
                          "design": np.full(len(labels), LABEL_DESIGN)})
 
 
-def _write_all(cfg: WorldConfig, seed: int, root: Path, progress: bool) -> dict:
+def _write_all_but_logs(cfg: WorldConfig, seed: int, root: Path, progress: bool) -> dict:
+    """Every table except the impressions; saves what the log shards need in root/WORK_DIR and
+    returns the written tables' manifest entries."""
     out = ShardWriter(root)
     world = build_world(cfg, seed)
     queries = make_queries(world, seed)
@@ -124,12 +129,7 @@ def _write_all(cfg: WorldConfig, seed: int, root: Path, progress: bool) -> dict:
                        age_days=arrays["publish_day"].astype(np.float64),
                        freshness_intent=np.array([q.intent == "freshness" for q in queries]), popularity=popularity)
     ranker = logs.ranker_relevance(pools, seed)
-    n_shards = -(-cfg.n_searches // cfg.searches_per_shard)
-    for shard in tqdm(range(n_shards), desc="search logs", disable=not progress):
-        first = shard * cfg.searches_per_shard
-        n = min(cfg.searches_per_shard, cfg.n_searches - first)
-        out.write("impressions", logs.simulate_shard(pools, ranker, n, first, cfg.impressions_per_search,
-                                                     cfg.position_bias_eta, seed, shard))
+    _save_pools(root, pools, ranker)
     for which, total in (("general", cfg.general_corpus_lines), ("domain", cfg.domain_corpus_lines)):
         starts = range(0, max(total, 1), CORPUS_LINES_PER_SHARD)
         for shard, start in enumerate(tqdm(starts, desc=f"{which} corpus", disable=not progress)):
@@ -139,22 +139,128 @@ def _write_all(cfg: WorldConfig, seed: int, root: Path, progress: bool) -> dict:
     return out.tables
 
 
-def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custom", progress: bool = True) -> dict:
-    """Write the world of (cfg, seed) into `out` and return its manifest.
+# --- the logs, shard by shard, in any process -------------------------------------------------
+# A prepared data directory holds every table but the impressions, PENDING (the manifest so
+# far and the number of log shards) and WORK_DIR: the pool arrays each log shard is simulated
+# from (.npy, memory-mapped by every worker, so a worker's memory is its shard's) and one
+# manifest entry per written log shard. `finish` turns it into a finished one.
+WORK_DIR = "_work"
 
-    `out` must not exist, or be empty, or already hold exactly this data (then nothing is
-    done). Everything is written into a temporary sibling folder and renamed into place at the
-    end, so an interrupted run never leaves a half-written `out`."""
+
+def _save_pools(root: Path, pools: logs.Pools, ranker: np.ndarray) -> None:
+    folder = root / WORK_DIR / "pools"
+    folder.mkdir(parents=True)
+    for name, array in {**dataclasses.asdict(pools), "ranker": ranker}.items():
+        np.save(folder / f"{name}.npy", array)
+
+
+def _load_pools(root: Path) -> tuple[logs.Pools, np.ndarray]:
+    load = lambda name: np.load(root / WORK_DIR / "pools" / f"{name}.npy", mmap_mode="r")  # noqa: E731
+    return logs.Pools(**{f.name: load(f.name) for f in dataclasses.fields(logs.Pools)}), load("ranker")
+
+
+def _load_pending(data_dir: Path) -> dict:
+    if (data_dir / MANIFEST).exists():
+        raise DataError(f"{data_dir} is already finished (it has its {MANIFEST}): no log shard is left to write")
+    if not (data_dir / PENDING).exists():
+        raise DataError(f"{data_dir} is not prepared: log shards are written into a directory made by "
+                        f"`python -m data_gen prepare --profile PROFILE --seed SEED --out {data_dir}`")
+    return json.loads((data_dir / PENDING).read_text())
+
+
+def _write_log_shard(task: tuple[Path, int]) -> None:
+    """Simulate and write log shard `shard` of a prepared directory; its manifest entry goes to WORK_DIR."""
+    data_dir, shard = task
+    manifest = _load_pending(data_dir)["manifest"]
+    cfg = manifest["config"]
+    pools, ranker = _load_pools(data_dir)
+    first = shard * cfg["searches_per_shard"]
+    n = min(cfg["searches_per_shard"], cfg["n_searches"] - first)
+    columns = logs.simulate_shard(pools, ranker, n, first, cfg["impressions_per_search"], cfg["position_bias_eta"],
+                                  manifest["seed"], shard)
+    entry = {"columns": list(columns), **write_shard(data_dir, "impressions", shard, columns)}
+    path = data_dir / WORK_DIR / f"impressions-{shard:05d}.json"
+    path.with_suffix(".tmp").write_text(json.dumps(entry))
+    os.replace(path.with_suffix(".tmp"), path)   # an entry present means its shard is complete
+
+
+def write_log_shards(data_dir: str | Path, shards: Iterable[int] | None = None, workers: int = 1,
+                     progress: bool = False) -> None:
+    """Simulate and write log shards (default: all) of a directory made by `prepare`, in
+    `workers` processes. Each shard has its own random stream and file name, so the bytes are
+    the same whichever process or machine writes it, in whatever order."""
+    data_dir = Path(data_dir).resolve()
+    n_shards = _load_pending(data_dir)["log_shards"]
+    shards = range(n_shards) if shards is None else list(shards)
+    bad = [k for k in shards if not 0 <= k < n_shards]
+    if bad:
+        raise DataError(f"{data_dir} has log shards 0..{n_shards - 1}; there is no shard {bad[0]}")
+    for _ in tqdm(process_map(_write_log_shard, [(data_dir, k) for k in shards], workers), total=len(shards),
+                  desc="search logs", disable=not progress):
+        pass
+
+
+def prepare(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custom", progress: bool = True) -> int:
+    """Write every table of the world of (cfg, seed) except the logs into `out` (which must not
+    exist, or be empty) and return its number of log shards: then write_log_shards (in any
+    processes, on any machines sharing `out`) and `finish`. generate() does all three."""
     out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} is not empty; choose another --out or delete it first")
+    with _atomic_dir(out) as tmp:
+        _prepare_into(cfg, seed, tmp, profile, progress)
+    return _load_pending(out)["log_shards"]
+
+
+def _prepare_into(cfg: WorldConfig, seed: int, root: Path, profile: str, progress: bool) -> None:
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    config = json_config(cfg)
-    if out.exists() and any(out.iterdir()):
-        if (out / MANIFEST).exists():
-            manifest = load_manifest(out)
-            if (manifest["config"], manifest["seed"], manifest.get("world_version")) == (config, seed, WORLD_VERSION):
-                return manifest
-        raise DataError(f"{out} already holds other data; choose another --out or delete it first")
+    tables = _write_all_but_logs(cfg, seed, root, progress)
+    manifest = {"schema_version": SCHEMA_VERSION, "world_version": WORLD_VERSION, "profile": profile, "seed": seed,
+                "config": json_config(cfg), "tables": tables}
+    pending = {"manifest": manifest, "log_shards": -(-cfg.n_searches // cfg.searches_per_shard)}
+    (root / PENDING).write_text(json.dumps(pending, indent=1, sort_keys=True))
+
+
+def finish(data_dir: str | Path) -> dict:
+    """Write the manifest of a prepared directory whose log shards are all written (and remove
+    what only the shards needed); return it. Refuses, naming them, while shards are missing."""
+    data_dir = Path(data_dir)
+    pending = _load_pending(data_dir)
+    entries = [data_dir / WORK_DIR / f"impressions-{k:05d}.json" for k in range(pending["log_shards"])]
+    missing = [k for k, path in enumerate(entries) if not path.exists()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(entries)} log shards of {data_dir} are not written yet "
+                        f"({_ranges(missing)}); write them with `python -m data_gen shard --data {data_dir} "
+                        f"--shards {_ranges(missing)}`, then finish again")
+    files = [json.loads(path.read_text()) for path in entries]
+    manifest = pending["manifest"]
+    manifest["tables"]["impressions"] = {"rows": sum(f["rows"] for f in files), "columns": files[0]["columns"],
+                                         "files": [{k: f[k] for k in ("path", "rows", "sha256")} for f in files]}
+    write_manifest(data_dir, manifest)
+    shutil.rmtree(data_dir / WORK_DIR)
+    (data_dir / PENDING).unlink()
+    return manifest
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Shard numbers as `--shards` takes them.
+
+    >>> _ranges([0, 1, 2, 5, 7, 8])
+    '0..2 5 7..8'
+    """
+    runs, start = [], numbers[0]
+    for prev, cur in zip(numbers, numbers[1:] + [None]):
+        if cur != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}..{prev}")
+            start = cur
+    return " ".join(runs)
+
+
+@contextlib.contextmanager
+def _atomic_dir(out: Path) -> Iterator[Path]:
+    """A temporary sibling of `out` (empty or absent) to write into, renamed to `out` on success
+    and removed on failure, so an interrupted run never leaves a half-written `out`."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(out.parent / f".{out.name}.tmp-{os.getpid()}")
@@ -163,16 +269,35 @@ def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custo
     except OSError as err:
         raise DataError(f"cannot write to {out.parent}: {err.strerror}; choose a writable --out") from None
     try:
-        tables = _write_all(cfg, seed, tmp, progress)
-        manifest = {"schema_version": SCHEMA_VERSION, "world_version": WORLD_VERSION, "profile": profile, "seed": seed,
-                    "config": config,
-                    "tables": tables}
-        write_manifest(tmp, manifest)
+        yield tmp
         if out.exists():
-            out.rmdir()  # empty, checked above
+            out.rmdir()  # empty, checked by the callers
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custom", progress: bool = True,
+             workers: int = 1) -> dict:
+    """Write the world of (cfg, seed) into `out` and return its manifest; the logs are
+    simulated in `workers` processes (the same bytes for any number).
+
+    `out` must not exist, or be empty, or already hold exactly this data (then nothing is
+    done). Everything is written into a temporary sibling folder and renamed into place at the
+    end, so an interrupted run never leaves a half-written `out`."""
+    out = Path(out)
+    check_workers(workers)
+    if out.exists() and any(out.iterdir()):
+        if (out / MANIFEST).exists():
+            manifest = load_manifest(out)
+            if (manifest["config"], manifest["seed"], manifest.get("world_version")) == (json_config(cfg), seed,
+                                                                                         WORLD_VERSION):
+                return manifest
+        raise DataError(f"{out} already holds other data; choose another --out or delete it first")
+    with _atomic_dir(out) as tmp:
+        _prepare_into(cfg, seed, tmp, profile, progress)
+        write_log_shards(tmp, workers=workers, progress=progress)
+        manifest = finish(tmp)
     return manifest
 
 

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 import data_gen
+import data_gen.io
 
 FEATURE_SCHEMA_VERSION = 1  # bump when a feature is added, removed or changes meaning
 FEATURES = (
@@ -196,12 +197,20 @@ def features_from_counts(counts: Counts, queries: pd.DataFrame) -> pd.DataFrame:
     return x
 
 
-def behaviour_features(data_dir: str | Path) -> pd.DataFrame:
+def behaviour_features(data_dir: str | Path, workers: int = 1) -> pd.DataFrame:
     """FEATURES of every (query, document) pair in the logs of `data_dir`, indexed by doc_id,
-    with columns query_id and FEATURES; pairs never shown have no row. Streams the impressions
-    one shard at a time."""
-    shards = data_gen.iter_shards(data_dir, "impressions", columns=list(IMPRESSION_COLUMNS))
-    return features_of_logs(shards, data_gen.read_table(data_dir, "queries", columns=["query_id", "bucket"]))
+    with columns query_id and FEATURES; pairs never shown have no row. Each impression shard is
+    read and counted (count_shard) on its own, in `workers` processes; this process adds the
+    counts in shard order, so the features are the same for any number of workers."""
+    tasks = [(data_dir, entry) for entry in data_gen.io.shard_entries(data_dir, "impressions")]
+    counts = functools.reduce(Counts.__add__, data_gen.io.process_map(_count_shard_file, tasks, workers))
+    return features_from_counts(counts, data_gen.read_table(data_dir, "queries", columns=["query_id", "bucket"]))
+
+
+def _count_shard_file(task: tuple) -> Counts:
+    """count_shard of one impression shard, given as (data_dir, its manifest entry): a worker's task."""
+    data_dir, entry = task
+    return count_shard(data_gen.io.read_shard(data_dir, entry, columns=list(IMPRESSION_COLUMNS)))
 
 
 def features_of_logs(shards, queries: pd.DataFrame) -> pd.DataFrame:

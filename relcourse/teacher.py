@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import lightgbm as lgb
@@ -228,6 +229,20 @@ class CompiledTeacher:
         return np.clip(raw, 0.0, 1.0)
 
 
+def fastest_scorer(teacher: Teacher) -> Teacher | CompiledTeacher:
+    """What pseudo-labels at scale: the teacher compiled by lleaves where lleaves is installed
+    (the same scores within 1e-9, several times faster), else the teacher itself, with a
+    warning that says how to get the fast path."""
+    try:
+        import lleaves  # noqa: F401 - only whether it is there
+    except ImportError:
+        warnings.warn("lleaves is not installed, so the teacher pseudo-labels with stock LightGBM (the same "
+                      "scores, several times slower); pip install lleaves 'llvmlite<0.45' for the compiled "
+                      "teacher", stacklevel=2)
+        return teacher
+    return teacher.compile()
+
+
 # --- evaluation -----------------------------------------------------------------------------
 
 def evaluation_set(features: pd.DataFrame, data_dir: str | Path, split: str = "test") -> pd.DataFrame:
@@ -271,18 +286,20 @@ BATCH_ROWS = 1 << 18
 
 
 def pseudo_label(teacher: Teacher | CompiledTeacher, data_dir: str | Path, out_dir: str | Path,
-                 pairs: pd.Index | None = None, batch_rows: int = BATCH_ROWS) -> dict:
+                 pairs: pd.Index | None = None, batch_rows: int = BATCH_ROWS, workers: int = 1) -> dict:
     """Score every pair of `pairs` (doc ids, e.g. select_pairs(...).index; default every shown
     pair) and write Parquet shards part-00000.parquet, ... of (doc_id, query_id, pseudo_label),
-    one per `batch_rows` pairs. The shards are written into a temporary folder that is renamed
-    to `out_dir` only when all are written, so a failure leaves no half-written set (and an
-    existing `out_dir` untouched). `pd.read_parquet(out_dir)` reads them back.
+    one per `batch_rows` pairs; the features are aggregated in `workers` processes
+    (behaviour_features), the scoring uses the teacher's threads. The shards are written into
+    a temporary folder that is renamed to `out_dir` only when all are written, so a failure
+    leaves no half-written set (and an existing `out_dir` untouched). `pd.read_parquet(out_dir)`
+    reads them back.
 
     Returns {"rows", "seconds", "rows_per_s"}: the throughput of scoring and writing.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows={batch_rows} must be a positive number of pairs per shard")
-    features = behaviour_features(data_dir)
+    features = behaviour_features(data_dir, workers)
     if pairs is not None:
         unknown = pd.Index(pairs).difference(features.index)
         if len(unknown):

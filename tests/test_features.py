@@ -117,6 +117,13 @@ def test_behaviour_features_stream_shards_like_the_whole_table(smoke):
     pd.testing.assert_frame_equal(x, whole, rtol=1e-9)
 
 
+def test_features_counted_in_worker_processes_equal_one_process(smoke):
+    d, x, _ = smoke
+    pd.testing.assert_frame_equal(behaviour_features(d, workers=2), x, check_exact=True)
+    with pytest.raises(ValueError, match="workers=0 must be"):
+        behaviour_features(d, workers=0)
+
+
 def test_pairs_never_shown_have_no_row(smoke):
     d, x, _ = smoke
     shown = data_gen.read_table(d, "impressions", columns=["doc_id"]).doc_id.unique()

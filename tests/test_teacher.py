@@ -1,5 +1,7 @@
 import json
 import os
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,7 @@ import pytest
 import data_gen
 from relcourse.config import load_profile
 from relcourse.features import FEATURES, behaviour_features
+from relcourse.post_pretrain import pseudo_labelled_pairs
 from relcourse.store import ensure_data
 from relcourse.teacher import Teacher, evaluate_teacher, evaluation_set, pseudo_label
 
@@ -155,9 +158,35 @@ def test_pseudo_label_leaves_nothing_half_written_on_failure(world, tmp_path, mo
     assert not (tmp_path / "other").exists()
 
 
-def test_compiled_trees_predict_what_lightgbm_predicts(world):
+@pytest.fixture(scope="module")
+def compiled(world):
+    """The smoke teacher compiled by lleaves (a few seconds: once per module)."""
+    pytest.importorskip("lleaves", reason="lleaves is not installed: the compiled teacher cannot be checked")
+    return world[4].compile()
+
+
+def test_compiled_trees_predict_what_lightgbm_predicts(world, compiled):
     _, x, _, _, teacher = world
-    np.testing.assert_allclose(teacher.compile().predict(x), teacher.predict(x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(compiled.predict(x), teacher.predict(x), rtol=0, atol=1e-12)
+
+
+def test_pipeline_pseudo_labels_with_the_compiled_teacher(world, compiled, monkeypatch):
+    d, x, _, _, teacher = world
+    compiles = []
+    monkeypatch.setattr(Teacher, "compile", lambda self: compiles.append(self) or compiled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no fallback warning where lleaves is installed
+        got = pseudo_labelled_pairs(d, teacher, load_profile("smoke"), seed=0)
+    assert compiles == [teacher]
+    np.testing.assert_allclose(got["pseudo_label"], teacher.predict(x.loc[got["doc_id"]]), rtol=0, atol=1e-9)
+
+
+def test_pipeline_falls_back_to_lightgbm_with_a_warning_without_lleaves(world, monkeypatch):
+    d, x, _, _, teacher = world
+    monkeypatch.setitem(sys.modules, "lleaves", None)    # `import lleaves` raises ImportError
+    with pytest.warns(UserWarning, match="lleaves is not installed.*pip install lleaves"):
+        got = pseudo_labelled_pairs(d, teacher, load_profile("smoke"), seed=0)
+    np.testing.assert_array_equal(got["pseudo_label"], teacher.predict(x.loc[got["doc_id"]]))
 
 
 def test_fit_options_refit_the_stage_teacher_exactly(world):
