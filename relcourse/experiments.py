@@ -63,6 +63,7 @@ class ClaimArms:
     baseline: dict
     metric: str = "auc"          # a column of relcourse.metrics.evaluate, read on the 'all' row
     stage: str = "finetune"      # whose runs the arms are: fine-tuned models, or distilled students
+    sized_for: tuple[str, ...] = ()   # profiles whose model sizes the arms' fixed sizes suit; () = any
 
 
 # A labelling plan at a quarter of the world's labelling cost: at the whole cost, head_only runs
@@ -91,13 +92,15 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     # 0-2, 2,383-2,458 labels). The fix, a rubric change touching >= 10% of pairs, is a world change.
     "F5": ClaimArms(_PLAN, {**_PLAN, "finetune.stale_share": 0.5}),
     # D3: the recipe's student (laptop 1 x 128, half the teacher's depth) against one of half its
-    # width as well (1 x 64); the warm start of each is the recipe at its size. (On smoke the
-    # student is already 1 x 64: both arms are one run there.)
+    # width as well (1 x 64); the warm start of each is the recipe at its size. Not on smoke, whose
+    # student is already 1 x 64 (both arms would be one run), nor on the GPU profiles (4 x 768
+    # would shrink to 4 x 64): those need arms of their own.
     "D3": ClaimArms(RECIPE, {"distill.student.hidden": 64, "distill.student.heads": 2,
-                             "distill.student.intermediate": 256}, stage="distill"),
+                             "distill.student.intermediate": 256}, stage="distill", sized_for=("laptop",)),
     # D4: a teacher twice as deep; the student and its warm start are the recipe's (student_profile
-    # replaces pretrain.model with the student's size), so only the teacher differs.
-    "D4": ClaimArms({"pretrain.model.layers": 4}, RECIPE, stage="distill"),
+    # replaces pretrain.model with the student's size), so only the teacher differs. On the GPU
+    # profiles 4 layers would be a smaller teacher than the recipe's 12 or 24.
+    "D4": ClaimArms({"pretrain.model.layers": 4}, RECIPE, stage="distill", sized_for=("smoke", "laptop")),
     # D5 at equal steps: 4x the distinct pairs against a quarter of them read 4x as often.
     "D5": ClaimArms(RECIPE, {"distill.pairs_share": 0.25}, stage="distill"),
     "D6": ClaimArms({"distill.epochs": 1.0}, {"distill.epochs": 2.0, "distill.pairs_share": 0.5}, stage="distill"),
@@ -107,7 +110,7 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "D8": ClaimArms(RECIPE, {"distill.hidden_weight": 1.0}, stage="distill"),
     # D9 with a 4-layer teacher, so that a mid size exists: 4 -> 1 layers against 4 -> 2 -> 1.
     "D9": ClaimArms({"pretrain.model.layers": 4}, {"pretrain.model.layers": 4, "distill.via_layers": 2},
-                    stage="distill"),
+                    stage="distill", sized_for=("smoke", "laptop")),
     "D10": ClaimArms(RECIPE, {"distill.loss": "prob_ce"}, stage="distill"),
 }
 # Arms a notebook shows beside a claim's two: the rest of a family of options.
@@ -282,22 +285,39 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     return {c: recorded[c] for c in claim_ids}
 
 
-def runnable_claims(stage: str) -> list[str]:
-    """The claims of a stage that have experiments here."""
-    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in MEASURED_CLAIMS)]
+def runnable_claims(stage: str, profile_name: str | None = None) -> list[str]:
+    """The claims of a stage that have experiments here; with a profile's name, only those whose
+    arms suit its model sizes (ClaimArms.sized_for).
+
+    >>> "D3" in runnable_claims("distill"), "D3" in runnable_claims("distill", "smoke")
+    (True, False)
+    """
+    return [c.id for c in claims.CLAIMS if c.stage == stage and (c.id in CLAIM_ARMS or c.id in MEASURED_CLAIMS)
+            and (profile_name is None or _suits(c.id, profile_name))]
 
 
-def select_claims(stage: str | None = None, claim_ids: list[str] | None = None) -> list[str]:
-    """The claims to run: the ids given, else the stage's; a clear error for what has no experiment."""
+def _suits(claim_id: str, profile_name: str) -> bool:
+    sized_for = CLAIM_ARMS[claim_id].sized_for if claim_id in CLAIM_ARMS else ()
+    return not sized_for or profile_name in sized_for
+
+
+def select_claims(stage: str | None = None, claim_ids: list[str] | None = None,
+                  profile_name: str | None = None) -> list[str]:
+    """The claims to run: the ids given, else the stage's (those suiting the profile's sizes); a
+    clear error for what has no experiment, or none for this profile."""
     if claim_ids:
         known = [c for s in claims.STAGES for c in runnable_claims(s)]
         for claim_id in claim_ids:
             if claim_id not in known:
                 raise ValueError(f"claim {claim_id!r} has no experiment here; choose from {', '.join(known)}")
+            if profile_name and not _suits(claim_id, profile_name):
+                raise ValueError(f"claim {claim_id}'s arms are sized for the {' and '.join(CLAIM_ARMS[claim_id].sized_for)} "
+                                 f"models, not {profile_name!r}'s: give it arms of this profile's sizes in "
+                                 "relcourse.experiments.CLAIM_ARMS first")
         return list(claim_ids)
     if stage is None:
         raise ValueError("name the claims: a stage (e.g. --stage pretrain) or claim ids (e.g. --claim T2)")
-    ids = runnable_claims(stage)
+    ids = runnable_claims(stage, profile_name)
     if not ids:
         raise ValueError(f"no experiments for stage {stage!r}; stages with experiments: "
                          f"{', '.join(s for s in claims.STAGES if runnable_claims(s))}")
@@ -346,7 +366,7 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     workers needing one upstream stage build it once. If a run fails, the runs not started are
     cancelled and the error is raised; what finished stays cached for the next try.
     """
-    ids = select_claims(stage, claim_ids)
+    ids = select_claims(stage, claim_ids, profile.name)
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
     if workers == 1:

@@ -79,15 +79,15 @@ def _raw_ctr_table(features: pd.DataFrame, data_dir: Path) -> pd.DataFrame:
 
 def pseudo_labelled_pairs(data_dir: Path, teacher: Teacher, profile: Profile, seed: int) -> pd.DataFrame:
     """(doc_id, query_id, pseudo_label) of the selected logged pairs of the pool's queries,
-    scored by the compiled teacher where lleaves is installed (teacher.fastest_scorer: the same
-    scores within 1e-9, so the stage's cache key does not say which)."""
+    scored by the compiled teacher where that pays and lleaves is installed (teacher.fastest_scorer:
+    the same scores within 1e-9, so the stage's cache key does not say which)."""
     cfg = profile.post_pretrain
     features = behaviour_features(data_dir)
     queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split", "bucket_name"])
     pool = features[features["query_id"].isin(queries.loc[queries["split"].isin(UNLABELLED_TEXT_SPLITS), "query_id"])]
     chosen = select_pairs(pool, queries, max(2, int(len(pool) * cfg.pairs_share)), cfg.selection, seed)
     return pd.DataFrame({"doc_id": chosen.index.to_numpy(), "query_id": chosen["query_id"].to_numpy(),
-                         "pseudo_label": fastest_scorer(teacher).predict(chosen)})
+                         "pseudo_label": fastest_scorer(teacher, len(chosen)).predict(chosen)})
 
 
 def post_pretrain_settings(profile: Profile) -> dict:

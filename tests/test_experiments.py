@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from relcourse.config import load_profile
@@ -98,3 +99,13 @@ def test_every_claims_arms_are_valid_profiles_on_the_cpu_profiles():
     # D9's jobs: the direct student of a 4-layer teacher, and the chain through a 2-layer one
     assert list(experiments.claim_jobs(load_profile("laptop"), "D9"))[::3] == [
         "seed 0 distill pretrain.model.layers=4", "seed 0 distill pretrain.model.layers=4, distill.via_layers=2"]
+
+
+def test_claims_with_fixed_sizes_run_only_on_the_profiles_they_suit():
+    from relcourse import experiments
+
+    assert set(experiments.runnable_claims("distill")) - set(experiments.runnable_claims("distill", "gpu")) == {
+        "D3", "D4", "D9"}   # a 4-layer "bigger" teacher would be smaller than gpu's 12 layers
+    assert "D4" in experiments.runnable_claims("distill", "laptop")
+    with pytest.raises(ValueError, match="sized for the laptop models, not 'smoke'"):
+        experiments.select_claims(claim_ids=["D3"], profile_name="smoke")

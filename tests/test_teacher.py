@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import data_gen
+from relcourse import teacher as teacher_module
 from relcourse.config import load_profile
 from relcourse.features import FEATURES, behaviour_features
 from relcourse.post_pretrain import pseudo_labelled_pairs
@@ -172,6 +173,7 @@ def test_compiled_trees_predict_what_lightgbm_predicts(world, compiled):
 
 def test_pipeline_pseudo_labels_with_the_compiled_teacher(world, compiled, monkeypatch):
     d, x, _, _, teacher = world
+    monkeypatch.setattr(teacher_module, "COMPILE_FROM_ROWS", 0)   # smoke's pool is too small to pay for it
     compiles = []
     monkeypatch.setattr(Teacher, "compile", lambda self: compiles.append(self) or compiled)
     with warnings.catch_warnings():
@@ -183,9 +185,17 @@ def test_pipeline_pseudo_labels_with_the_compiled_teacher(world, compiled, monke
 
 def test_pipeline_falls_back_to_lightgbm_with_a_warning_without_lleaves(world, monkeypatch):
     d, x, _, _, teacher = world
+    monkeypatch.setattr(teacher_module, "COMPILE_FROM_ROWS", 0)
     monkeypatch.setitem(sys.modules, "lleaves", None)    # `import lleaves` raises ImportError
     with pytest.warns(UserWarning, match="lleaves is not installed.*pip install lleaves"):
         got = pseudo_labelled_pairs(d, teacher, load_profile("smoke"), seed=0)
+    np.testing.assert_array_equal(got["pseudo_label"], teacher.predict(x.loc[got["doc_id"]]))
+
+
+def test_a_small_pool_is_scored_by_lightgbm_without_compiling(world, monkeypatch):
+    d, x, _, _, teacher = world
+    monkeypatch.setattr(Teacher, "compile", lambda self: pytest.fail("compiled for a pool of a few thousand pairs"))
+    got = pseudo_labelled_pairs(d, teacher, load_profile("smoke"), seed=0)
     np.testing.assert_array_equal(got["pseudo_label"], teacher.predict(x.loc[got["doc_id"]]))
 
 
