@@ -272,6 +272,15 @@ class DistillConfig(Section):
     lr: float = setting(5e-4, "peak learning rate (AdamW)", 1e-6, 1.0)
     warmup_share: float = setting(0.1, "share of the steps spent warming the learning rate up", 0.0, 0.5)
     evaluations: int = setting(10, "validation AUC checks per run (the best weights are kept)", 1, 10_000)
+    # Named train_/serve_precision, not precision: LATER_DEFAULTS matches a key by its name alone,
+    # and the profile's own `precision` is there already with another value.
+    train_precision: str = setting("profile", "the student's training arithmetic (claim D11): 'profile' (the "
+                                              "profile's precision, like every other stage), or fp32, bf16 or fp16 "
+                                              "autocast (fp16 needs CUDA)", choices=("profile", "fp32", "bf16", "fp16"))
+    serve_precision: str = setting("fp32", "the arithmetic the student is served in, so validated (early stopping "
+                                           "keeps what serves best) and tested in (claim D11): fp32; bf16 autocast; "
+                                           "or int8, PyTorch's dynamic quantisation of the Linear layers, on the CPU",
+                                   choices=("fp32", "bf16", "int8"))
 
     def check(self):
         if self.batch_size % self.docs_per_query_in_batch:
@@ -308,6 +317,9 @@ class Profile(Section):
         if self.precision == "fp16" and self.device == "cpu":
             raise ConfigError("precision", "='fp16' needs CUDA (CPU autocast has no fp16): use bf16 or fp32 on "
                                            "device='cpu'")
+        if self.distill.train_precision == "fp16" and self.device == "cpu":
+            raise ConfigError("distill.train_precision", "='fp16' needs CUDA (CPU autocast has no fp16): use bf16 "
+                                                         "or fp32 on device='cpu'")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -459,7 +471,7 @@ def canonical_json(obj) -> str:
 
 # Settings added after runs were cached, with the value that computes what those runs computed:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
-LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1}
+LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "train_precision": "profile", "serve_precision": "fp32"}
 
 
 def without_later_defaults(settings):
