@@ -14,41 +14,36 @@ half of it (`document_lengths`: the document is cut, the query kept), every batc
 length, so a length's docs/s is the cost of documents that long. Every batch is timed in each of
 `repeats` passes; docs/s counts each batch's fastest time (the least disturbed by other work on the
 machine); p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with
-few batches, p99 is the slowest one). GPU backends are not measured here.
-
->>> document_lengths(max_len=32, max_query_len=8)
-(32, 24, 16)
+few batches, p99 is the slowest one). GPU backends are not measured here. The PyTorch
+arithmetics and the timing are relcourse.serving's, which claims D11 and D12 use too.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import platform
 import tempfile
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from relcourse import metrics
+from relcourse import metrics, serving
 from relcourse.config import Profile, load_profile
-from relcourse.data import PairSet, make_pairset
+from relcourse.data import PairSet
 from relcourse.distill import run_distill
 from relcourse.export import ONNX_FILE, ONNX_INT8_FILE, export_model
-from relcourse.finetune import run_finetune, test_truth
+from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
-from relcourse.pretrain import MODEL_DIR, tokenizer_of
+from relcourse.pretrain import MODEL_DIR
 from relcourse.scoring import OnnxLogits
-from relcourse.store import ensure_data
+from relcourse.serving import (REPEATS, SERVE_BATCH, bf16_supported, document_lengths, in_arithmetic, timed,
+                               torch_threads)
 
-REPEATS = 3       # timed passes: each batch's fastest is the least disturbed by other work on the machine
-LENGTH_SHARES = (1, 3 / 4, 1 / 2)   # of the profile's max_len: the serving lengths measured
-HALF_PRECISION = ("bf16 autocast", "int8 dynamic")   # D12's "half precision", in order of preference
+BACKEND = {"fp32": "fp32", "int8": "int8 dynamic", "bf16": "bf16 autocast"}   # each PyTorch arithmetic's row name
+HALF_PRECISION = tuple(BACKEND[a] for a in serving.HALF_PRECISION)   # D12's "half precision", in order of preference
 
 # An outside reference: sentence-transformers' cross-encoders for MS MARCO (SBERT.net, "MS MARCO
 # Cross-Encoders"): NDCG@10 on TREC DL 2019 and documents per second on one V100 GPU.
@@ -56,11 +51,6 @@ MS_MARCO_CROSS_ENCODERS = pd.DataFrame(
     [("MiniLM-L12", 12, 74.31, 960), ("MiniLM-L6", 6, 74.30, 1_800), ("MiniLM-L4", 4, 73.04, 2_500),
      ("MiniLM-L2", 2, 71.01, 4_100), ("TinyBERT-L2", 2, 69.84, 9_000)],
     columns=["model", "layers", "NDCG@10", "docs/s"]).set_index("model")
-
-
-def bf16_supported() -> bool:
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def machine(threads: int) -> str:
@@ -76,13 +66,6 @@ def machine(threads: int) -> str:
             f"{'yes' if bf16_supported() else 'no'}; torch {torch.__version__}{load}")
 
 
-def document_lengths(max_len: int, max_query_len: int) -> tuple[int, ...]:
-    """The input lengths measured: LENGTH_SHARES of max_len, each long enough for the query's
-    budget, [CLS], two [SEP] and one document token."""
-    lengths = (max(round(max_len * share), max_query_len + 4) for share in LENGTH_SHARES)
-    return tuple(dict.fromkeys(lengths))
-
-
 def served_runs(profile: Profile, seed: int, progress: bool = False) -> dict[str, Path]:
     """The recipe's fine-tuned teacher and the student distilled from it: the cached runs of
     stages 3 and 4 (notebooks 04 and 05 build the same ones)."""
@@ -92,71 +75,18 @@ def served_runs(profile: Profile, seed: int, progress: bool = False) -> dict[str
 def backends(model: torch.nn.Module, served: Path, threads: int) -> dict[str, tuple]:
     """Each backend's scoring function (a batch of inputs -> (B,) scores) and the context it runs in."""
     model.eval()
-    out = {"fp32": (model.relevance, contextlib.nullcontext)}
-    with warnings.catch_warnings():   # torch points eager quantisation users to torchao; it still works
-        warnings.simplefilter("ignore")
-        quantised = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    out["int8 dynamic"] = (quantised.relevance, contextlib.nullcontext)
-    if bf16_supported():
-        out["bf16 autocast"] = (model.relevance, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    out = {}
+    for arithmetic in ("fp32", "int8", *(["bf16"] if bf16_supported() else [])):
+        scorer, context = in_arithmetic(model, arithmetic)
+        out[BACKEND[arithmetic]] = (scorer.relevance, context)
     for name, file in (("onnx fp32", ONNX_FILE), ("onnx int8", ONNX_INT8_FILE)):
         logits = OnnxLogits(served / file, threads)
         out[name] = (lambda batch, logits=logits: torch.from_numpy(logits(batch)).squeeze(-1), contextlib.nullcontext)
     return out
 
 
-@dataclasses.dataclass
-class Timing:
-    scores: np.ndarray
-    docs_per_s: float      # rows over the sum of each batch's fastest pass
-    p50_ms: float          # per full batch, over every pass
-    p99_ms: float
-
-
-@torch.inference_mode()
-def timed(relevance, context, inputs: dict, batch_size: int, repeats: int) -> Timing:
-    """Scores of every row, rows/s, and the latencies of the full batches (a short last batch
-    would pull p50 down). Each batch is timed in every one of `repeats` passes and rows/s counts
-    its fastest time: other work on the machine only ever slows a batch down, so the fastest is
-    the least disturbed. One batch runs untimed first: the first call of a backend allocates and
-    picks its kernels, which is not what serving pays per query.
-
-    >>> inputs = {"x": torch.arange(10.0)}
-    >>> t = timed(lambda batch: batch["x"] * 2, contextlib.nullcontext, inputs, batch_size=4, repeats=2)
-    >>> t.scores.tolist() == [2.0 * i for i in range(10)], t.docs_per_s > 0, t.p50_ms <= t.p99_ms
-    (True, True, True)
-    """
-    n = len(next(iter(inputs.values())))
-    starts = range(0, n, batch_size)
-    seconds, parts = np.zeros((repeats, len(starts))), []
-    with context():
-        relevance({k: v[:batch_size] for k, v in inputs.items()})
-        for r in range(repeats):
-            for b, lo in enumerate(starts):
-                batch = {k: v[lo:lo + batch_size] for k, v in inputs.items()}
-                tick = time.perf_counter()
-                scores = relevance(batch).float()
-                seconds[r, b] = time.perf_counter() - tick
-                if r == 0:
-                    parts.append(scores)
-    full = seconds[:, :max(n // batch_size, 1)]          # the full batches (or the one short batch there is)
-    p50, p99 = np.percentile(full, [50, 99]) * 1e3
-    return Timing(torch.cat(parts).numpy(), float(n / seconds.min(axis=0).sum()), float(p50), float(p99))
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int):
-    """torch's intra-op threads set to `threads` inside, restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int, PairSet], threads: int,
-              batch_size: int = 256, repeats: int = REPEATS) -> pd.DataFrame:
+              batch_size: int = SERVE_BATCH, repeats: int = REPEATS) -> pd.DataFrame:
     """One row per model x input length x backend: docs/s, p50/p99 ms per batch, test AUC, PNR and
     the largest |score difference| from PyTorch fp32 at the same length. `models` maps a name to
     (the course's model, its export folder with both ONNX files); `pairsets` maps a length to the
@@ -179,17 +109,14 @@ def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int,
     return pd.DataFrame(rows)
 
 
-def measure(profile: Profile, seed: int = 0, batch_size: int = 256, repeats: int = REPEATS,
+def measure(profile: Profile, seed: int = 0, batch_size: int = SERVE_BATCH, repeats: int = REPEATS,
             lengths: tuple[int, ...] | None = None, progress: bool = False) -> pd.DataFrame:
     """`benchmark` of the profile's teacher and distilled student (built or read from the cache)
     on its test pairs, at `lengths` (default `document_lengths`), on `profile.threads` threads."""
     runs = served_runs(profile, seed, progress)
-    data_dir = ensure_data(profile, seed, progress)
-    tokenizer, truth = tokenizer_of(profile, seed, progress), test_truth(data_dir)
     encoding = profile.tokenizer
     lengths = lengths or document_lengths(encoding.max_len, encoding.max_query_len)
-    pairsets = {n: make_pairset(data_dir, tokenizer, truth["doc_id"].to_numpy(), truth["label"].to_numpy(),
-                                dataclasses.replace(encoding, max_len=n)) for n in lengths}
+    pairsets = serving.test_pairsets(profile, seed, lengths, progress)
     with tempfile.TemporaryDirectory() as tmp:
         models = {name: (load_model(run / MODEL_DIR), export_model(run, Path(tmp) / name, onnx=True, int8=True))
                   for name, run in runs.items()}
@@ -273,7 +200,7 @@ def main() -> None:
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=256, help="pairs per batch (default 256)")
+    parser.add_argument("--batch-size", type=int, default=SERVE_BATCH, help=f"pairs per batch (default {SERVE_BATCH})")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"passes per backend (default {REPEATS})")
     args = parser.parse_args()
     profile = load_profile(args.profile, {"threads": args.threads})

@@ -280,6 +280,15 @@ class DistillConfig(Section):
     via_layers: int = setting(0, "0: the student fits the teacher directly. N > 0: first distil a mid-size "
                                  "student of N layers (the teacher's width and heads) from the teacher, then the "
                                  "student fits the mid student's scores: a two-stage chain (claim D9)", 0, 96)
+    # Named train_/serve_precision, not precision: LATER_DEFAULTS matches a key by its name alone,
+    # and the profile's own `precision` is there already with another value.
+    train_precision: str = setting("profile", "the student's training arithmetic (claim D11): 'profile' (the "
+                                              "profile's precision, like every other stage), or fp32, bf16 or fp16 "
+                                              "autocast (fp16 needs CUDA)", choices=("profile", "fp32", "bf16", "fp16"))
+    serve_precision: str = setting("fp32", "the arithmetic the student is served in, so validated (early stopping "
+                                           "keeps what serves best) and tested in (claim D11): fp32; bf16 autocast; "
+                                           "or int8, PyTorch's dynamic quantisation of the Linear layers, on the CPU",
+                                   choices=("fp32", "bf16", "int8"))
 
     def check(self):
         if self.batch_size % self.docs_per_query_in_batch:
@@ -325,6 +334,9 @@ class Profile(Section):
             raise ConfigError("distill.via_layers", f"={via} must be fewer than the teacher's {teacher} layers "
                                                     "(pretrain.model.layers): the mid student sits between teacher "
                                                     "and student; set via_layers=0 for a single stage")
+        if self.distill.train_precision == "fp16" and self.device == "cpu":
+            raise ConfigError("distill.train_precision", "='fp16' needs CUDA (CPU autocast has no fp16): use bf16 "
+                                                         "or fp32 on device='cpu'")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -476,7 +488,8 @@ def canonical_json(obj) -> str:
 
 # Settings added after runs were cached, with the value that computes what those runs computed:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
-LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0}
+LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
+                  "train_precision": "profile", "serve_precision": "fp32"}
 
 
 def without_later_defaults(settings):

@@ -11,7 +11,9 @@ The recipe:
    post-pretrained and fine-tuned like the teacher) or cold (random weights) — fits the
    teacher's scores with `distill.loss` (relcourse.losses: logit_mse, prob_ce, margin_mse) on
    query-grouped batches, early-stopped on the validation queries' human labels; it is judged,
-   like every model of the course, on the test queries against the hidden truth.
+   like every model of the course, on the test queries against the hidden truth. It trains in
+   `distill.train_precision` and is validated and tested as it is served, in
+   `distill.serve_precision` (fp32, bf16 or int8: relcourse.serving; claim D11).
 
 Two variants the claims compare: with `distill.hidden_weight` > 0 the student also fits the
 teacher's hidden states layer by layer (`LayerwiseStudent`, claim D8); with `distill.via_layers`
@@ -30,6 +32,7 @@ labels only" of claims D1 and D2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -45,6 +48,7 @@ from .finetune import labelled_splits, run_finetune, score
 from .losses import HiddenStateMSELoss, make_loss
 from .models import RelevanceBert, load_model, save_model
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, tokenizer_of
+from .serving import bf16_supported, in_arithmetic, score_in, serving_sides
 from .store import StoreError, cached_stage, ensure_data, load_manifest, run_hash
 from .train import TrainConfig, profile_settings, train
 
@@ -92,12 +96,28 @@ def test_auc(run_dir: Path) -> float:
     return float(load_manifest(run_dir)["metrics"]["test"]["all"]["auc"])
 
 
-def timed_score(model: RelevanceBert, pairs: PairSet) -> tuple[np.ndarray, float]:
-    """relcourse.finetune.score of the pairs, and the pairs scored per second (eval mode, this
-    process's threads): the serving cost, measured rather than estimated."""
-    start = time.perf_counter()
-    scores = score(model, pairs)
-    return scores, len(pairs) / (time.perf_counter() - start)
+def timed_score(model: RelevanceBert, pairs: PairSet, arithmetic: str = "fp32") -> tuple[np.ndarray, float]:
+    """relcourse.finetune.score of the pairs in `arithmetic` (relcourse.serving), and the pairs
+    scored per second (eval mode, this process's threads): the serving cost, measured rather
+    than estimated (an int8 model is quantised before the clock starts)."""
+    served, context = in_arithmetic(model, arithmetic)
+    with context():
+        start = time.perf_counter()
+        scores = score(served, pairs)
+        return scores, len(pairs) / (time.perf_counter() - start)
+
+
+def train_precision(profile: Profile) -> str:
+    """The student's training arithmetic: distill.train_precision, or with 'profile' the
+    profile's precision.
+
+    >>> from relcourse.config import load_profile
+    >>> bf16 = load_profile("smoke", {"distill.train_precision": "bf16"})
+    >>> train_precision(load_profile("smoke")), train_precision(bf16)
+    ('fp32', 'bf16')
+    """
+    chosen = profile.distill.train_precision
+    return profile.precision if chosen == "profile" else chosen
 
 
 def scoring_device(profile: Profile) -> torch.device:
@@ -265,15 +285,17 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
             return {"loss": fit + cfg.hidden_weight * out["hidden"], "output": fit, "hidden": out["hidden"]}
 
         def validate(m):   # m is the student, or the LayerwiseStudent holding it
-            return {"auc": metrics.auc(splits.valid.targets, score(student, splits.valid))}
+            # in the serving arithmetic: early stopping keeps the weights that score best as served
+            return {"auc": metrics.auc(splits.valid.targets, score_in(student, splits.valid, cfg.serve_precision))}
 
         tcfg = TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=int(steps * cfg.warmup_share),
                            grad_accum=cfg.grad_accum, checkpoint_every=max(steps // 4, 1),
-                           eval_every=max(steps // cfg.evaluations, 1), **profile_settings(profile, seed))
+                           eval_every=max(steps // cfg.evaluations, 1),
+                           **{**profile_settings(profile, seed), "precision": train_precision(profile)})
         result = train(trainee, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
                        progress=progress)
         save_model(student, out / MODEL_DIR)
-        student_scores, student_rate = timed_score(student, splits.test)
+        student_scores, student_rate = timed_score(student, splits.test, cfg.serve_precision)
         teacher_test = pd.read_parquet(teacher_dir / "test_scores.parquet").set_index("doc_id").loc[
             splits.test.doc_ids, "score"].to_numpy()
         pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids, "label": splits.test.targets,
@@ -290,9 +312,11 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                 "pairs": len(pairs), "queries": int(pool["query_id"].nunique()), "steps": result.steps_done,
                 "epochs": round(steps * cfg.batch_size / len(pairs), 3),
                 "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()}, **chain,
+                "arithmetic": {"train": train_precision(profile), "serve": cfg.serve_precision},
                 # timings vary from run to run: kept apart from the metrics that must reproduce
                 "serving": {"docs_per_s": {"student": round(student_rate),
-                                           "teacher": round(timed_score(teacher, splits.test)[1])}},
+                                           "teacher": round(timed_score(teacher, splits.test)[1])},
+                            "cpu_native_bf16": bf16_supported()},
                 "train_s": next(line["elapsed_s"] for line in reversed(result.history) if "elapsed_s" in line)}
 
     upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress)),
@@ -318,3 +342,13 @@ def distillation_effect(profile: Profile, seed: int, progress: bool = True) -> t
     the distilled student has its distillation steps on top, as in the sources' comparison."""
     return (test_auc(run_distill(profile, seed, progress)),
             test_auc(run_finetune(student_profile(profile), seed, progress)))
+
+
+def serving_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
+    """Claim D12: log docs/s of the distilled student at half length in half precision, and of
+    the teacher at full length in fp32, timed on this CPU (relcourse.serving.serving_sides, which
+    also gives each side's test AUC)."""
+    sides = serving_sides(profile, seed, run_finetune(profile, seed, progress), run_distill(profile, seed, progress))
+    if progress:
+        print(f"[D12] seed {seed}:\n{sides.round(4).to_string()}")
+    return math.log(sides.loc["student", "docs/s"]), math.log(sides.loc["teacher", "docs/s"])

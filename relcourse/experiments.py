@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import claims, metrics
 from .config import Profile, with_overrides
-from .distill import distillation_effect, ensure_distill_data, run_distill, size_effect
+from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
 from .feedback_loop import feedback_effect
 from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
@@ -112,6 +112,10 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "D9": ClaimArms({"pretrain.model.layers": 4}, {"pretrain.model.layers": 4, "distill.via_layers": 2},
                     stage="distill", sized_for=("smoke", "laptop")),
     "D10": ClaimArms(RECIPE, {"distill.loss": "prob_ce"}, stage="distill"),
+    # D11: bf16 from the first step and served in bf16, against fp32 training quantised to int8 after
+    # (fp32 named, not the profile's precision: the GPU profiles train in bf16).
+    "D11": ClaimArms({"distill.train_precision": "bf16", "distill.serve_precision": "bf16"},
+                     {"distill.train_precision": "fp32", "distill.serve_precision": "int8"}, stage="distill"),
 }
 # Arms a notebook shows beside a claim's two: the rest of a family of options.
 EXTRA_ARMS: dict[str, dict[str, dict]] = {
@@ -237,8 +241,10 @@ def build_stage(profile: Profile, stage: str, seed: int, progress: bool = True) 
 
 
 # Claims measured by a function of (profile, seed) that returns (arm, baseline) on one seed: the
-# teacher's test AUC two ways (T1, T4), or runs of different sizes or stages compared (D1, D2).
-MEASURED_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect, "D1": size_effect, "D2": distillation_effect}
+# teacher's test AUC two ways (T1, T4), runs of different sizes or stages compared (D1, D2), or
+# the serving speed of two runs timed on this machine (D12).
+MEASURED_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect, "D1": size_effect, "D2": distillation_effect,
+                   "D12": serving_effect}
 
 
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:

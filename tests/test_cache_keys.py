@@ -117,3 +117,14 @@ def test_settings_that_do_not_change_a_stage_leave_its_key_alone():
     fast = with_overrides(smoke, {"threads": 1, "seeds": "0,1,2", "finetune.steps": 7})
     assert pretrain_settings(fast) == pretrain_settings(smoke)
     assert data_settings(fast) == data_settings(smoke) and teacher_settings(fast) == teacher_settings(smoke)
+
+
+def test_the_students_arithmetic_is_in_the_distill_key_only():
+    """distill.train_precision and distill.serve_precision (claim D11) name their own runs at every
+    value but their defaults, and leave every earlier stage's key alone (the teacher is shared)."""
+    smoke = PROFILES["smoke"]
+    for key, value in [("distill.train_precision", "bf16"), ("distill.train_precision", "fp32"),
+                       ("distill.serve_precision", "bf16"), ("distill.serve_precision", "int8")]:
+        arm = with_overrides(smoke, {key: value})
+        assert key_of("distill", arm) != key_of("distill", smoke), (key, value)
+        assert all(key_of(s, arm) == key_of(s, smoke) for s in STAGE_SETTINGS if s != "distill"), (key, value)

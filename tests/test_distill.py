@@ -15,9 +15,10 @@ from relcourse.data import UNLABELLED_TEXT_SPLITS
 from relcourse.distill import (TEACHER_SCORES, LayerwiseStudent, ensure_distill_data, mid_profile,
                                read_teacher_scores, run_distill, sample_queries, student_profile)
 from relcourse.experiments import CLAIM_ARMS, run_arm
-from relcourse.finetune import run_finetune
+from relcourse.finetune import labelled_splits, run_finetune, score
 from relcourse.models import RelevanceBert, load_model
-from relcourse.pretrain import MODEL_DIR
+from relcourse.pretrain import MODEL_DIR, tokenizer_of
+from relcourse.serving import half_precision, serving_sides
 from relcourse.store import RUNS_ENV, StoreError, ensure_data, load_manifest, run_hash
 from relcourse.train import read_log
 
@@ -112,7 +113,7 @@ def test_distillation_claims_are_measured_and_recorded(profile):
         result = experiments.run_claim(profile, claim_id, progress=False)
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
         assert claims.load_results(profile.name)[claim_id].status == "inconclusive"   # one seed decides nothing
-    assert experiments.select_claims("distill") == ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10"]
+    assert experiments.select_claims("distill") == ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10", "D11", "D12"]
 
 
 # --- D3, D4, D8, D9: the student's size, the teacher's size, layer-wise terms, a chain -------
@@ -210,3 +211,88 @@ def test_a_chain_without_room_for_a_mid_student_is_refused(overrides, message):
 
 def test_docstring_examples():
     assert doctest.testmod(distill).failed == 0
+
+
+# --- claims D11 (the student's training and serving arithmetic) and D12 (serving speed) ---------
+
+def _training_autocast(monkeypatch) -> list:
+    """The autocast dtype (None: off) seen by each training forward of the next students trained."""
+    seen, real = [], distill.train
+
+    def spying_train(model, *args, **kwargs):
+        def hook(module, inputs):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        handle = model.register_forward_pre_hook(hook)
+        try:
+            return real(model, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(distill, "train", spying_train)
+    return seen
+
+
+@pytest.mark.parametrize("side, autocast, train, serve", [("arm", torch.bfloat16, "bf16", "bf16"),
+                                                           ("baseline", None, "fp32", "int8")])
+def test_d11_arms_train_and_serve_in_their_arithmetic(profile, monkeypatch, side, autocast, train, serve):
+    seen = _training_autocast(monkeypatch)
+    run = experiments.run_arm(profile, 0, getattr(experiments.CLAIM_ARMS["D11"], side), progress=False,
+                              stage="distill")
+    assert set(seen) == {autocast} and len(seen) >= profile.distill.steps
+    metrics = load_manifest(run)["metrics"]
+    assert metrics["arithmetic"] == {"train": train, "serve": serve}
+    assert metrics["serving"]["cpu_native_bf16"] in (True, False)
+
+
+def _test_pairs_and_scores(profile, run):
+    splits = labelled_splits(ensure_data(profile, 0, progress=False), tokenizer_of(profile, 0, progress=False),
+                             profile)
+    recorded = pd.read_parquet(run / "test_scores.parquet")
+    assert recorded["doc_id"].tolist() == splits.test.doc_ids.tolist()
+    return splits.test, recorded["score"].to_numpy(), load_model(run / MODEL_DIR)
+
+
+def test_d11_int8_test_scores_are_quantize_dynamic_applied_by_hand(profile):
+    run = experiments.run_arm(profile, 0, experiments.CLAIM_ARMS["D11"].baseline, progress=False, stage="distill")
+    test, recorded, student = _test_pairs_and_scores(profile, run)
+    by_hand = torch.ao.quantization.quantize_dynamic(student, {torch.nn.Linear}, dtype=torch.qint8)   # a copy
+    np.testing.assert_allclose(recorded, score(by_hand, test), rtol=0, atol=1e-6)
+    fp32 = score(student, test)
+    assert 0 < np.abs(recorded - fp32).max() < 0.1 * np.abs(fp32).max()   # quantised: close, not equal
+
+
+def test_d11_bf16_test_scores_are_close_to_fp32(profile):
+    run = experiments.run_arm(profile, 0, experiments.CLAIM_ARMS["D11"].arm, progress=False, stage="distill")
+    test, recorded, student = _test_pairs_and_scores(profile, run)
+    fp32 = score(student, test)
+    assert 0 < np.abs(recorded - fp32).max() < 0.05 * np.abs(fp32).max()
+
+
+def test_d11_bad_settings_are_named(profile):
+    with pytest.raises(ConfigError, match="distill.serve_precision='fp16' is not one of fp32, bf16, int8"):
+        with_overrides(profile, {"distill.serve_precision": "fp16"})
+    with pytest.raises(ConfigError, match="distill.train_precision='fp16' needs CUDA"):
+        with_overrides(profile, {"distill.train_precision": "fp16"})
+    with pytest.raises(ConfigError, match="distill.train_precision='fp8' is not one of profile, fp32, bf16, fp16"):
+        with_overrides(profile, {"distill.train_precision": "fp8"})
+
+
+def test_d12_times_both_sides_and_keeps_their_quality(profile):
+    sides = serving_sides(profile, 0, run_finetune(profile, 0, progress=False), run_distill(profile, 0, progress=False))
+    assert sides.index.tolist() == ["teacher", "student"]
+    assert sides["length"].tolist() == [profile.tokenizer.max_len, profile.tokenizer.max_len // 2]
+    assert sides["arithmetic"].tolist() == ["fp32", half_precision()]
+    assert sides["layers"].tolist() == [profile.pretrain.model.layers, profile.distill.student.layers]
+    assert np.isfinite(sides["docs/s"]).all() and (sides["docs/s"] > 0).all()
+    assert sides.loc["teacher", "test AUC"] == distill.test_auc(run_finetune(profile, 0, progress=False))
+    assert 0 <= sides.loc["student", "test AUC"] <= 1
+    student, teacher = distill.serving_effect(profile, 0, progress=False)
+    assert np.isfinite([student, teacher]).all()
+
+
+def test_d11_and_d12_are_recorded(profile):
+    from relcourse import claims
+    for claim_id in ("D11", "D12"):
+        result = experiments.run_claim(profile, claim_id, progress=False)
+        assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
+        assert claims.load_results(profile.name)[claim_id].status == "inconclusive"

@@ -1,8 +1,8 @@
 """benchmarks/serving.py, the measurements of notebook 06: on a tiny random-weight model exported to
 ONNX (seconds), so that the table's shape, its quality columns and its helpers are checked without
-training anything. tests/test_export.py checks the export and the scores of each backend."""
+training anything. tests/test_export.py checks the export and the scores of each backend,
+tests/test_serving.py the PyTorch arithmetics and the timing core (relcourse.serving)."""
 import doctest
-import time
 
 import matplotlib
 import numpy as np
@@ -72,31 +72,6 @@ def test_quality_columns_follow_each_backend(table):
     row = by.loc[("student", 12, "fp32")]
     assert row["test AUC"] == pytest.approx(metrics.auc(pairs.targets, scores))
     assert row["PNR"] == pytest.approx(metrics.pnr(pairs.targets, scores, pairs.query_ids))
-
-
-def test_latencies_are_of_full_batches_only():
-    def relevance(batch):             # 20 ms a row: a full batch of 4 takes 80 ms, the short last one 40
-        time.sleep(0.02 * len(batch["x"]))
-        return batch["x"]
-
-    t = serving.timed(relevance, serving.contextlib.nullcontext, {"x": torch.arange(6.0)}, batch_size=4, repeats=2)
-    assert t.p50_ms >= 75 and t.scores.tolist() == list(range(6))
-
-
-def test_docs_per_second_counts_each_batch_at_its_fastest():
-    delays = iter([0.0, 0.2, 0.01, 0.01, 0.2])   # warm-up; pass 1: batch 1 disturbed; pass 2: batch 2 disturbed
-
-    def relevance(batch):
-        time.sleep(next(delays))
-        return batch["x"]
-
-    t = serving.timed(relevance, serving.contextlib.nullcontext, {"x": torch.arange(8.0)}, batch_size=4, repeats=2)
-    assert t.docs_per_s > 8 / 0.1            # both passes took 0.21 s; the batches' fastest times add to 0.02 s
-
-
-def test_document_lengths_keep_room_for_the_query():
-    assert serving.document_lengths(128, 16) == (128, 96, 64)
-    assert serving.document_lengths(16, 8) == (16, 12)                # half of 16 would cut into the query
 
 
 def test_headline_prefers_bf16_and_compares_with_the_teacher_at_full_length(table):
