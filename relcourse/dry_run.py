@@ -54,6 +54,7 @@ import torch
 
 from . import distill, finetune, gpu_memory, post_pretrain, pretrain, train as loop
 from .config import PROFILES, Profile, load_profile
+from .serving import bf16_supported
 from .data import ENCODE_CHUNK
 from .store import RUNS_ENV, load_manifest
 
@@ -70,17 +71,13 @@ class DryRunError(AssertionError):
     """A stage failed a check of the dry run; the message says which and how."""
 
 
-def bf16_native() -> bool:
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
 def dry_run_overrides(name: str, steps: int = 2, groups: int = 1, layers: int | None = None,
                       threads: int = 2) -> dict:
     """The dotted overrides that shrink profile `name` to a CPU dry run; everything else is kept."""
     base = load_profile(name)
     world = {f"data.{k}": v for k, v in dataclasses.asdict(PROFILES["smoke"].data).items()}
     world |= {f"data.{k}": v for k, v in SMALL_WORLD.items()} | {"data.seeds": (0,)}
-    out = world | {"device": "cpu", "threads": threads, "precision": base.precision if bf16_native() else "fp32",
+    out = world | {"device": "cpu", "threads": threads, "precision": base.precision if bf16_supported() else "fp32",
                    "pretrain.warmup_steps": 1,
                    "pretrain.tapt_share": 0.5,   # the last half of the steps read the task's pairs (TAPT)
                    "finetune.evaluations": 1, "distill.evaluations": 1}

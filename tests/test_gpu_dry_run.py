@@ -10,7 +10,8 @@ import torch
 
 from relcourse import distill, gpu_memory
 from relcourse.config import load_profile
-from relcourse.dry_run import DRY_ACCUM, bf16_native, failures, render, run_dry
+from relcourse.dry_run import DRY_ACCUM, failures, render, run_dry
+from relcourse.serving import bf16_supported
 
 
 @pytest.fixture(scope="module", params=["gpu", "gpu-xl"])
@@ -37,7 +38,7 @@ def test_every_stage_trains_in_bf16_and_resumes_to_the_same_weights(report):
     assert all(c.resumed_from == 1 and c.steps == 2 and c.max_weight_diff == 0 for c in report.checks)
     if torch.cpu._is_avx512_bf16_supported():
         assert report.precision == "bf16" and {c.autocast for c in report.checks} == {"bfloat16"}
-    assert bf16_native() == (report.precision == "bf16")
+    assert bf16_supported() == (report.precision == "bf16")
 
 
 def test_the_profile_shapes_and_batch_layout_are_kept(report):
