@@ -43,7 +43,9 @@ REPORTS_ENV = "RELCOURSE_REPORTS"
 HALF_WIDTH = 0.02   # the precision "seeds for ±0.02" asks of a claim's 95% interval
 
 # What each profile's report reads by default: its committed results files, in order.
-DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {"laptop": ("results/laptop.json", "results/laptop-distill.json")}
+# Oldest first: the last input with a result for a claim wins. results/laptop-distill.json holds the
+# distillation claims of world version 2, superseded by those of results/laptop.json (world 3).
+DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {"laptop": ("results/laptop-distill.json", "results/laptop.json")}
 # What a committed file does not say about itself: the world version it was measured on (a file's
 # own "world_version" key, which later files may carry, wins). results/laptop.json's registry copy
 # is the registry `run ladder` found: the claims re-run on world version 3 with 8,000 pretraining
