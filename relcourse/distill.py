@@ -268,9 +268,13 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                 raise ValueError(f"the {name} reads a vocabulary of {model.vocab_size} tokens, the tokenizer has "
                                  f"{len(tokenizer)}: teacher and student must share one tokenizer; rebuild the "
                                  "student with this profile's tokenizer")
-        # The layer-wise term reads the layers of the model whose scores the student fits.
-        trainee = LayerwiseStudent(student, load_model(scorer_dir / MODEL_DIR).to(scoring_device(profile))) \
-            if cfg.hidden_weight else student
+        # The layer-wise term reads the layers of the model whose scores the student fits: the
+        # teacher loaded above, or in a chain the mid student.
+        trainee = student
+        if cfg.hidden_weight:
+            scorer = teacher if scorer_dir == teacher_dir else load_model(scorer_dir / MODEL_DIR).to(
+                scoring_device(profile))
+            trainee = LayerwiseStudent(student, scorer)
         loss = make_loss(cfg.loss)
         steps = distill_steps(profile, len(pairs))
 
