@@ -314,6 +314,8 @@ class Profile(Section):
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
     device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))
     threads: int = setting(2, "CPU threads for torch and the data loaders", 1, 256)
+    data_workers: int = setting(1, "processes that simulate the logs and count their behaviour features, shard by "
+                                   "shard (the same bytes for any number; data_gen --workers)", 1, 256)
     precision: str = setting("fp32", "arithmetic of every training stage: fp32, or bf16 / fp16 autocast (mixed "
                                      "precision: fp32 weights, half-precision matrix products). bf16 runs on CUDA "
                                      "and on CPUs, fast only with AVX512-BF16 or AMX; fp16 needs CUDA (and a loss "
@@ -361,7 +363,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", data=WORLDS["smoke"]),
     # 2 CPU cores, the whole course in <= 2 hours with 3 seeds.
     "laptop": Profile(
-        name="laptop", data=WORLDS["laptop"], notebook_claims="read",
+        name="laptop", data=WORLDS["laptop"], notebook_claims="read", data_workers=2,
         tokenizer=TokenizerConfig(vocab_size=4_000, max_query_len=8, max_len=32),
         # 8,000 steps (3.3 epochs of the pretraining pairs, 14 min on one core), not 4,000: the last
         # quarter, MLM on the task's (query, document) pairs, is still falling at the end even at
@@ -378,7 +380,7 @@ PROFILES: dict[str, Profile] = {
                               docs_per_query_in_batch=8, lr=5e-4)),
     # One H100, the whole pipeline in <= 20 minutes: BERT-base teacher, 4-layer student.
     "gpu": Profile(
-        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8, notebook_claims="read", precision="bf16",
+        name="gpu", data=WORLDS["gpu"], device="cuda", threads=8, data_workers=8, notebook_claims="read", precision="bf16",
         tokenizer=TokenizerConfig(vocab_size=16_000, max_query_len=16, max_len=128),
         pretrain=PretrainConfig(model=_GPU_TEACHER, steps=2_000, batch_size=256, lr=3e-4, warmup_steps=200),
         post_pretrain=PostPretrainConfig(steps=1_500, batch_size=256, docs_per_query_in_batch=8, lr=1e-4),
@@ -387,7 +389,8 @@ PROFILES: dict[str, Profile] = {
                               docs_per_query_in_batch=8, lr=2e-4)),
     # Hours on a GPU: BERT-large teacher, closer to the sources' scale.
     "gpu-xl": Profile(
-        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16, notebook_claims="read", precision="bf16",
+        name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16, data_workers=16, notebook_claims="read",
+        precision="bf16",
         tokenizer=TokenizerConfig(vocab_size=32_000, max_query_len=24, max_len=256),
         # 512 x 256 tokens through BERT-large need 161 GiB (pretrain) and 196 GiB (post_pretrain, with its MLM
         # copy) in bf16: 4 micro-batches of 128 rows fit an H100 80GB (relcourse.gpu_memory; `relcourse dry-run`).

@@ -36,7 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import claims, metrics
-from .config import Profile, with_overrides
+from .config import PROFILES, ModelConfig, Profile, with_overrides
 from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
 from .feedback_loop import feedback_effect
 from .finetune import run_finetune
@@ -93,13 +93,11 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "F5": ClaimArms(_PLAN, {**_PLAN, "finetune.stale_share": 0.5}),
     # D3: the recipe's student (laptop 1 x 128, half the teacher's depth) against one of half its
     # width as well (1 x 64); the warm start of each is the recipe at its size. Not on smoke, whose
-    # student is already 1 x 64 (both arms would be one run), nor on the GPU profiles (4 x 768
-    # would shrink to 4 x 64): those need arms of their own.
+    # student is already 1 x 64 (both arms would be one run); the GPU profiles have their own (GPU_ARMS).
     "D3": ClaimArms(RECIPE, {"distill.student.hidden": 64, "distill.student.heads": 2,
                              "distill.student.intermediate": 256}, stage="distill", sized_for=("laptop",)),
     # D4: a teacher twice as deep; the student and its warm start are the recipe's (student_profile
-    # replaces pretrain.model with the student's size), so only the teacher differs. On the GPU
-    # profiles 4 layers would be a smaller teacher than the recipe's 12 or 24.
+    # replaces pretrain.model with the student's size), so only the teacher differs.
     "D4": ClaimArms({"pretrain.model.layers": 4}, RECIPE, stage="distill", sized_for=("smoke", "laptop")),
     # D5 at equal steps: 4x the distinct pairs against a quarter of them read 4x as often.
     "D5": ClaimArms(RECIPE, {"distill.pairs_share": 0.25}, stage="distill"),
@@ -117,6 +115,45 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "D11": ClaimArms({"distill.train_precision": "bf16", "distill.serve_precision": "bf16"},
                      {"distill.train_precision": "fp32", "distill.serve_precision": "int8"}, stage="distill"),
 }
+def _very_small_student(teacher: ModelConfig) -> dict:
+    """D3's very small student on a GPU profile: 2 layers at a quarter of the teacher's width
+    (64-wide heads, as BERT's), an order of magnitude below the recipe's 4-layer student."""
+    hidden = teacher.hidden // 4
+    return {"distill.student.layers": 2, "distill.student.hidden": hidden, "distill.student.heads": hidden // 64,
+            "distill.student.intermediate": 4 * hidden}
+
+
+# The size claims at the GPU profiles' sizes (a 4-layer "bigger" teacher would be smaller than
+# their 12 or 24 layers). D3: the recipe's 4-layer student against a very small one. D4: a
+# teacher twice as deep (gpu-xl: 48 layers, the sources' teacher, with twice the gradient
+# accumulation so that each of its steps fits the same GPU: relcourse.gpu_memory, tested).
+# D9: teacher -> 4 layers against teacher -> mid -> 4 layers, the mid student 6 of gpu's 12
+# layers, 8 of gpu-xl's 24 (a 12 x 1024 mid student would need accumulation at distill's batch
+# of 512, which the single-stage arm does not have).
+GPU_ARMS: dict[str, dict[str, ClaimArms]] = {
+    "gpu": {
+        "D3": ClaimArms(RECIPE, _very_small_student(PROFILES["gpu"].pretrain.model), stage="distill"),
+        "D4": ClaimArms({"pretrain.model.layers": 24}, RECIPE, stage="distill"),
+        "D9": ClaimArms(RECIPE, {"distill.via_layers": 6}, stage="distill"),
+    },
+    "gpu-xl": {
+        "D3": ClaimArms(RECIPE, _very_small_student(PROFILES["gpu-xl"].pretrain.model), stage="distill"),
+        "D4": ClaimArms({"pretrain.model.layers": 48, "pretrain.grad_accum": 8, "post_pretrain.grad_accum": 8,
+                         "finetune.grad_accum": 2}, RECIPE, stage="distill"),
+        "D9": ClaimArms(RECIPE, {"distill.via_layers": 8}, stage="distill"),
+    },
+}
+
+
+def claim_arms(claim_id: str, profile_name: str) -> ClaimArms:
+    """The arms of a claim on a profile: GPU_ARMS' where the profile has its own, else CLAIM_ARMS'.
+
+    >>> arm_label(claim_arms("D4", "laptop").arm), arm_label(claim_arms("D4", "gpu").arm)
+    ('pretrain.model.layers=4', 'pretrain.model.layers=24')
+    """
+    return GPU_ARMS.get(profile_name, {}).get(claim_id) or CLAIM_ARMS[claim_id]
+
+
 # Arms a notebook shows beside a claim's two: the rest of a family of options.
 EXTRA_ARMS: dict[str, dict[str, dict]] = {
     "P5": {"general + domain, no TAPT": {**PROBE, "pretrain.tapt_share": 0.0}},
@@ -254,7 +291,7 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
         if claim_id in MEASURED_CLAIMS:
             per_seed[seed] = MEASURED_CLAIMS[claim_id](profile, seed, progress)
             continue
-        spec = CLAIM_ARMS[claim_id]
+        spec = claim_arms(claim_id, profile.name)
         per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
                           arm_metric(profile, seed, spec.baseline, spec.metric, progress, spec.stage))
     arm_mean = statistics.fmean(a for a, _ in per_seed.values())
@@ -265,15 +302,15 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     return result
 
 
-def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.ClaimResult] | None:
-    """The results a notebook shows for these claims, or None while some are not in the registry.
+def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.ClaimResult]:
+    """The results a notebook shows for these claims: those the registry holds, in the order given.
 
     With profile.notebook_claims 'run' (smoke: one seed, a couple of minutes) the notebook runs
     them here. With 'read' (laptop and up, where both arms on every seed take hours) it reads
     the registry, which `relcourse run claims` fills in the background, and prints that command
-    for the claims it lacks; every arm of a recorded claim is built, and `run claims` also builds
-    the extra arms the notebook shows on the first seed, so a notebook can then read any arm back
-    at once.
+    for the claims it lacks (they are left out of what it returns); every arm of a recorded claim
+    is built, and `run claims` also builds the extra arms the notebook shows on the first seed, so
+    a notebook can read any arm of a returned claim back at once.
     """
     if profile.notebook_claims == "run":
         return dict(zip(claim_ids, run_claims(profile, claim_ids=claim_ids, workers=notebook_workers(profile),
@@ -287,13 +324,12 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
               f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
               f"    python -m relcourse run claims --profile {profile.name} "
               f"{' '.join('--claim ' + c for c in missing)}{workers}")
-        return None
-    return {c: recorded[c] for c in claim_ids}
+    return {c: recorded[c] for c in claim_ids if c not in missing}
 
 
 def runnable_claims(stage: str, profile_name: str | None = None) -> list[str]:
     """The claims of a stage that have experiments here; with a profile's name, only those whose
-    arms suit its model sizes (ClaimArms.sized_for).
+    arms suit its model sizes (ClaimArms.sized_for, or arms of its own in GPU_ARMS).
 
     >>> "D3" in runnable_claims("distill"), "D3" in runnable_claims("distill", "smoke")
     (True, False)
@@ -303,6 +339,8 @@ def runnable_claims(stage: str, profile_name: str | None = None) -> list[str]:
 
 
 def _suits(claim_id: str, profile_name: str) -> bool:
+    if claim_id in GPU_ARMS.get(profile_name, {}):
+        return True
     sized_for = CLAIM_ARMS[claim_id].sized_for if claim_id in CLAIM_ARMS else ()
     return not sized_for or profile_name in sized_for
 
@@ -319,7 +357,7 @@ def select_claims(stage: str | None = None, claim_ids: list[str] | None = None,
             if profile_name and not _suits(claim_id, profile_name):
                 raise ValueError(f"claim {claim_id}'s arms are sized for the {' and '.join(CLAIM_ARMS[claim_id].sized_for)} "
                                  f"models, not {profile_name!r}'s: give it arms of this profile's sizes in "
-                                 "relcourse.experiments.CLAIM_ARMS first")
+                                 "relcourse.experiments.GPU_ARMS first")
         return list(claim_ids)
     if stage is None:
         raise ValueError("name the claims: a stage (e.g. --stage pretrain) or claim ids (e.g. --claim T2)")
@@ -342,7 +380,7 @@ def claim_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     if claim_id in MEASURED_CLAIMS:
         return {f"seed {seed} {claim_id}": functools.partial(MEASURED_CLAIMS[claim_id], profile, seed, progress=False)
                 for seed in profile.seeds}
-    spec = CLAIM_ARMS[claim_id]
+    spec = claim_arms(claim_id, profile.name)
     return {_job_name(seed, spec.stage, arm): functools.partial(run_arm, profile, seed, arm, progress=False,
                                                                 stage=spec.stage)
             for arm in (spec.arm, spec.baseline) for seed in profile.seeds}
@@ -357,7 +395,7 @@ def extra_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     """The arms a notebook shows beside the claim's two (EXTRA_ARMS), on the profile's first seed,
     the one the notebooks use: built with the claims, so a notebook reading the registry on a big
     profile trains nothing."""
-    seed, stage = profile.seeds[0], CLAIM_ARMS[claim_id].stage if claim_id in CLAIM_ARMS else "finetune"
+    seed, stage = profile.seeds[0], claim_arms(claim_id, profile.name).stage if claim_id in CLAIM_ARMS else "finetune"
     return {_job_name(seed, stage, arm): functools.partial(run_arm, profile, seed, arm, progress=False, stage=stage)
             for arm in EXTRA_ARMS.get(claim_id, {}).values()}
 
@@ -424,8 +462,10 @@ def build_in_processes(jobs: dict[str, Callable], workers: int, progress: bool =
 
 
 def _worker_profile(profile: Profile, workers: int) -> Profile:
-    """The profile each of `workers` processes builds with: its share of the profile's threads."""
-    return dataclasses.replace(profile, threads=max(1, profile.threads // workers))
+    """The profile each of `workers` processes builds with: its share of the profile's threads
+    and data processes."""
+    return dataclasses.replace(profile, threads=max(1, profile.threads // workers),
+                               data_workers=max(1, profile.data_workers // workers))
 
 
 def notebook_workers(profile: Profile) -> int:

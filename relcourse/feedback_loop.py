@@ -68,7 +68,7 @@ from .config import FeedbackLoopConfig, Profile
 from .features import FEATURES, behaviour_features, features_of_logs, select_pairs
 from .data import UNLABELLED_TEXT_SPLITS
 from .store import cached_stage, ensure_data, load_manifest, run_hash
-from .teacher import Teacher, evaluate_teacher
+from .teacher import Teacher, evaluate_teacher, fastest_scorer
 
 BEHAVIOUR = tuple(f for f in FEATURES if f != "ranker_score_mean")
 MODEL_SCORE = "model_score"
@@ -143,7 +143,7 @@ def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarra
     pool = x[x["query_id"].isin(world.pool_queries)]
     chosen = select_pairs(pool, world.queries, max(2, int(len(pool) * options.pairs_share)), options.selection,
                           world.seed)
-    pseudo = teacher.predict(chosen)
+    pseudo = fastest_scorer(teacher, len(chosen)).predict(chosen)   # compiled where that pays
     student = LexicalStudent(world.seed, options.student_rounds, options.finetune_rounds).fit(
         world.lexical.loc[chosen.index], pseudo, world.lexical.loc[world.train["doc_id"]], world.train["label"])
     scores = student.predict(world.lexical)

@@ -17,8 +17,12 @@ One optimizer step of a stage holds, besides the CUDA context (CUDA_OVERHEAD):
 
 Rows per step (`training_steps`): pretraining's batch through the MLM head; post-pretraining's
 batch, plus its masked copy of `mlm_batch_share` of it (a second encoder pass); fine-tuning's
-batch in whole query groups; distillation's batch through the student (the teacher only scores,
-without gradients, before the step). With gradient accumulation (a stage's `grad_accum`) the
+batch in whole query groups; distillation's batch through the student. Distillation also holds
+its teacher's fp32 weights on the device (4 B per parameter, no gradients or moments), and with
+layer-wise distillation (distill.hidden_weight > 0, claim D8) the model whose scores the student
+fits runs beside it on every batch: its hidden states are held while the student's pass runs, and
+the loss saves the projected student states for backward (`layerwise_bytes`; in a chain the mid
+student's weights are held too). With gradient accumulation (a stage's `grad_accum`) the
 activations are those of one micro-batch, 1/grad_accum of the rows; the gradients add up in the
 same fp32 buffers, so the weights' share does not change.
 
@@ -44,6 +48,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ModelConfig, Profile
+from .distill import mid_profile
 from .finetune import batch_rows
 from .models import RelevanceBert
 from .data import COMPACT
@@ -69,6 +74,8 @@ class Step:
     vocab: int
     mask_prob: float
     micro_batches: int = 1   # per optimizer step (grad_accum): rows and mlm_rows are those of one of them
+    frozen: tuple[ModelConfig, ...] = ()   # models held on the device without gradients (distill's teacher)
+    layerwise: ModelConfig | None = None   # the model whose hidden states the student fits (D8), if any
 
 
 def training_steps(profile: Profile) -> list[Step]:
@@ -77,12 +84,18 @@ def training_steps(profile: Profile) -> list[Step]:
     p, pp = profile, profile.post_pretrain
     shape = dict(seq_len=p.tokenizer.max_len, vocab=p.tokenizer.vocab_size, mask_prob=p.pretrain.mask_prob)
 
-    def step(stage, model, rows, mlm_rows, k):
-        return Step(stage, model, -(-rows // k), -(-mlm_rows // k), micro_batches=k, **shape)
+    def step(stage, model, rows, mlm_rows, k, **frozen):
+        return Step(stage, model, -(-rows // k), -(-mlm_rows // k), micro_batches=k, **shape, **frozen)
+    d = p.distill
+    # relcourse.distill.run_distill: the teacher is always loaded; a chain's mid student only for D8
+    mid = mid_profile(p).distill.student if d.via_layers else None
+    fits = mid or p.pretrain.model
+    distill_frozen = dict(frozen=(p.pretrain.model,) + ((mid,) if mid and d.hidden_weight else ()),
+                          layerwise=fits if d.hidden_weight else None)
     return [step("pretrain", p.pretrain.model, 0, p.pretrain.batch_size, p.pretrain.grad_accum),
             step("post_pretrain", p.pretrain.model, pp.batch_size, pp.mlm_rows if pp.mlm_weight else 0, pp.grad_accum),
             step("finetune", p.pretrain.model, batch_rows(p.finetune), 0, p.finetune.grad_accum),
-            step("distill", p.distill.student, p.distill.batch_size, 0, p.distill.grad_accum)]
+            step("distill", d.student, d.batch_size, 0, d.grad_accum, **distill_frozen)]
 
 
 def whole(step: Step) -> Step:
@@ -103,7 +116,7 @@ class Estimate:
     precision: str         # bf16 (autocast) or fp32
     attention: str         # math (scores kept, the CPU path) or fused (GPU sdpa kernels)
     params: int
-    weights: int           # bytes: fp32 weights + gradients + AdamW moments (+ bf16 weight copies)
+    weights: int           # bytes: fp32 weights + gradients + AdamW moments (+ bf16 weight copies), + frozen models
     activations: int
     total: int             # weights + activations + CUDA_OVERHEAD
 
@@ -122,10 +135,26 @@ def activation_bytes(step: Step, precision: str, attention: str = "math", layers
                                                                           + MLM_PER_TOKEN[1] * step.vocab)
 
 
+def layerwise_bytes(student: ModelConfig, teacher: ModelConfig, tokens: int, precision: str) -> tuple[int, int]:
+    """(saved, held): bytes layer-wise distillation (relcourse.losses.hidden_mse) adds to a step
+    of `tokens` real tokens. Saved for backward: per token, for each of the student's S+1 states,
+    the projection's input (w·H_s, w the bytes of the autocast dtype) and the fp32 difference
+    (4·H_t), and the real-token mask (1 B); once, the projection's weight as the matmul reads
+    it (w·H_s·H_t). tests/test_gpu_memory.py checks this against what autograd saves. Held while
+    the student's pass runs: the teacher's T+1 fp32 states (4·H_t per token each)."""
+    w = 2 if precision == "bf16" else 4
+    saved = tokens * ((student.layers + 1) * (w * student.hidden + 4 * teacher.hidden) + 1)
+    held = tokens * (teacher.layers + 1) * 4 * teacher.hidden
+    return saved + w * student.hidden * teacher.hidden, held
+
+
 def estimate(step: Step, precision: str = "bf16", attention: str = "fused") -> Estimate:
     params = parameter_count(step.model, step.vocab, step.seq_len)
-    weights = params * (16 + (2 if precision == "bf16" else 0))
+    frozen = sum(parameter_count(m, step.vocab, step.seq_len) for m in step.frozen)
+    weights = params * (16 + (2 if precision == "bf16" else 0)) + 4 * frozen
     activations = int(activation_bytes(step, precision, attention))
+    if step.layerwise:
+        activations += sum(layerwise_bytes(step.model, step.layerwise, step.rows * step.seq_len, precision))
     return Estimate(step, precision, attention, params, weights, activations, weights + activations + CUDA_OVERHEAD)
 
 

@@ -56,7 +56,7 @@ def ensure_teacher(profile: Profile, seed: int, progress: bool = True) -> Path:
     cfg = profile.teacher
 
     def build(out: Path) -> dict:
-        features = behaviour_features(data_dir)
+        features = behaviour_features(data_dir, profile.data_workers)
         labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "split", "label"])
         teacher = Teacher(seed=seed, threads=profile.threads).fit(
             features, labels[labels["split"] == "train"], valid=labels[labels["split"] == "valid"],
@@ -82,7 +82,7 @@ def pseudo_labelled_pairs(data_dir: Path, teacher: Teacher, profile: Profile, se
     scored by the compiled teacher where that pays and lleaves is installed (teacher.fastest_scorer:
     the same scores within 1e-9, so the stage's cache key does not say which)."""
     cfg = profile.post_pretrain
-    features = behaviour_features(data_dir)
+    features = behaviour_features(data_dir, profile.data_workers)
     queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split", "bucket_name"])
     pool = features[features["query_id"].isin(queries.loc[queries["split"].isin(UNLABELLED_TEXT_SPLITS), "query_id"])]
     chosen = select_pairs(pool, queries, max(2, int(len(pool) * cfg.pairs_share)), cfg.selection, seed)

@@ -278,7 +278,8 @@ def ensure_data(profile: Profile, seed: int, progress: bool = True) -> Path:
     config = data_settings(profile)
 
     def build(out: Path) -> dict:
-        manifest = data_gen.generate(profile.data, seed, out, profile=profile.name, progress=progress)
+        manifest = data_gen.generate(profile.data, seed, out, profile=profile.name, progress=progress,
+                                     workers=profile.data_workers)
         return {name: table["rows"] for name, table in manifest["tables"].items()}
 
     return cached_stage(profile, "data", seed, config, build)

@@ -24,7 +24,7 @@ SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "
 # Profile-level settings that change what several stages compute.
 PROFILE_STAGES = {"precision": ("pretrain", "post_pretrain", "finetune", "distill")}
 # Settings that change where or how a run is watched, not what it computes.
-NOT_COMPUTATION = {"name", "device", "threads", "notebook_claims", "data.seeds"}
+NOT_COMPUTATION = {"name", "device", "threads", "data_workers", "notebook_claims", "data.seeds"}
 TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
 # Settings that only vary together with another: changed from a profile that has that one set.
 NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},

@@ -47,9 +47,12 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
     assert ran == [("smoke", ("F1", "F2"), 2)]      # one 1-thread process per thread of the profile
 
     # laptop: nothing is trained in the notebook; it names the command for what is missing
-    assert experiments.notebook_claims(laptop, ["F1", "F2"]) is None and len(ran) == 1
+    assert experiments.notebook_claims(laptop, ["F1", "F2"]) == {} and len(ran) == 1
     assert "relcourse run claims --profile laptop --claim F1 --claim F2 --workers 2" in capsys.readouterr().out
     claims.record(claims.summarise("F1", "laptop", {0: 0.020, 1: 0.021, 2: 0.022}))
+    read = experiments.notebook_claims(laptop, ["F1", "F2"])     # what is recorded, and the command for the rest
+    assert list(read) == ["F1"] and read["F1"].status == "holds"
+    assert "relcourse run claims --profile laptop --claim F2 --workers 2" in capsys.readouterr().out
     claims.record(claims.summarise("F2", "laptop", {0: -0.01, 1: 0.0, 2: 0.01}))
     read = experiments.notebook_claims(laptop, ["F1", "F2"])
     assert read["F1"].status == "holds" and read["F2"].status == "inconclusive" and len(ran) == 1
@@ -101,11 +104,21 @@ def test_every_claims_arms_are_valid_profiles_on_the_cpu_profiles():
         "seed 0 distill pretrain.model.layers=4", "seed 0 distill pretrain.model.layers=4, distill.via_layers=2"]
 
 
-def test_claims_with_fixed_sizes_run_only_on_the_profiles_they_suit():
+def test_claims_with_fixed_sizes_run_only_where_they_suit_and_the_gpu_profiles_have_their_own():
     from relcourse import experiments
+    from relcourse.config import with_overrides
 
-    assert set(experiments.runnable_claims("distill")) - set(experiments.runnable_claims("distill", "gpu")) == {
-        "D3", "D4", "D9"}   # a 4-layer "bigger" teacher would be smaller than gpu's 12 layers
-    assert "D4" in experiments.runnable_claims("distill", "laptop")
+    assert set(experiments.runnable_claims("distill")) - set(experiments.runnable_claims("distill", "smoke")) == {"D3"}
+    for name in ("gpu", "gpu-xl"):
+        assert experiments.runnable_claims("distill", name) == experiments.runnable_claims("distill")
     with pytest.raises(ValueError, match="sized for the laptop models, not 'smoke'"):
         experiments.select_claims(claim_ids=["D3"], profile_name="smoke")
+    gpu, xl = load_profile("gpu"), load_profile("gpu-xl")
+    arms = {(name, c): experiments.claim_arms(c, name) for name in ("gpu", "gpu-xl") for c in ("D3", "D4", "D9")}
+    small = with_overrides(gpu, arms["gpu", "D3"].baseline).distill.student
+    assert (small.layers, small.hidden, small.heads) == (2, 192, 3) and arms["gpu", "D3"].arm == experiments.RECIPE
+    assert with_overrides(gpu, arms["gpu", "D4"].arm).pretrain.model.layers == 2 * gpu.pretrain.model.layers == 24
+    assert with_overrides(xl, arms["gpu-xl", "D4"].arm).pretrain.model.layers == 48   # the sources' teacher
+    assert [with_overrides(p, arms[p.name, "D9"].baseline).distill.via_layers for p in (gpu, xl)] == [6, 8]
+    assert list(experiments.claim_jobs(gpu, "D4"))[0] == "seed 0 distill pretrain.model.layers=24"
+    assert experiments.claim_arms("D4", "laptop") is experiments.CLAIM_ARMS["D4"]

@@ -74,3 +74,21 @@ def test_process_map_keeps_order_and_raises_a_workers_error():
     assert list(process_map(math.sqrt, [16.0, 1.0, 9.0, 4.0, 0.0], workers=2)) == [4.0, 1.0, 3.0, 2.0, 0.0]
     with pytest.raises(ValueError, match="math domain error"):
         list(process_map(math.sqrt, [4.0, -1.0, 9.0], workers=2))
+
+
+def test_the_pipeline_generates_and_counts_in_the_profiles_data_workers(one_process, tmp_path, monkeypatch):
+    """ensure_data and the teacher's stage pass profile.data_workers on; the data are the bytes of
+    one process, so the setting is in no cache key (tests/test_cache_keys.py)."""
+    from relcourse import features, post_pretrain, store
+    from relcourse.config import load_profile
+
+    monkeypatch.setenv(store.RUNS_ENV, str(tmp_path / "runs"))
+    counted = []
+    real_counts = features.behaviour_features
+    monkeypatch.setattr(post_pretrain, "behaviour_features",
+                        lambda data_dir, workers=1: counted.append(workers) or real_counts(data_dir, workers))
+    profile = load_profile("smoke", {**{f"data.{k}": v for k, v in TINY.items()}, "data_workers": 2})
+    data_dir = store.ensure_data(profile, 0, progress=False)
+    assert {p: b for p, b in _bytes(data_dir).items() if p.parts[0] != "run.json"} == one_process
+    post_pretrain.ensure_teacher(profile, 0, progress=False)
+    assert counted == [2]
