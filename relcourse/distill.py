@@ -348,11 +348,12 @@ def distillation_effect(profile: Profile, seed: int, progress: bool = True) -> t
             test_auc(run_finetune(student_profile(profile), seed, progress)))
 
 
-def serving_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
+def serving_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float, dict]:
     """Claim D12: log docs/s of the distilled student at half length in half precision, and of
-    the teacher at full length in fp32, timed on this CPU (relcourse.serving.serving_sides, which
-    also gives each side's test AUC)."""
+    the teacher at full length in fp32, timed on this CPU (relcourse.serving.serving_sides), and
+    what each side's speed costs: its test AUC, recorded beside the effect."""
     sides = serving_sides(profile, seed, run_finetune(profile, seed, progress), run_distill(profile, seed, progress))
     if progress:
         print(f"[D12] seed {seed}:\n{sides.round(4).to_string()}")
-    return math.log(sides.loc["student", "docs/s"]), math.log(sides.loc["teacher", "docs/s"])
+    return (math.log(sides.loc["student", "docs/s"]), math.log(sides.loc["teacher", "docs/s"]),
+            {f"{side} test AUC": float(sides.loc[side, "test AUC"]) for side in ("student", "teacher")})

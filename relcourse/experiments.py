@@ -279,7 +279,8 @@ def build_stage(profile: Profile, stage: str, seed: int, progress: bool = True) 
 
 # Claims measured by a function of (profile, seed) that returns (arm, baseline) on one seed: the
 # teacher's test AUC two ways (T1, T4), runs of different sizes or stages compared (D1, D2), or
-# the serving speed of two runs timed on this machine (D12).
+# the serving speed of two runs timed on this machine (D12, which adds a dict of what else it
+# measured, each side's test AUC: averaged over seeds into the registry's notes).
 MEASURED_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect, "D1": size_effect, "D2": distillation_effect,
                    "D12": serving_effect}
 
@@ -287,9 +288,13 @@ MEASURED_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect, "D1": size_effec
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
+    also: dict[str, list[float]] = {}
     for seed in profile.seeds:
         if claim_id in MEASURED_CLAIMS:
-            per_seed[seed] = MEASURED_CLAIMS[claim_id](profile, seed, progress)
+            arm, baseline, *more = MEASURED_CLAIMS[claim_id](profile, seed, progress)
+            per_seed[seed] = (arm, baseline)
+            for name, value in (more[0] if more else {}).items():
+                also.setdefault(name, []).append(value)
             continue
         spec = claim_arms(claim_id, profile.name)
         per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
@@ -297,6 +302,7 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     arm_mean = statistics.fmean(a for a, _ in per_seed.values())
     base_mean = statistics.fmean(b for _, b in per_seed.values())
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
+    notes += "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in also.items())
     result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes)
     claims.record(result)
     return result

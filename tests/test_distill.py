@@ -112,7 +112,8 @@ def test_distillation_claims_are_measured_and_recorded(profile):
     for claim_id in ("D1", "D2", "D7", "D10"):
         result = experiments.run_claim(profile, claim_id, progress=False)
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
-        assert claims.load_results(profile.name)[claim_id].status == "inconclusive"   # one seed decides nothing
+        assert claims.load_results(profile.name)[claim_id].status == "inconclusive"
+    assert "; student test AUC 0." in result.notes and "; teacher test AUC 0." in result.notes   # D12's quality   # one seed decides nothing
     assert experiments.select_claims("distill") == ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10", "D11", "D12"]
 
 
@@ -286,8 +287,9 @@ def test_d12_times_both_sides_and_keeps_their_quality(profile):
     assert np.isfinite(sides["docs/s"]).all() and (sides["docs/s"] > 0).all()
     assert sides.loc["teacher", "test AUC"] == distill.test_auc(run_finetune(profile, 0, progress=False))
     assert 0 <= sides.loc["student", "test AUC"] <= 1
-    student, teacher = distill.serving_effect(profile, 0, progress=False)
+    student, teacher, quality = distill.serving_effect(profile, 0, progress=False)
     assert np.isfinite([student, teacher]).all()
+    assert quality == {"student test AUC": sides.loc["student", "test AUC"], "teacher test AUC": sides.loc["teacher", "test AUC"]}
 
 
 def test_d11_and_d12_are_recorded(profile):
@@ -296,3 +298,4 @@ def test_d11_and_d12_are_recorded(profile):
         result = experiments.run_claim(profile, claim_id, progress=False)
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
         assert claims.load_results(profile.name)[claim_id].status == "inconclusive"
+    assert "; student test AUC 0." in result.notes and "; teacher test AUC 0." in result.notes   # D12's quality
