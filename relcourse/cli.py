@@ -8,6 +8,7 @@
     relcourse report --profile laptop                             # reports/laptop/: REPORT.md, results.json, plots
     relcourse course --profile smoke --only 00                    # execute the notebooks
     relcourse course --refresh                                    # re-execute notebooks/ in place
+    relcourse course --profile laptop --publish                   # into reports/laptop/notebooks/, to read
     relcourse export --run runs/smoke/distill/0-<hash> --out served --onnx --int8   # a plain transformers folder
     relcourse score --model served pairs.tsv --out scores.tsv --backend onnx        # score (query, document) pairs
     relcourse dry-run --profile gpu --layers 1                    # a GPU profile's stages on CPU, its memory
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--out", type=Path, help="folder for the executed notebooks (default: build/<profile>/)")
     course.add_argument("--refresh", action="store_true",
                         help="re-execute notebooks/ in place on smoke and stamp them (their committed outputs)")
+    course.add_argument("--publish", action="store_true",
+                        help="keep the executed copies in reports/<profile>/notebooks/, stamped, to read on the web")
     course.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
 
     export = commands.add_parser("export", help=EXPORT_HELP, description=EXPORT_HELP)
@@ -171,18 +174,23 @@ def _report(args) -> None:
 
 
 def _course(args) -> None:
-    from relcourse.course import CourseError, refresh_notebooks, run_course  # papermill loads only when needed
+    from relcourse.course import CourseError, publish_notebooks, refresh_notebooks, run_course  # papermill: when needed
 
     overrides = parse_overrides(args.overrides)
     profile = load_profile(args.profile, overrides)
     seed = profile.seeds[0] if args.seed is None else args.seed
     try:
         if args.refresh:
-            if args.overrides or args.out or args.profile not in (None, "smoke"):
+            if args.overrides or args.out or args.publish or args.profile not in (None, "smoke"):
                 raise ValueError("--refresh re-executes notebooks/ on smoke as committed; "
-                                 "it takes no --profile, --set or --out")
+                                 "it takes no --profile, --set, --out or --publish")
             refresh_notebooks(args.only, log_output=args.log_output)
             print("[course] notebooks/ refreshed; review with `git diff --stat notebooks/` and commit.")
+        elif args.publish:
+            if args.out or profile.name == "smoke":
+                raise ValueError("--publish writes reports/<profile>/notebooks/ for a bigger profile (smoke's outputs "
+                                 "are notebooks/ themselves): give --profile laptop (or gpu), and no --out")
+            publish_notebooks(profile.name, seed, args.only, overrides=overrides, log_output=args.log_output)
         else:
             run_course(profile.name, seed, args.out, args.only, overrides=overrides, log_output=args.log_output)
     except CourseError as e:

@@ -2,6 +2,7 @@
 
     python -m relcourse course --profile laptop    # execute into build/laptop/
     python -m relcourse course --refresh           # re-execute notebooks/ in place (smoke)
+    python -m relcourse course --profile laptop --publish   # into reports/laptop/notebooks/, for reading
 
 Each notebook has a cell tagged ``parameters`` whose defaults read ``RELCOURSE_PROFILE``
 from the environment. papermill injects ``profile`` and ``seed`` after that cell, and
@@ -9,6 +10,9 @@ writes the executed copy to ``build/<profile>/``; the sources in ``notebooks/`` 
 touched, except by ``--refresh``, which writes the smoke-profile outputs back into them
 (they are committed with their outputs, so they read well on the web) and stamps each
 with the hash of its sources, so that a test can tell when outputs have gone stale.
+``--publish`` keeps a bigger profile's executed copies in ``reports/<profile>/notebooks/``,
+each opened by a cell that says which profile, seed and commit its outputs come from: the
+numbers where the claims live, readable without running anything.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 BUILD_DIR = ROOT / "build"
+REPORTS_DIR = ROOT / "reports"
 KERNEL_NAME = "relcourse"
 REFRESH_PROFILE = "smoke"
 
@@ -280,3 +285,61 @@ def refresh_notebooks(only: list[str] | None = None, *, log_output: bool = False
             nbformat.write(nb, src)
             print(f"[course] {src.name:<40s} {time.perf_counter() - t0:8.1f} s  (refreshed)")
     return notebooks
+
+
+def published_dir(profile: str) -> Path:
+    """Where `--publish` keeps a profile's executed notebooks: reports/<profile>/notebooks/."""
+    return REPORTS_DIR / profile / "notebooks"
+
+
+def as_published(nb, name: str, profile: str, seed: int, commit: str | None, overrides: dict | None = None) -> None:
+    """Make an executed notebook a read-only copy: run metadata stripped, stamped with the
+    hash of the sources it ran (profile, seed and commit beside it), and opened by a cell that
+    says so and links the runnable notebook.
+
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    >>> as_published(nb, "04_fine_tune.ipynb", "laptop", 0, "abc1234def")
+    >>> nb.cells[0].source.splitlines()[0]
+    '> **Executed on the `laptop` profile** (seed 0, commit `abc1234`): a copy to read, not to run.'
+    >>> nb.metadata["relcourse"]["profile"], nb.metadata["relcourse"]["source_hash"] == source_hash(
+    ...     nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    ('laptop', True)
+    """
+    import nbformat
+
+    _strip_run_metadata(nb)
+    nb.metadata["relcourse"] = {"source_hash": source_hash(nb), "profile": profile, "seed": seed,
+                                "git_commit": commit, "overrides": dict(overrides or {})}
+    changed = "".join(f", `{k}={v}`" for k, v in (overrides or {}).items())
+    banner = (f"> **Executed on the `{profile}` profile** (seed {seed}{changed}, commit `{(commit or 'unknown')[:7]}`): "
+              "a copy to read, not to run.\n"
+              f"> Its outputs are the numbers the course measures at this size. The notebook to run is "
+              f"[`notebooks/{name}`](../../../notebooks/{name}), whose committed outputs come from the tiny "
+              f"`{REFRESH_PROFILE}` profile; regenerate this copy with "
+              f"`python -m relcourse course --profile {profile} --publish`.")
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(banner))
+
+
+def publish_notebooks(profile: str, seed: int = 0, only: list[str] | None = None, *,
+                      overrides: dict | None = None, log_output: bool = False) -> list[Path]:
+    """Execute the course on `profile` (run_course) and keep each executed notebook, as_published,
+    in reports/<profile>/notebooks/. Nothing is replaced unless every selected notebook ran;
+    each file is written to a temporary name and renamed."""
+    import nbformat
+
+    from relcourse.store import git_commit
+
+    out = published_dir(profile)
+    with tempfile.TemporaryDirectory(prefix="relcourse-publish-") as tmp:
+        executed = run_course(profile, seed, Path(tmp), only, overrides=overrides, log_output=log_output)
+        out.mkdir(parents=True, exist_ok=True)
+        commit = git_commit()
+        for path in executed:
+            nb = nbformat.read(path, as_version=4)
+            as_published(nb, path.name, profile, seed, commit, overrides)
+            partial = out / f".{path.name}.tmp"
+            nbformat.write(nb, partial)
+            os.replace(partial, out / path.name)
+    print(f"[course] published {len(executed)} notebook(s) in {out}")
+    return [out / path.name for path in executed]

@@ -119,6 +119,17 @@ def test_course_refresh_delegates_and_refuses_other_profiles(monkeypatch, capsys
     assert calls == [["03"]]
 
 
+def test_course_publish_delegates_for_a_bigger_profile_only(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(course, "publish_notebooks", lambda *args, **kwargs: calls.append((*args, kwargs)) or [])
+    main(["course", "--profile", "laptop", "--publish", "--set", "threads=1"])
+    assert calls == [("laptop", 0, None, {"overrides": {"threads": "1"}, "log_output": False})]
+    assert "for a bigger profile" in fails(["course", "--publish"], capsys)
+    assert "and no --out" in fails(["course", "--profile", "laptop", "--publish", "--out", "x"], capsys)
+    assert "no --profile, --set, --out or --publish" in fails(["course", "--refresh", "--publish"], capsys)
+    assert len(calls) == 1
+
+
 def test_course_failure_exits_2(monkeypatch, capsys):
     def run_course(*args, **kwargs):
         raise course.CourseError("notebook 01_data.ipynb failed at cell 3")
