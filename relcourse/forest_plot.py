@@ -3,7 +3,9 @@
 Each claim is a row: a dot at its mean effect (arm - baseline), a bar over its 95% interval, a
 vertical line at 0, and a light band from 0 towards the side the claim expects (right for
 direction +1, left for -1), so "holds" reads as "the bar lies inside the band". A claim measured
-on one seed has no interval: an open dot, and "1 seed" in its label.
+on one seed has no interval: an open dot. Effects in different units (AUC, PNR, log docs/s) get
+panels of their own, each with its own scale: on one axis a PNR effect of 0.7 or a speed-up of
+2 would shrink every AUC interval to a dot.
 
 The PNG is deterministic: Agg renders the same pixels from the same numbers, and the file
 carries no 'Software' (matplotlib version) or date metadata, so regenerating a report gives
@@ -23,7 +25,7 @@ COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#6e7
 
 
 def forest_png(rows: list[dict], title: str = "") -> bytes:
-    """The forest plot of these claim rows (those with a mean), as PNG bytes."""
+    """The forest plot of these claim rows (those with a mean), as PNG bytes: one panel per unit."""
     # A bare Figure, not pyplot: it draws with Agg (reproducible bytes) without switching the
     # backend of the process, so a notebook's later inline figures still appear.
     from matplotlib.figure import Figure
@@ -31,8 +33,35 @@ def forest_png(rows: list[dict], title: str = "") -> bytes:
     rows = [r for r in rows if r["mean"] is not None]
     if not rows:
         raise ValueError("no claim in these rows has a result to plot")
-    fig = Figure(figsize=(7, 0.45 * len(rows) + 1.2), dpi=100)
-    ax = fig.add_subplot()
+    panels: dict[str, list[dict]] = {}
+    for r in rows:
+        panels.setdefault(unit(r["metric"]), []).append(r)
+    fig = Figure(figsize=(9, 0.4 * len(rows) + 0.8 * len(panels) + 1.0), dpi=100)
+    axes = fig.subplots(len(panels), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [len(p) + 1.2 for p in panels.values()]})[:, 0]
+    for ax, (name, panel) in zip(axes, panels.items()):
+        _draw(ax, panel)
+        ax.set_xlabel(f"{name}: arm − baseline, 95% interval over seeds", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.01, 0.005, "shaded: the side the claim expects · green: holds · grey: inconclusive · "
+             "red: does not hold · open dot: one seed", fontsize=7, color="#444444")
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def unit(metric: str) -> str:
+    """The unit a claim's effect is in, read from its metric's description.
+
+    >>> unit("student test AUC"), unit("test PNR"), unit("log(docs/s) on this CPU; test AUC beside it")
+    ('AUC', 'PNR', 'log(docs/s)')
+    """
+    return "log(docs/s)" if metric.startswith("log(docs/s)") else "PNR" if "PNR" in metric else "AUC"
+
+
+def _draw(ax, rows: list[dict]) -> None:
+    """One panel: the rows top to bottom, on a symmetric scale around 0."""
     ends = [abs(x) for r in rows for x in [r["mean"], *(r["interval"] if r["interval"][0] is not None else [])]]
     reach = 1.15 * max(ends + [1e-3])
     for y, r in enumerate(reversed(rows)):
@@ -47,17 +76,15 @@ def forest_png(rows: list[dict], title: str = "") -> bytes:
     ax.axvline(0, color="black", linewidth=0.8, zorder=1)
     ax.set_xlim(-reach, reach)   # symmetric: the bands above end at the axes' middle, x = 0
     ax.set_ylim(-0.6, len(rows) - 0.4)
-    ax.set_xlabel("effect: arm − baseline, 95% interval over seeds; shaded: the side the claim expects\n"
-                  "green: holds · grey: inconclusive · red: does not hold · open dot: one seed", fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", metadata={"Software": None})
-    return out.getvalue()
 
 
 def _label(row: dict) -> str:
-    """'D5 · student test AUC', then the world it was measured on when known."""
+    """'D5 · student test AUC', the metric up to its first detail, then the world it was
+    measured on when known.
+
+    >>> _label({"id": "D12", "metric": "log(docs/s) on this CPU (512 test pairs); test AUC beside it", "world": 3})
+    'D12 · log(docs/s) on this CPU (world 3)'
+    """
     world = f" (world {row['world']})" if row.get("world") is not None else ""
-    return f"{row['id']} · {row['metric']}{world}"
+    return f"{row['id']} · {row['metric'].split(' (')[0].split(';')[0]}{world}"
