@@ -67,7 +67,7 @@ def test_report_writes_the_report_folder_or_the_claims_table(capsys, tmp_path, m
 def test_data_builds_each_requested_seed(capsys, monkeypatch, runs):
     seen = []
 
-    def generate(cfg, seed, out, profile="custom", progress=True):
+    def generate(cfg, seed, out, profile="custom", progress=True, workers=1):
         seen.append((seed, cfg.n_queries))
         return {"tables": {"queries": {"rows": cfg.n_queries}}}
 

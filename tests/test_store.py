@@ -191,7 +191,7 @@ def test_require_stage_returns_the_newest_complete_run():
 def fake_generate(monkeypatch):
     calls = []
 
-    def generate(cfg, seed, out, profile="custom", progress=True):
+    def generate(cfg, seed, out, profile="custom", progress=True, workers=1):
         calls.append((cfg, seed, profile, progress))
         (out / "queries").mkdir()
         return {"tables": {"queries": {"rows": cfg.n_queries, "files": []}, "labels": {"rows": 7, "files": []}}}
