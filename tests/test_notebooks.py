@@ -165,3 +165,28 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch):
     assert "07_broken.ipynb" in message and "cell 3 of 4" in message
     assert "ValueError: boom in smoke" in message
     assert (tmp_path / "out" / "07_broken.ipynb").exists()
+
+
+# --- the laptop copies (reports/laptop/notebooks/, `course --profile laptop --publish`) -------
+
+PUBLISHED = course.published_dir("laptop")
+
+
+def test_every_notebook_has_a_laptop_copy_to_read():
+    assert sorted(p.name for p in PUBLISHED.glob("*.ipynb")) == IDS, (
+        "run `python -m relcourse course --profile laptop --publish` (with runs/laptop built) and commit")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_a_laptop_copy_says_where_its_outputs_come_from_and_ran_clean(path):
+    copy = read(PUBLISHED / path.name)
+    stamp = copy.metadata["relcourse"]
+    assert stamp["profile"] == "laptop" and stamp["git_commit"]
+    assert copy.cells[0].source.startswith("> **Executed on the `laptop` profile**")
+    assert f"(../../../notebooks/{path.name})" in copy.cells[0].source     # links the notebook to run
+    errors = [o for c in copy.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    # the copy ran the cells of a version of this notebook: the same number of code cells
+    # (sources may have moved on since; the stamp's hash and commit say which version it ran)
+    ran = [c for c in copy.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    assert len(ran) == len([c for c in read(path).cells if c.cell_type == "code"])
