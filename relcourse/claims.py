@@ -124,6 +124,15 @@ CLAIMS: tuple[Claim, ...] = (
 CLAIMS_BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
 
 
+def short_metric(metric: str) -> str:
+    """A claim's metric up to its first detail, for labels and sentences.
+
+    >>> short_metric("log(docs/s) on this CPU (512 test pairs); test AUC beside it"), short_metric("test PNR")
+    ('log(docs/s) on this CPU', 'test PNR')
+    """
+    return metric.split(" (")[0].split(";")[0]
+
+
 def get_claim(claim_id: str) -> Claim:
     if claim_id not in CLAIMS_BY_ID:
         raise ValueError(f"unknown claim {claim_id!r}; the claims are: {', '.join(CLAIMS_BY_ID)}")

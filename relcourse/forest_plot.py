@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 
+from .claims import short_metric
+
 COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#6e7781"}
 
 
@@ -87,4 +89,4 @@ def _label(row: dict) -> str:
     'D12 · log(docs/s) on this CPU (world 3)'
     """
     world = f" (world {row['world']})" if row.get("world") is not None else ""
-    return f"{row['id']} · {row['metric'].split(' (')[0].split(';')[0]}{world}"
+    return f"{row['id']} · {short_metric(row['metric'])}{world}"

@@ -10,7 +10,7 @@ from. What a claim has not been measured on yet is said as plainly as what it ha
 ...     "id": "D1", "statement": "A bigger cross-encoder is more accurate", "source_figure": "+2% AUC, 48 vs 12 layers",
 ...     "metric": "test AUC", "arm": "teacher-size model", "baseline": "student-size model", "status": "holds",
 ...     "mean": 0.0553, "interval": [0.0086, 0.1020], "seeds": [0, 1, 2], "world": 2}]}).text)
-**D1**: the sources claim *a bigger cross-encoder is more accurate* (their figure: +2% AUC, 48 vs 12 layers). We measured on `laptop` (world v2, seeds 0, 1, 2): teacher-size model minus student-size model, test AUC **+0.055**, 95% interval [+0.009, +0.102]: **holds**.
+**D1**: the sources claim *a bigger cross-encoder is more accurate* (their figure: +2% AUC, 48 vs 12 layers). We measured on `laptop` (world v2, seeds 0, 1, 2): (teacher-size model) minus (student-size model), effect on test AUC: **+0.055**, 95% interval [+0.009, +0.102]: **holds**.
 
 A claim not measured yet says so, and says how to measure it (an acronym keeps its capitals):
 
@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from relcourse.claims import short_metric
 
 DEFAULT_PROFILE = "laptop"   # the profile whose committed report the course quotes
 RECIPE_RANKER = "cross-encoder"   # the recipe's fine-tuned model among a ladder's rankers
@@ -92,8 +94,17 @@ def takeaway(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None
     seeds = ", ".join(str(s) for s in row["seeds"])
     low, high = row["interval"]
     interval = f", 95% interval [{low:+.3f}, {high:+.3f}]" if low is not None else " (one seed: no interval)"
-    return Takeaway(f"{said} We measured on {where} ({world}seeds {seeds}): {row['arm']} minus {row['baseline']}, "
-                    f"{row['metric']} **{row['mean']:+.3f}**{interval}: **{row['status']}**.")
+    return Takeaway(f"{said} We measured on {where} ({world}seeds {seeds}): ({row['arm']}) minus ({row['baseline']}), "
+                    f"effect on {short_metric(row['metric'])}: **{_effect(row['mean'])}**{interval}: **{row['status']}**.")
+
+
+def _effect(mean: float) -> str:
+    """'+0.119'; an effect too small for three decimals keeps its sign and size: '-0.0002', not '-0.000'.
+
+    >>> _effect(0.1191), _effect(-0.0002), _effect(0.0)
+    ('+0.119', '-0.0002', '+0.000')
+    """
+    return f"{mean:+.4f}" if 0 < abs(mean) < 0.0005 else f"{mean:+.3f}"
 
 
 def takeaways(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict | None = None) -> Takeaway:

@@ -143,7 +143,7 @@ def test_a_rendered_takeaway_carries_the_reports_numbers(reports):
     assert [float(mean), float(low), float(high)] == [0.188, 0.102, 0.273]
     assert "world v3, seeds 0, 1, 2" in text and text.endswith("**holds**.")
     assert f"*{CLAIMS_BY_ID['T2'].statement[0].lower()}{CLAIMS_BY_ID['T2'].statement[1:]}*" in text
-    assert f"{CLAIMS_BY_ID['T2'].arm} minus {CLAIMS_BY_ID['T2'].baseline}" in text
+    assert f"({CLAIMS_BY_ID['T2'].arm}) minus ({CLAIMS_BY_ID['T2'].baseline})" in text
     # the same sentence from the document itself, and as one item of a list
     assert tk.takeaway("T2", results=fake_report(measured)).text == text
     assert tk.takeaways("P1", "T2").text.splitlines()[1] == f"- {text}"
