@@ -10,7 +10,10 @@ learner would pay for it in every run. Here both sides get the same thing:
   same rows (random token ids, every other row half padded: speed does not depend on the words),
   the same batch, AdamW, linear warm-up, clipping at 1.0 and a pointwise logistic loss, in
   fp32; ours through relcourse.train.train, theirs through transformers.Trainer (with a thin
-  wrapper that returns the loss). Steps/s are timed after `--warmup` steps;
+  wrapper that returns the loss). Steps/s are timed after `--warmup` steps. Ours runs twice:
+  with torch's AdamW loop (the CPU profiles) and fused (the profile setting `fused_adamw`,
+  Trainer's default and the GPU profiles'): on a small model the optimizer's per-tensor loop is a
+  few % of a step, which is all the difference between the two loops;
 - inference: our `score` against the same network loaded as a plain
   AutoModelForSequenceClassification (relcourse.export writes it as ELECTRA, exactly our BERT),
   batch after batch of SCORE_BATCH rows under inference_mode.
@@ -54,7 +57,7 @@ def rows(model: RelevanceBert, n: int) -> dict[str, torch.Tensor]:
     return {**batch, "labels": (torch.arange(n) % 2).float()}
 
 
-def ours(model: RelevanceBert, data: dict, batch: int, steps: int, threads: int) -> float:
+def ours(model: RelevanceBert, data: dict, batch: int, steps: int, threads: int, fused: bool) -> float:
     """Steps/s of relcourse.train.train after WARMUP steps (from its own log's clock)."""
     n = len(data["labels"])
 
@@ -65,7 +68,8 @@ def ours(model: RelevanceBert, data: dict, batch: int, steps: int, threads: int)
     def loss_fn(m, b):
         return {"loss": F.binary_cross_entropy_with_logits(m(b)["relevance"], b["labels"])}
 
-    cfg = TrainConfig(steps=steps, lr=LR, warmup_steps=WARMUP, log_every=1, checkpoint_every=0, threads=threads)
+    cfg = TrainConfig(steps=steps, lr=LR, warmup_steps=WARMUP, log_every=1, checkpoint_every=0, threads=threads,
+                      fused_adamw=fused)
     with tempfile.TemporaryDirectory() as run_dir:
         train(model, batch_at, loss_fn, cfg, Path(run_dir), progress=False)
         clock = {line["step"]: line["elapsed_s"] for line in read_log(Path(run_dir))}
@@ -155,14 +159,17 @@ def main() -> None:
     print(f"{args.profile}: model {model.cfg.layers} x {model.cfg.hidden}, {model.num_parameters() / 1e6:.2f}M "
           f"parameters, batch {batch} x {length} tokens, {args.threads} threads; matmul ceiling "
           f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
-    rates = {"relcourse.train": ours(copy.deepcopy(model), data, batch, args.steps, args.threads),
+    # Trainer's default optimizer is torch's fused AdamW; ours is the profile's choice (fused_adamw)
+    rates = {"relcourse.train": ours(copy.deepcopy(model), data, batch, args.steps, args.threads, False),
+             "relcourse.train, fused": ours(copy.deepcopy(model), data, batch, args.steps, args.threads, True),
              "transformers.Trainer": theirs(copy.deepcopy(model), data, batch, args.steps)}
     torch.set_num_threads(args.threads)    # in case either side changed it
     step_flops = batch * length * flops_per_token(model, length, training=True)
     for name, rate in rates.items():
         print(f"  train  {name:22} {rate:7.2f} steps/s  {rate * step_flops / 1e9:6.1f} GFLOP/s  "
               f"MFU {rate * step_flops / peaks['fp32']:5.1%} of fp32")
-    print(f"  train  ours / Trainer: {rates['relcourse.train'] / rates['transformers.Trainer']:.2f}x")
+    for name in ("relcourse.train", "relcourse.train, fused"):
+        print(f"  train  {name} / Trainer: {rates[name] / rates['transformers.Trainer']:.2f}x")
     ours_rate, plain_rate = scoring_rates(model.eval(), args.rows, args.repeats)
     row_flops = length * flops_per_token(model, length, training=False)
     for name, rate in (("relcourse score", ours_rate), ("AutoModelForSeqCls", plain_rate)):

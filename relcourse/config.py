@@ -314,6 +314,10 @@ class Profile(Section):
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
     device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))
     threads: int = setting(2, "CPU threads for torch and the data loaders", 1, 256)
+    fused_adamw: bool = setting(False, "AdamW as one fused kernel per step (torch's fused=True, transformers.Trainer's "
+                                       "default): the same update up to float rounding, a few % faster steps "
+                                       "(benchmarks/trainer_compare.py); off on the CPU profiles, whose committed "
+                                       "results were trained without it")
     data_workers: int = setting(1, "processes that simulate the logs and count their behaviour features, shard by "
                                    "shard (the same bytes for any number; data_gen --workers)", 1, 256)
     precision: str = setting("fp32", "arithmetic of every training stage: fp32, or bf16 / fp16 autocast (mixed "
@@ -381,6 +385,7 @@ PROFILES: dict[str, Profile] = {
     # One H100, the whole pipeline in <= 20 minutes: BERT-base teacher, 4-layer student.
     "gpu": Profile(
         name="gpu", data=WORLDS["gpu"], device="cuda", threads=8, data_workers=8, notebook_claims="read", precision="bf16",
+        fused_adamw=True,
         tokenizer=TokenizerConfig(vocab_size=16_000, max_query_len=16, max_len=128),
         pretrain=PretrainConfig(model=_GPU_TEACHER, steps=2_000, batch_size=256, lr=3e-4, warmup_steps=200),
         post_pretrain=PostPretrainConfig(steps=1_500, batch_size=256, docs_per_query_in_batch=8, lr=1e-4),
@@ -390,7 +395,7 @@ PROFILES: dict[str, Profile] = {
     # Hours on a GPU: BERT-large teacher, closer to the sources' scale.
     "gpu-xl": Profile(
         name="gpu-xl", data=WORLDS["gpu-xl"], device="cuda", threads=16, data_workers=16, notebook_claims="read",
-        precision="bf16",
+        precision="bf16", fused_adamw=True,
         tokenizer=TokenizerConfig(vocab_size=32_000, max_query_len=24, max_len=256),
         # 512 x 256 tokens through BERT-large need 161 GiB (pretrain) and 196 GiB (post_pretrain, with its MLM
         # copy) in bf16: 4 micro-batches of 128 rows fit an H100 80GB (relcourse.gpu_memory; `relcourse dry-run`).
@@ -492,7 +497,7 @@ def canonical_json(obj) -> str:
 # Settings added after runs were cached, with the value that computes what those runs computed:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
-                  "train_precision": "profile", "serve_precision": "fp32"}
+                  "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False}
 
 
 def without_later_defaults(settings):

@@ -204,7 +204,7 @@ def distill_settings(profile: Profile) -> dict:
     """The distillation stage's cache key (the teacher, its scores and a warm student's start
     are in its upstream hashes)."""
     return {"distill": dataclasses.asdict(profile.distill), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "precision": profile.precision}
+            "precision": profile.precision, "fused_adamw": profile.fused_adamw}
 
 
 def distill_steps(profile: Profile, pairs: int) -> int:

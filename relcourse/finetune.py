@@ -154,7 +154,7 @@ def finetune_settings(profile: Profile) -> dict:
     """The fine-tuning stage's cache key (the model it starts from is in its upstream hashes;
     from scratch, the model's size is here)."""
     return {"finetune": dataclasses.asdict(profile.finetune), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "model": dataclasses.asdict(profile.pretrain.model), "precision": profile.precision}
+            "model": dataclasses.asdict(profile.pretrain.model), "precision": profile.precision, "fused_adamw": profile.fused_adamw}
 
 
 def train_config(cfg: FinetuneConfig, profile: Profile, seed: int) -> TrainConfig:

@@ -95,7 +95,7 @@ def post_pretrain_settings(profile: Profile) -> dict:
     its upstream hashes)."""
     return {"post_pretrain": dataclasses.asdict(profile.post_pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
             "mask_prob": profile.pretrain.mask_prob, "replacement": profile.pretrain.replacement,
-            "span": profile.pretrain.span, "precision": profile.precision}
+            "span": profile.pretrain.span, "precision": profile.precision, "fused_adamw": profile.fused_adamw}
 
 
 def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:

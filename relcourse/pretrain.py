@@ -150,7 +150,7 @@ def step_plan(cfg: PretrainConfig, n_pairs: int) -> tuple[int, int]:
 def pretrain_settings(profile: Profile) -> dict:
     """The pretraining stage's cache key: every pretraining setting, the input encoding and the precision."""
     return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "precision": profile.precision}
+            "precision": profile.precision, "fused_adamw": profile.fused_adamw}
 
 
 def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:

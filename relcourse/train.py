@@ -87,6 +87,7 @@ class TrainConfig(Section):
                              choices=("fp32", "bf16", "fp16"))
     device: str = setting("cpu", "where to train; auto = cuda when available", choices=("cpu", "cuda", "auto"))
     threads: int = setting(2, "CPU threads for torch (on CPU only)", 1, 1024)
+    fused_adamw: bool = setting(False, "AdamW's fused implementation (one kernel per step) instead of its loop")
     seed: int = setting(0, "seed of torch's RNG (dropout) at the start", 0, 2**32 - 1)
     eval_every: int = setting(0, "steps between evaluations (and at the last step); 0 = no evaluation", 0, 10**9)
     patience: int = setting(0, "stop after this many evaluations without improvement; 0 = never", 0, 10**6)
@@ -98,7 +99,8 @@ class TrainConfig(Section):
 
 def profile_settings(profile: Profile, seed: int) -> dict:
     """The TrainConfig settings every stage takes from its profile: where, and in what precision, it trains."""
-    return {"device": profile.device, "threads": profile.threads, "precision": profile.precision, "seed": seed}
+    return {"device": profile.device, "threads": profile.threads, "precision": profile.precision, "seed": seed,
+            "fused_adamw": profile.fused_adamw}
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     # that only hurts, so they get none (as in BERT and nanoGPT).
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr)
+                                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}], lr=cfg.lr,
+                                  fused=cfg.fused_adamw or None)   # None: torch's default (foreach on CUDA, a loop on CPU)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
 
     # What the checkpoint must match to be resumed, as it reads back from JSON.

@@ -22,7 +22,8 @@ SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "
                  "finetune": "finetune", "tokenizer": "pretrain", "feedback_loop": "feedback_loop",
                  "distill": "distill"}
 # Profile-level settings that change what several stages compute.
-PROFILE_STAGES = {"precision": ("pretrain", "post_pretrain", "finetune", "distill")}
+PROFILE_STAGES = {"precision": ("pretrain", "post_pretrain", "finetune", "distill"),
+                  "fused_adamw": ("pretrain", "post_pretrain", "finetune", "distill")}
 # Settings that change where or how a run is watched, not what it computes.
 NOT_COMPUTATION = {"name", "device", "threads", "data_workers", "notebook_claims", "data.seeds"}
 TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}

@@ -138,6 +138,18 @@ def test_gradient_accumulation_cuts_each_batch_into_micro_batches(tmp_path):
         torch.testing.assert_close(accumulated.state_dict()[name], value, rtol=1e-5, atol=1e-6)
 
 
+def test_fused_adamw_makes_the_update_of_the_loop_up_to_rounding(tmp_path, monkeypatch):
+    made = []
+    real = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *args, **kwargs: made.append(kwargs.get("fused")) or real(*args, **kwargs))
+    fused, loop = make_model(dropout=0.0), make_model(dropout=0.0)
+    run(fused, tmp_path / "fused", config(steps=6, fused_adamw=True))
+    run(loop, tmp_path / "loop", config(steps=6))
+    assert made == [True, None]        # None: torch's default implementation
+    for name, value in loop.state_dict().items():
+        torch.testing.assert_close(fused.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
 class TinyScorer(nn.Module):
     """A relevance model without dropout: a score per row of features."""
 
