@@ -50,7 +50,7 @@ from .models import RelevanceBert, load_model, save_model
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, tokenizer_of
 from .serving import bf16_supported, in_arithmetic, score_in, serving_sides
 from .store import StoreError, cached_stage, ensure_data, load_manifest, run_hash
-from .train import TrainConfig, profile_settings, train
+from .train import TrainConfig, arithmetic_settings, profile_settings, train
 
 POOL = "candidates of the training and unlabelled queries, v1"   # what ensure_distill_data scores
 TEACHER_SCORES = "teacher_scores.parquet"
@@ -204,7 +204,7 @@ def distill_settings(profile: Profile) -> dict:
     """The distillation stage's cache key (the teacher, its scores and a warm student's start
     are in its upstream hashes)."""
     return {"distill": dataclasses.asdict(profile.distill), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "precision": profile.precision, "fused_adamw": profile.fused_adamw}
+            **arithmetic_settings(profile)}
 
 
 def distill_steps(profile: Profile, pairs: int) -> int:

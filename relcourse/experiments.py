@@ -115,6 +115,8 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "D11": ClaimArms({"distill.train_precision": "bf16", "distill.serve_precision": "bf16"},
                      {"distill.train_precision": "fp32", "distill.serve_precision": "int8"}, stage="distill"),
 }
+
+
 def _very_small_student(teacher: ModelConfig) -> dict:
     """D3's very small student on a GPU profile: 2 layers at a quarter of the teacher's width
     (64-wide heads, as BERT's), an order of magnitude below the recipe's 4-layer student."""

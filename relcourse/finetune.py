@@ -38,7 +38,7 @@ from .post_pretrain import run_post_pretrain
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .tokenizer import encode_pairs
-from .train import TrainConfig, profile_settings, train
+from .train import TrainConfig, arithmetic_settings, profile_settings, train
 
 SCORE_BATCH = 512
 
@@ -154,7 +154,7 @@ def finetune_settings(profile: Profile) -> dict:
     """The fine-tuning stage's cache key (the model it starts from is in its upstream hashes;
     from scratch, the model's size is here)."""
     return {"finetune": dataclasses.asdict(profile.finetune), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "model": dataclasses.asdict(profile.pretrain.model), "precision": profile.precision, "fused_adamw": profile.fused_adamw}
+            "model": dataclasses.asdict(profile.pretrain.model), **arithmetic_settings(profile)}
 
 
 def train_config(cfg: FinetuneConfig, profile: Profile, seed: int) -> TrainConfig:

@@ -89,9 +89,9 @@ def training_steps(profile: Profile) -> list[Step]:
     d = p.distill
     # relcourse.distill.run_distill: the teacher is always loaded; a chain's mid student only for D8
     mid = mid_profile(p).distill.student if d.via_layers else None
-    fits = mid or p.pretrain.model
+    scorer = mid or p.pretrain.model     # whose scores (and, for D8, hidden states) the student fits
     distill_frozen = dict(frozen=(p.pretrain.model,) + ((mid,) if mid and d.hidden_weight else ()),
-                          layerwise=fits if d.hidden_weight else None)
+                          layerwise=scorer if d.hidden_weight else None)
     return [step("pretrain", p.pretrain.model, 0, p.pretrain.batch_size, p.pretrain.grad_accum),
             step("post_pretrain", p.pretrain.model, pp.batch_size, pp.mlm_rows if pp.mlm_weight else 0, pp.grad_accum),
             step("finetune", p.pretrain.model, batch_rows(p.finetune), 0, p.finetune.grad_accum),

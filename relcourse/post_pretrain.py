@@ -42,7 +42,7 @@ from .models import load_model, save_model
 from .pretrain import MODEL_DIR, masked, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .teacher import Teacher, evaluate_teacher, fastest_scorer, fit_options
-from .train import TrainConfig, profile_settings, train
+from .train import TrainConfig, arithmetic_settings, profile_settings, train
 
 
 def teacher_settings(profile: Profile) -> dict:
@@ -95,7 +95,7 @@ def post_pretrain_settings(profile: Profile) -> dict:
     its upstream hashes)."""
     return {"post_pretrain": dataclasses.asdict(profile.post_pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
             "mask_prob": profile.pretrain.mask_prob, "replacement": profile.pretrain.replacement,
-            "span": profile.pretrain.span, "precision": profile.precision, "fused_adamw": profile.fused_adamw}
+            "span": profile.pretrain.span, **arithmetic_settings(profile)}
 
 
 def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:

@@ -40,7 +40,7 @@ from .models import RelevanceBert, load_model, save_model
 from .store import cached_stage, ensure_data, run_hash
 from .tokenizer import (corpus_fingerprint, load_tokenizer, save_tokenizer, shared_tokens,
                         special_tokens_mask, train_tokenizer)
-from .train import TrainConfig, profile_settings, read_log, train
+from .train import TrainConfig, arithmetic_settings, profile_settings, read_log, train
 
 TOKENIZER_ALGORITHM = "bpe-pieces-as-wordpiece-v1"   # bump when train_tokenizer changes what it learns
 HELD_OUT = 512            # segment pairs of domain text kept out of training, to measure MLM and SOP
@@ -150,7 +150,7 @@ def step_plan(cfg: PretrainConfig, n_pairs: int) -> tuple[int, int]:
 def pretrain_settings(profile: Profile) -> dict:
     """The pretraining stage's cache key: every pretraining setting, the input encoding and the precision."""
     return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            "precision": profile.precision, "fused_adamw": profile.fused_adamw}
+            **arithmetic_settings(profile)}
 
 
 def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:

@@ -97,10 +97,15 @@ class TrainConfig(Section):
             raise ConfigError("patience", f"={self.patience} needs evaluations: set eval_every > 0, or patience=0")
 
 
+def arithmetic_settings(profile: Profile) -> dict:
+    """The profile's settings that change what every training stage computes (its arithmetic and
+    its optimizer's rounding): each stage's cache key holds them."""
+    return {"precision": profile.precision, "fused_adamw": profile.fused_adamw}
+
+
 def profile_settings(profile: Profile, seed: int) -> dict:
-    """The TrainConfig settings every stage takes from its profile: where, and in what precision, it trains."""
-    return {"device": profile.device, "threads": profile.threads, "precision": profile.precision, "seed": seed,
-            "fused_adamw": profile.fused_adamw}
+    """The TrainConfig settings every stage takes from its profile: where, and in what arithmetic, it trains."""
+    return {"device": profile.device, "threads": profile.threads, "seed": seed, **arithmetic_settings(profile)}
 
 
 @dataclass(frozen=True)
