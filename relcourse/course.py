@@ -292,7 +292,8 @@ def published_dir(profile: str) -> Path:
     return REPORTS_DIR / profile / "notebooks"
 
 
-def as_published(nb, name: str, profile: str, seed: int, commit: str | None, overrides: dict | None = None) -> None:
+def as_published(nb, name: str, profile: str, seed: int, commit: str | None, overrides: dict | None = None,
+                 uncommitted: bool = False) -> None:
     """Make an executed notebook a read-only copy: run metadata stripped, stamped with the
     hash of the sources it ran (profile, seed and commit beside it), and opened by a cell that
     says so and links the runnable notebook.
@@ -305,14 +306,22 @@ def as_published(nb, name: str, profile: str, seed: int, commit: str | None, ove
     >>> nb.metadata["relcourse"]["profile"], nb.metadata["relcourse"]["source_hash"] == source_hash(
     ...     nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
     ('laptop', True)
+
+    Run from a checkout with changes its commit does not hold, the copy says so:
+
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    >>> as_published(nb, "04_fine_tune.ipynb", "laptop", 0, "abc1234def", uncommitted=True)
+    >>> nb.cells[0].source.split(":")[0]
+    '> **Executed on the `laptop` profile** (seed 0, commit `abc1234` with uncommitted changes)'
     """
     import nbformat
 
     _strip_run_metadata(nb)
     nb.metadata["relcourse"] = {"source_hash": source_hash(nb), "profile": profile, "seed": seed,
-                                "git_commit": commit, "overrides": dict(overrides or {})}
+                                "git_commit": commit, "uncommitted_changes": uncommitted, "overrides": dict(overrides or {})}
     changed = "".join(f", `{k}={v}`" for k, v in (overrides or {}).items())
-    banner = (f"> **Executed on the `{profile}` profile** (seed {seed}{changed}, commit `{(commit or 'unknown')[:7]}`): "
+    version = f"commit `{(commit or 'unknown')[:7]}`" + (" with uncommitted changes" if uncommitted else "")
+    banner = (f"> **Executed on the `{profile}` profile** (seed {seed}{changed}, {version}): "
               "a copy to read, not to run.\n"
               f"> Its outputs are the numbers the course measures at this size. The notebook to run is "
               f"[`notebooks/{name}`](../../../notebooks/{name}), whose committed outputs come from the tiny "
@@ -328,16 +337,16 @@ def publish_notebooks(profile: str, seed: int = 0, only: list[str] | None = None
     each file is written to a temporary name and renamed."""
     import nbformat
 
-    from relcourse.store import git_commit
+    from relcourse.store import git_commit, git_uncommitted
 
     out = published_dir(profile)
+    commit, uncommitted = git_commit(), git_uncommitted()   # the version that runs, before anything is written
     with tempfile.TemporaryDirectory(prefix="relcourse-publish-") as tmp:
         executed = run_course(profile, seed, Path(tmp), only, overrides=overrides, log_output=log_output)
         out.mkdir(parents=True, exist_ok=True)
-        commit = git_commit()
         for path in executed:
             nb = nbformat.read(path, as_version=4)
-            as_published(nb, path.name, profile, seed, commit, overrides)
+            as_published(nb, path.name, profile, seed, commit, overrides, uncommitted)
             partial = out / f".{path.name}.tmp"
             nbformat.write(nb, partial)
             os.replace(partial, out / path.name)

@@ -170,6 +170,16 @@ def git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def git_uncommitted() -> bool:
+    """Whether the checkout differs from its commit (changed or untracked files git does not ignore)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
 # --- stages ---------------------------------------------------------------------------------
 
 def stage_hash(config: dict, upstream: dict[str, str]) -> str:

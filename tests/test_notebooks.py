@@ -181,7 +181,7 @@ def test_every_notebook_has_a_laptop_copy_to_read():
 def test_a_laptop_copy_says_where_its_outputs_come_from_and_ran_clean(path):
     copy = read(PUBLISHED / path.name)
     stamp = copy.metadata["relcourse"]
-    assert stamp["profile"] == "laptop" and stamp["git_commit"]
+    assert stamp["profile"] == "laptop" and stamp["git_commit"] and not stamp.get("uncommitted_changes")
     assert copy.cells[0].source.startswith("> **Executed on the `laptop` profile**")
     assert f"(../../../notebooks/{path.name})" in copy.cells[0].source     # links the notebook to run
     errors = [o for c in copy.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
