@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KERNEL := relcourse
 
-.PHONY: help $(VENV) setup course test report lab kernel clean refresh-notebooks
+.PHONY: help $(VENV) setup course test report lab kernel clean refresh-notebooks gpu-check
 
 help:
 	@echo "make course [PROFILE=smoke|laptop|gpu|gpu-xl]  run every notebook in order into build/<profile>/"
@@ -20,6 +20,7 @@ help:
 	@echo "make lab                                       register the 'relcourse' kernel, start JupyterLab in notebooks/"
 	@echo "make kernel                                    register the 'relcourse' Jupyter kernel only"
 	@echo "make refresh-notebooks                         re-execute notebooks/ in place on smoke (committed outputs)"
+	@echo "make gpu-check                                 on a CUDA GPU, before PROFILE=gpu: full-size steps, speed, dry run"
 	@echo "make clean                                     remove build/ and runs/ (keeps .venv)"
 
 # The virtualenv. The stamp depends on pyproject.toml, so re-runs are instant until it changes.
@@ -57,6 +58,11 @@ lab: $(STAMP) kernel
 
 refresh-notebooks: $(STAMP) kernel
 	CUDA_VISIBLE_DEVICES= $(PY) -m relcourse course --refresh
+
+# The GPU's first minutes (benchmarks/gpu_check.py): each stage's full-size step (time, MFU, memory
+# against the estimate), our loop and scoring against transformers', and the dry run on the GPU.
+gpu-check: $(STAMP)
+	cd benchmarks && ../$(PY) gpu_check.py --out ../build/gpu_check
 
 clean:
 	rm -rf build runs

@@ -24,7 +24,8 @@ from relcourse.models import RelevanceBert
 MASK_SHARE = 0.15
 
 
-def matmul_flops(device: str, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+def matmul_flops(device: str, dtype: torch.dtype, n: int | None = None, repeats: int = 10) -> float:
+    n = n or (8192 if device == "cuda" else 2048)      # a GPU needs a big product to fill it
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     _sync(device)

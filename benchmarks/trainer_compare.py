@@ -2,6 +2,7 @@
 
     python benchmarks/trainer_compare.py --threads 2                  # laptop size: 2 x 128, 32 tokens, batch 64
     python benchmarks/trainer_compare.py --profile smoke --steps 40
+    python benchmarks/trainer_compare.py --profile gpu --device cuda --precision bf16 --threads 8
 
 Why: the course trains with its own loop (relcourse.train) and scores with its own function
 (relcourse.finetune.score). If either were much slower than the library everyone knows, a
@@ -57,7 +58,8 @@ def rows(model: RelevanceBert, n: int) -> dict[str, torch.Tensor]:
     return {**batch, "labels": (torch.arange(n) % 2).float()}
 
 
-def ours(model: RelevanceBert, data: dict, batch: int, steps: int, threads: int, fused: bool) -> float:
+def ours(model: RelevanceBert, data: dict, batch: int, steps: int, threads: int, fused: bool,
+         device: str = "cpu", precision: str = "fp32") -> float:
     """Steps/s of relcourse.train.train after WARMUP steps (from its own log's clock)."""
     n = len(data["labels"])
 
@@ -69,7 +71,7 @@ def ours(model: RelevanceBert, data: dict, batch: int, steps: int, threads: int,
         return {"loss": F.binary_cross_entropy_with_logits(m(b)["relevance"], b["labels"])}
 
     cfg = TrainConfig(steps=steps, lr=LR, warmup_steps=WARMUP, log_every=1, checkpoint_every=0, threads=threads,
-                      fused_adamw=fused)
+                      fused_adamw=fused, device=device, precision=precision)
     with tempfile.TemporaryDirectory() as run_dir:
         train(model, batch_at, loss_fn, cfg, Path(run_dir), progress=False)
         clock = {line["step"]: line["elapsed_s"] for line in read_log(Path(run_dir))}
@@ -89,7 +91,8 @@ class WithLoss(nn.Module):
         return {"loss": F.binary_cross_entropy_with_logits(logits, labels), "logits": logits}
 
 
-def theirs(model: RelevanceBert, data: dict, batch: int, steps: int) -> float:
+def theirs(model: RelevanceBert, data: dict, batch: int, steps: int, device: str = "cpu",
+           precision: str = "fp32") -> float:
     """Steps/s of transformers.Trainer on the same model and rows, after WARMUP steps."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -97,39 +100,48 @@ def theirs(model: RelevanceBert, data: dict, batch: int, steps: int) -> float:
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if device == "cuda":
+                torch.cuda.synchronize()     # the GPU runs behind the Python that queues its work
             stamps.append(time.perf_counter())
 
     dataset = [{k: v[i] for k, v in data.items()} for i in range(len(data["labels"]))]
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, learning_rate=LR,
                                  warmup_steps=WARMUP, weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="linear",
-                                 logging_strategy="no", save_strategy="no", report_to=[], use_cpu=True,
+                                 logging_strategy="no", save_strategy="no", report_to=[], use_cpu=device == "cpu",
+                                 bf16=precision == "bf16",
                                  dataloader_num_workers=0, disable_tqdm=True, seed=0)
         Trainer(model=WithLoss(model), args=args, train_dataset=dataset, callbacks=[Clock()]).train()
     return (steps - WARMUP) / (stamps[steps - 1] - stamps[WARMUP - 1])
 
 
-def scoring_rates(model: RelevanceBert, n: int, repeats: int) -> tuple[float, float]:
-    """(our score, a plain AutoModelForSequenceClassification forward): rows/s, best of `repeats`."""
+def scoring_rates(model: RelevanceBert, n: int, repeats: int, precision: str = "fp32") -> tuple[float, float]:
+    """(our score, a plain AutoModelForSequenceClassification forward): rows/s, best of `repeats`,
+    on the model's device, both under bf16 autocast when `precision` is bf16."""
     from transformers import AutoModelForSequenceClassification
 
+    device = next(model.parameters()).device
     data = rows(model, n)
     pairs = PairSet(np.zeros(n, dtype=np.int64), np.arange(n), np.zeros(n),
                     {k: data[k] for k in ("input_ids", "token_type_ids", "attention_mask")})
     with tempfile.TemporaryDirectory() as folder:
         to_transformers(model).save_pretrained(folder)
-        hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        hf = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
 
     @torch.inference_mode()
-    def plain():
+    def plain():   # as our score does: each batch to the device, its scores back to the host
         for lo in range(0, n, SCORE_BATCH):
-            hf(**{k: data[k][lo:lo + SCORE_BATCH] for k in ("input_ids", "token_type_ids", "attention_mask")}).logits
+            hf(**{k: data[k][lo:lo + SCORE_BATCH].to(device)
+                  for k in ("input_ids", "token_type_ids", "attention_mask")}).logits.float().cpu()
 
     def best(fn):
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            fn()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         return n / min(times)
 
@@ -137,45 +149,58 @@ def scoring_rates(model: RelevanceBert, n: int, repeats: int) -> tuple[float, fl
     return best(lambda: score(model, pairs)), best(plain)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="laptop")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=30, help="training steps per side (the first 2 untimed)")
-    parser.add_argument("--rows", type=int, default=4096, help="rows scored per pass")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def compare(profile_name: str, device: str = "cpu", precision: str = "fp32", threads: int = 2, steps: int = 30,
+            score_rows: int = 4096, repeats: int = 3) -> dict:
+    """Both comparisons at the fine-tuning shapes of `profile_name`, printed; the figures returned."""
     from transformers.utils import logging
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
-    profile = load_profile(args.profile)
+    torch.set_num_threads(threads)
+    profile = load_profile(profile_name)
     batch, length = profile.finetune.batch_size, profile.tokenizer.max_len
     torch.manual_seed(0)
     model = RelevanceBert(profile.pretrain.model, profile.tokenizer.vocab_size, length)
     data = rows(model, 8 * batch)
 
-    peaks = {name: matmul_flops("cpu", dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    print(f"{args.profile}: model {model.cfg.layers} x {model.cfg.hidden}, {model.num_parameters() / 1e6:.2f}M "
-          f"parameters, batch {batch} x {length} tokens, {args.threads} threads; matmul ceiling "
-          f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    peaks = {name: matmul_flops(device, dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    peak = peaks[precision if precision == "bf16" else "fp32"]
+    print(f"{profile_name}: model {model.cfg.layers} x {model.cfg.hidden}, {model.num_parameters() / 1e6:.2f}M "
+          f"parameters, batch {batch} x {length} tokens, {device}, {precision}, {threads} threads; matmul ceiling "
+          f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; MFU against {precision}")
     # Trainer's default optimizer is torch's fused AdamW; ours is the profile's choice (fused_adamw)
-    rates = {"relcourse.train": ours(copy.deepcopy(model), data, batch, args.steps, args.threads, False),
-             "relcourse.train, fused": ours(copy.deepcopy(model), data, batch, args.steps, args.threads, True),
-             "transformers.Trainer": theirs(copy.deepcopy(model), data, batch, args.steps)}
-    torch.set_num_threads(args.threads)    # in case either side changed it
+    rates = {f"relcourse.train{', fused' * fused}": ours(copy.deepcopy(model), data, batch, steps, threads, fused,
+                                                          device, precision) for fused in (False, True)}
+    rates["transformers.Trainer"] = theirs(copy.deepcopy(model), data, batch, steps, device, precision)
+    torch.set_num_threads(threads)    # in case either side changed it
     step_flops = batch * length * flops_per_token(model, length, training=True)
+    out = {"profile": profile_name, "device": device, "precision": precision, "peaks": peaks, "train_steps_per_s": rates,
+           "train_mfu": {k: r * step_flops / peak for k, r in rates.items()}}
     for name, rate in rates.items():
-        print(f"  train  {name:22} {rate:7.2f} steps/s  {rate * step_flops / 1e9:6.1f} GFLOP/s  "
-              f"MFU {rate * step_flops / peaks['fp32']:5.1%} of fp32")
+        print(f"  train  {name:22} {rate:7.2f} steps/s  {rate * step_flops / 1e9:8.1f} GFLOP/s  "
+              f"MFU {out['train_mfu'][name]:5.1%}")
     for name in ("relcourse.train", "relcourse.train, fused"):
         print(f"  train  {name} / Trainer: {rates[name] / rates['transformers.Trainer']:.2f}x")
-    ours_rate, plain_rate = scoring_rates(model.eval(), args.rows, args.repeats)
+    ours_rate, plain_rate = scoring_rates(model.to(device).eval(), score_rows, repeats, precision)
     row_flops = length * flops_per_token(model, length, training=False)
-    for name, rate in (("relcourse score", ours_rate), ("AutoModelForSeqCls", plain_rate)):
-        print(f"  score  {name:22} {rate:7.0f} rows/s   {rate * row_flops / 1e9:6.1f} GFLOP/s  "
-              f"MFU {rate * row_flops / peaks['fp32']:5.1%} of fp32")
+    out["score_rows_per_s"] = {"relcourse score": ours_rate, "AutoModelForSeqCls": plain_rate}
+    for name, rate in out["score_rows_per_s"].items():
+        print(f"  score  {name:22} {rate:7.0f} rows/s   {rate * row_flops / 1e9:8.1f} GFLOP/s  "
+              f"MFU {rate * row_flops / peak:5.1%}")
     print(f"  score  ours / plain: {ours_rate / plain_rate:.2f}x")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="laptop")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="both sides under bf16 autocast, or not")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=30, help="training steps per side (the first 2 untimed)")
+    parser.add_argument("--rows", type=int, default=4096, help="rows scored per pass")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    compare(args.profile, args.device, args.precision, args.threads, args.steps, args.rows, args.repeats)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--groups", type=int, default=1, help="query groups per micro-batch (default 1)")
     dry.add_argument("--layers", type=int, help="depth of the teacher (default: the profile's; slow on CPU)")
     dry.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    dry.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="cpu (default; bf16 where the CPU has it), or cuda: the same checks on the GPU itself")
 
     score = commands.add_parser("score", help=SCORE_HELP, description=SCORE_HELP)
     score.add_argument("pairs", type=Path, help="a .tsv (header line) or .parquet file with columns query, document")
@@ -200,7 +202,8 @@ def _course(args) -> None:
 def _dry_run(args) -> None:
     from relcourse.dry_run import failures, render, run_dry   # torch loads only when needed
 
-    report = run_dry(args.profile or "gpu", args.steps, args.interrupt_at, args.groups, args.layers, args.threads)
+    report = run_dry(args.profile or "gpu", args.steps, args.interrupt_at, args.groups, args.layers, args.threads,
+                     device=args.device)
     print(render(report))
     if failures(report):
         raise SystemExit(1)

@@ -72,12 +72,14 @@ class DryRunError(AssertionError):
 
 
 def dry_run_overrides(name: str, steps: int = 2, groups: int = 1, layers: int | None = None,
-                      threads: int = 2) -> dict:
-    """The dotted overrides that shrink profile `name` to a CPU dry run; everything else is kept."""
+                      threads: int = 2, device: str = "cpu") -> dict:
+    """The dotted overrides that shrink profile `name` to a dry run on `device` (cpu, or cuda on
+    the GPU itself, in the profile's own precision); everything else is kept."""
     base = load_profile(name)
     world = {f"data.{k}": v for k, v in dataclasses.asdict(PROFILES["smoke"].data).items()}
     world |= {f"data.{k}": v for k, v in SMALL_WORLD.items()} | {"data.seeds": (0,)}
-    out = world | {"device": "cpu", "threads": threads, "precision": base.precision if bf16_supported() else "fp32",
+    precision = base.precision if device == "cuda" or bf16_supported() else "fp32"
+    out = world | {"device": device, "threads": threads, "precision": precision,
                    "pretrain.warmup_steps": 1,
                    "pretrain.tapt_share": 0.5,   # the last half of the steps read the task's pairs (TAPT)
                    "finetune.evaluations": 1, "distill.evaluations": 1}
@@ -127,10 +129,12 @@ class CheckedTraining:
             raise DryRunError(f"{stage}: {cfg.steps} steps leave nothing to resume after step {self.interrupt_at}")
         seen = {"calls": 0}
 
+        on = "cuda" if cfg.device == "cuda" else "cpu"
+
         def watched(m, batch):
             seen["calls"] += 1
-            seen.setdefault("autocast", str(torch.get_autocast_dtype("cpu")).removeprefix("torch.")
-                            if torch.is_autocast_enabled("cpu") else "off")
+            seen.setdefault("autocast", str(torch.get_autocast_dtype(on)).removeprefix("torch.")
+                            if torch.is_autocast_enabled(on) else "off")
             seen.setdefault("shape", tuple(batch["input_ids"].shape))
             seen.setdefault("queries", len(torch.unique(batch["query_ids"])) if "query_ids" in batch else 0)
             return loss_fn(m, batch)
@@ -184,6 +188,7 @@ def checked_training(interrupt_at: int):
 @dataclass
 class DryRun:
     profile: str
+    device: str
     precision: str
     overrides: dict
     vocab: tuple[int, int]          # (the profile's setting, what the tokenizer learnt)
@@ -199,14 +204,17 @@ class DryRun:
 
 
 def run_dry(name: str, steps: int = 2, interrupt_at: int = 1, groups: int = 1, layers: int | None = None,
-            threads: int = 2, root: Path | None = None, progress: bool = False) -> DryRun:
-    """Every stage of profile `name`, shrunk as `dry_run_overrides` says, with the checks above."""
+            threads: int = 2, root: Path | None = None, progress: bool = False, device: str = "cpu") -> DryRun:
+    """Every stage of profile `name`, shrunk as `dry_run_overrides` says, with the checks above.
+    On device='cuda' (the GPU's first minutes) the stages also run CUDA's own kernels: fused
+    attention, fused AdamW, the CUDA RNG state in checkpoints. Exact resume there needs
+    deterministic kernels, which the run asks torch for while it lasts."""
     start = time.perf_counter()
-    overrides = dry_run_overrides(name, steps, groups, layers, threads)
+    overrides = dry_run_overrides(name, steps, groups, layers, threads, device)
     profile = load_profile(name, overrides)
     torch.set_num_threads(threads)
     previous = os.environ.get(RUNS_ENV)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, deterministic(device == "cuda"):
         os.environ[RUNS_ENV] = str(root or scratch)
         try:
             with checked_training(interrupt_at) as checker:
@@ -222,7 +230,7 @@ def run_dry(name: str, steps: int = 2, interrupt_at: int = 1, groups: int = 1, l
     steps_full = gpu_memory.training_steps(full)
     measure = "bf16" if profile.precision == "bf16" else "fp32"
     return DryRun(
-        name, profile.precision, overrides, (full.tokenizer.vocab_size, learnt), checker.checks,
+        name, device, profile.precision, overrides, (full.tokenizer.vocab_size, learnt), checker.checks,
         [gpu_memory.estimate(s, "bf16", "fused") for s in steps_full],
         [gpu_memory.estimate(s, "fp32", "fused") for s in steps_full],
         [gpu_memory.estimate(gpu_memory.whole(s), "bf16", "fused") for s in steps_full],
@@ -231,6 +239,22 @@ def run_dry(name: str, steps: int = 2, interrupt_at: int = 1, groups: int = 1, l
         (gpu_memory.host_pretraining_rows(full), gpu_memory.host_pretraining_bytes(full)),
         (gpu_memory.host_pretraining_rows(profile), built["pairs"] + built["tapt_pairs"]),
         time.perf_counter() - start)
+
+
+@contextmanager
+def deterministic(on: bool):
+    """torch's deterministic kernels while the block runs (CUDA's scatter-adds, as in an embedding's
+    backward, otherwise sum in a different order each run). cuBLAS needs its workspace setting
+    before its first call: `benchmarks/gpu_check.py` sets CUBLAS_WORKSPACE_CONFIG at start."""
+    if not on:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def failures(report: DryRun) -> list[str]:
@@ -261,7 +285,8 @@ def render(report: DryRun) -> str:
     """The dry run as text: the stage checks, then the memory of a full-size step per stage."""
     gib = gpu_memory.GIB
     target = gpu_memory.TARGET_GPU.get(report.profile, "H100 80GB")
-    lines = [f"dry run of profile {report.profile!r} on CPU ({report.seconds:.0f} s), precision {report.precision}",
+    lines = [f"dry run of profile {report.profile!r} on {report.device} ({report.seconds:.0f} s), "
+             f"precision {report.precision}",
              f"  vocabulary: profile {report.vocab[0]:,}, learnt from the dry-run world {report.vocab[1]:,}",
              f"  shrunk: {', '.join(f'{k}={v}' for k, v in report.overrides.items() if not k.startswith('data.'))}; "
              f"world: smoke with {SMALL_WORLD}",

@@ -197,7 +197,7 @@ def saved_bytes(forward) -> int:
     return sum(seen.values())
 
 
-def _inputs(rows: int, step: Step, mlm: bool) -> tuple:
+def step_inputs(rows: int, step: Step, mlm: bool) -> tuple:
     """The arguments of the stage's forward on random rows (every other one half padded):
     (batch,) for a relevance pass, (batch, mlm labels, sentence labels, False) for an MLM pass."""
     g = torch.Generator().manual_seed(rows)
@@ -235,7 +235,7 @@ def per_row_bytes(model: ModelConfig, seq_len: int, vocab: int, mask_prob: float
     for layers, mlm in ((1, False), (2, False), (1, True)):
         net = RelevanceBert(dataclasses.replace(model, layers=layers), vocab, seq_len)
         for rows in (1, 2):
-            args = _inputs(rows, step, mlm)
+            args = step_inputs(rows, step, mlm)
             with _autocast(precision):
                 at[layers, mlm, rows] = saved_bytes(lambda: net(*args))
     row = {key: at[key + (2,)] - at[key + (1,)] for key in ((1, False), (2, False), (1, True))}
@@ -251,7 +251,7 @@ def peak_rss_of_step(step: Step, rows: int, layers: int, precision: str) -> tupl
                                 mlm_rows=rows if step.mlm_rows else 0)
     model = RelevanceBert(small.model, step.vocab, step.seq_len)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    args = _inputs(rows, small, bool(small.mlm_rows))
+    args = step_inputs(rows, small, bool(small.mlm_rows))
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
