@@ -61,10 +61,13 @@ def _parser(step: str | None) -> argparse.ArgumentParser:
         ap = argparse.ArgumentParser(prog=prog, description="Generate the synthetic search world (steps: "
                                      f"{', '.join(STEPS)}; python -m data_gen STEP --help).")
         _world_args(ap)
-        ap.add_argument("--workers", type=int, default=1, help="processes simulating the logs (same bytes for any)")
+        ap.add_argument("--workers", type=int, default=1,
+                        help="processes building the documents, corpora and logs (same bytes for any)")
     elif step == "prepare":
         ap = argparse.ArgumentParser(prog=prog, description="Write every table but the logs; prints the log shards.")
         _world_args(ap)
+        ap.add_argument("--workers", type=int, default=1,
+                        help="processes building the documents and corpora (same bytes for any)")
     else:
         ap = argparse.ArgumentParser(prog=prog, description="Write log shards of a prepared directory."
                                      if step == "shard" else "Write the manifest once every log shard is written.")
@@ -89,7 +92,7 @@ def _run(step: str | None, args: argparse.Namespace) -> str:
     else:
         cfg = world_config(args.profile, **parse_overrides(args.set))
         if step == "prepare":
-            n = prepare(cfg, args.seed, args.out, profile=args.profile, progress=not args.quiet)
+            n = prepare(cfg, args.seed, args.out, profile=args.profile, progress=not args.quiet, workers=args.workers)
             return (f"prepared {args.out} in {time.time() - start:.1f} s; write its log shards 0..{n - 1} with "
                     f"`python -m data_gen shard --data {args.out} --shards K..M`, then `finish`")
         manifest = generate(cfg, args.seed, args.out, profile=args.profile, progress=not args.quiet,

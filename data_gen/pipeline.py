@@ -34,7 +34,7 @@ from .queries import Query, make_queries
 from .rng import rng_for
 from .world import World, build_world
 
-QUERIES_PER_DOC_SHARD = 20_000
+QUERIES_PER_DOC_SHARD = 5_000     # 8 shards on `gpu`: one per data worker
 CORPUS_LINES_PER_SHARD = 200_000
 TRUTH_COLUMNS = ("candidate_kind", "tier_v1", "tier_v2", "reason_v1", "reason_v2", "lexical_overlap",
                  "doc_topic", "doc_hyponym", "doc_entity")
@@ -76,18 +76,34 @@ def _entity_columns(world: World) -> dict:
     return cols
 
 
-def _write_docs(world: World, queries: list[Query], seed: int, out: ShardWriter, progress: bool) -> dict:
-    """docs and truth tables, shard by shard; returns the numeric pool arrays the logs need."""
+def _doc_columns(task: tuple[World, list[Query], int]) -> dict:
+    """The candidate documents of some queries, as columns (one shard; any process)."""
+    world, queries, seed = task
+    rows = [r for q in queries for r in candidate_pool(world, q, seed)]
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def _write_docs(world: World, queries: list[Query], seed: int, out: ShardWriter, progress: bool,
+                workers: int) -> dict:
+    """docs and truth tables, shard by shard (each query's documents draw from the query's own
+    random stream, so the shards are built in `workers` processes with the same bytes); returns
+    the numeric pool arrays the logs need."""
     keep = {"tier_v2": [], "lexical_overlap": [], "quality": [], "attractiveness": [], "publish_day": []}
-    for start in tqdm(range(0, len(queries), QUERIES_PER_DOC_SHARD), desc="documents", disable=not progress):
-        rows = [r for q in queries[start:start + QUERIES_PER_DOC_SHARD] for r in candidate_pool(world, q, seed)]
-        cols = {k: [r[k] for r in rows] for k in rows[0]}
+    tasks = [(world, queries[start:start + QUERIES_PER_DOC_SHARD], seed)
+             for start in range(0, len(queries), QUERIES_PER_DOC_SHARD)]
+    for cols in tqdm(process_map(_doc_columns, tasks, workers), total=len(tasks), desc="documents",
+                     disable=not progress):
         out.write("docs", {k: v for k, v in cols.items() if k not in TRUTH_COLUMNS})
         out.write("truth", {k: cols[k] for k in ("query_id", "doc_id", *TRUTH_COLUMNS)})
         for k in keep:
             keep[k].append(np.asarray(cols[k]))
     shape = (len(queries), world.cfg.docs_per_query)
     return {k: np.concatenate(v).reshape(shape) for k, v in keep.items()}
+
+
+def _corpus_shard(task: tuple[World, str, int, int, int]) -> dict:
+    world, which, n, seed, shard = task
+    return corpus_lines(world, which, n, seed, shard)
 
 
 def _write_labels(world: World, pools: logs.Pools, ranker: np.ndarray, bucket: np.ndarray, split: np.ndarray,
@@ -111,9 +127,9 @@ def _write_labels(world: World, pools: logs.Pools, ranker: np.ndarray, bucket: n
                          "design": np.full(len(labels), LABEL_DESIGN)})
 
 
-def _write_all_but_logs(cfg: WorldConfig, seed: int, root: Path, progress: bool) -> dict:
-    """Every table except the impressions; saves what the log shards need in root/WORK_DIR and
-    returns the written tables' manifest entries."""
+def _write_all_but_logs(cfg: WorldConfig, seed: int, root: Path, progress: bool, workers: int = 1) -> dict:
+    """Every table except the impressions, the documents and corpora in `workers` processes;
+    saves what the log shards need in root/WORK_DIR and returns the written tables' manifest entries."""
     out = ShardWriter(root)
     world = build_world(cfg, seed)
     queries = make_queries(world, seed)
@@ -123,7 +139,7 @@ def _write_all_but_logs(cfg: WorldConfig, seed: int, root: Path, progress: bool)
     split = _split(world, queries, seed)
     out.write("queries", _query_columns(queries, rank, bucket, split))
 
-    arrays = _write_docs(world, queries, seed, out, progress)
+    arrays = _write_docs(world, queries, seed, out, progress, workers)
     pools = logs.Pools(tier=arrays["tier_v2"].astype(np.int8), overlap=arrays["lexical_overlap"],
                        quality=arrays["quality"], attractiveness=arrays["attractiveness"],
                        age_days=arrays["publish_day"].astype(np.float64),
@@ -131,10 +147,11 @@ def _write_all_but_logs(cfg: WorldConfig, seed: int, root: Path, progress: bool)
     ranker = logs.ranker_relevance(pools, seed)
     _save_pools(root, pools, ranker)
     for which, total in (("general", cfg.general_corpus_lines), ("domain", cfg.domain_corpus_lines)):
-        starts = range(0, max(total, 1), CORPUS_LINES_PER_SHARD)
-        for shard, start in enumerate(tqdm(starts, desc=f"{which} corpus", disable=not progress)):
-            out.write(f"corpus_{which}", corpus_lines(world, which, min(CORPUS_LINES_PER_SHARD, total - start),
-                                                      seed, shard))
+        tasks = [(world, which, min(CORPUS_LINES_PER_SHARD, total - start), seed, shard)
+                 for shard, start in enumerate(range(0, max(total, 1), CORPUS_LINES_PER_SHARD))]
+        for lines in tqdm(process_map(_corpus_shard, tasks, workers), total=len(tasks), desc=f"{which} corpus",
+                          disable=not progress):
+            out.write(f"corpus_{which}", lines)
     _write_labels(world, pools, ranker, bucket, split, seed, out)
     return out.tables
 
@@ -200,22 +217,25 @@ def write_log_shards(data_dir: str | Path, shards: Iterable[int] | None = None, 
         pass
 
 
-def prepare(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custom", progress: bool = True) -> int:
+def prepare(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custom", progress: bool = True,
+            workers: int = 1) -> int:
     """Write every table of the world of (cfg, seed) except the logs into `out` (which must not
-    exist, or be empty) and return its number of log shards: then write_log_shards (in any
-    processes, on any machines sharing `out`) and `finish`. generate() does all three."""
+    exist, or be empty), its documents and corpora in `workers` processes, and return its number
+    of log shards: then write_log_shards (in any processes, on any machines sharing `out`) and
+    `finish`. generate() does all three."""
     out = Path(out)
+    check_workers(workers)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} is not empty; choose another --out or delete it first")
     with _atomic_dir(out) as tmp:
-        _prepare_into(cfg, seed, tmp, profile, progress)
+        _prepare_into(cfg, seed, tmp, profile, progress, workers)
     return _load_pending(out)["log_shards"]
 
 
-def _prepare_into(cfg: WorldConfig, seed: int, root: Path, profile: str, progress: bool) -> None:
+def _prepare_into(cfg: WorldConfig, seed: int, root: Path, profile: str, progress: bool, workers: int = 1) -> None:
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    tables = _write_all_but_logs(cfg, seed, root, progress)
+    tables = _write_all_but_logs(cfg, seed, root, progress, workers)
     manifest = {"schema_version": SCHEMA_VERSION, "world_version": WORLD_VERSION, "profile": profile, "seed": seed,
                 "config": json_config(cfg), "tables": tables}
     pending = {"manifest": manifest, "log_shards": -(-cfg.n_searches // cfg.searches_per_shard)}
@@ -295,7 +315,7 @@ def generate(cfg: WorldConfig, seed: int, out: str | Path, profile: str = "custo
                 return manifest
         raise DataError(f"{out} already holds other data; choose another --out or delete it first")
     with _atomic_dir(out) as tmp:
-        _prepare_into(cfg, seed, tmp, profile, progress)
+        _prepare_into(cfg, seed, tmp, profile, progress, workers)
         write_log_shards(tmp, workers=workers, progress=progress)
         manifest = finish(tmp)
     return manifest

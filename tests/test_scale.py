@@ -1,5 +1,6 @@
-"""Data at scale: the logs written in worker processes or shard by shard as separate commands give the
-same bytes as one process; bad steps are refused with the command that fixes them."""
+"""Data at scale: the documents, corpora and logs written in worker processes, or the logs shard by
+shard as separate commands, give the same bytes as one process; bad steps are refused with the
+command that fixes them."""
 import math
 
 import pytest
@@ -31,6 +32,20 @@ def test_two_workers_write_the_same_bytes_as_one(one_process, tmp_path):
     assert len(manifest["tables"]["impressions"]["files"]) == 3
     assert _bytes(tmp_path / "w") == one_process
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]     # no temp folder left
+
+
+def test_documents_and_corpora_in_several_shards_and_workers_give_the_same_bytes(tmp_path, monkeypatch):
+    """TINY holds one shard of documents and of each corpus; smaller shards give 3 and 3 here."""
+    from data_gen import pipeline
+    monkeypatch.setattr(pipeline, "QUERIES_PER_DOC_SHARD", 50)
+    monkeypatch.setattr(pipeline, "CORPUS_LINES_PER_SHARD", 100)
+    written = {}
+    for workers in (1, 2):
+        manifest = data_gen.generate(data_gen.world_config("smoke", **TINY), 0, tmp_path / f"w{workers}",
+                                     profile="smoke", progress=False, workers=workers)
+        written[workers] = _bytes(tmp_path / f"w{workers}")
+    assert len(manifest["tables"]["docs"]["files"]) == 3 and len(manifest["tables"]["corpus_domain"]["files"]) == 3
+    assert written[1] == written[2]
 
 
 def test_shards_as_separate_commands_in_any_order_give_the_same_bytes(one_process, tmp_path, capsys):

@@ -50,6 +50,19 @@ def test_query_keeps_its_budget_and_the_document_fills_the_rest(tok, texts):
         assert ids == [cls] + pieces(tok, query)[:kept] + [sep] + pieces(tok, doc)[:doc_room] + [sep]
 
 
+def test_every_row_is_the_query_then_the_document_cut_to_their_budgets(tok, texts):
+    """Row by row against transformers' own tokenizer call: long and short texts, an empty
+    query and an empty document (the Rust tokenizer encodes the batch, Python only lays it out)."""
+    queries, docs = ["", *texts[:99]], [*texts[100:199], ""]
+    cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    out = encode_pairs(tok, queries, docs, max_query_len=6, max_len=24)["input_ids"].tolist()
+    for query, doc, ids in zip(queries, docs, out):
+        q = pieces(tok, query)[:6]
+        d = pieces(tok, doc)[:24 - 3 - len(q)]
+        expected = [cls, *q, sep, *d, sep]
+        assert ids == expected + [pad] * (24 - len(expected))
+
+
 def test_token_types_and_padding(tok):
     batch = encode_pairs(tok, ["quiet kettle", ""], ["rated at 32 volt", "large"], max_query_len=4, max_len=16)
     for row in range(2):
