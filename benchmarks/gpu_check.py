@@ -8,7 +8,7 @@ PROFILE=gpu` this checks, in order, what only the GPU can tell (each part report
 earlier one fails, each bounded by --budget-s; the figures go to OUT/gpu_check.json):
 
 1. machine: the GPU, torch and transformers, and the ceilings measured here (a large bf16 and
-   fp32 matmul): MFU below is against the bf16 one, not a datasheet;
+   fp32 matmul): MFU below is against the one of the profile's precision, not a datasheet;
 2. steps: one full-size training step of each stage of each profile, through relcourse.train
    (bf16 autocast, fused AdamW, the stage's micro-batches) on random rows at the stage's shapes
    (relcourse.gpu_memory.training_steps): seconds per step, MFU, and peak GPU memory beside the
@@ -17,7 +17,11 @@ earlier one fails, each bounded by --budget-s; the figures go to OUT/gpu_check.j
 3. compare: our loop against transformers.Trainer and our scoring against a plain
    AutoModelForSequenceClassification, bf16, at the fine-tuning shapes (benchmarks/trainer_compare.py);
 4. dry-run: every stage of the recipe through its own code on the GPU (relcourse.dry_run with
-   device=cuda): the profile's full depth and widths on the dry run's tiny world, with exact resume.
+   device=cuda): the profile's full depth and widths on the dry run's tiny world, with exact resume;
+5. pipeline (not in the default parts: minutes of CPU work): the whole recipe of the first profile
+   on its full world, each training stage cut to --pipeline-steps steps, every stage timed on its
+   own; each stage's full time is then projected as its measured wall time plus its remaining
+   steps at the s/step of part 2: the pipeline's wall time without paying for all of its steps.
 
 FLOPs per token: 6 N + 12 L H T for a training pass (N non-embedding parameters, T tokens), 2 N +
 4 L H T for a frozen teacher's forward (distillation), the MLM head counted for its 15%.
@@ -49,7 +53,9 @@ from relcourse.config import load_profile, parse_overrides
 from relcourse.models import RelevanceBert
 from relcourse.train import TrainConfig, read_log, train
 
-PARTS = ("machine", "steps", "compare", "dry-run")
+PARTS = ("machine", "steps", "compare", "dry-run", "pipeline")
+DEFAULT_PARTS = PARTS[:4]
+TRAINED = ("pretrain", "post_pretrain", "finetune", "distill")
 WARMUP, TIMED = 3, 12
 
 
@@ -138,14 +144,16 @@ def measure_step(step: gpu_memory.Step, precision: str, peak_flops: float, threa
             "estimate_gib": (estimate.total - gpu_memory.CUDA_OVERHEAD) / 2**30}
 
 
-def steps_part(profiles: list[str], peak_flops: float, threads: int, device: str, overrides: dict) -> list[dict]:
+def steps_part(profiles: list[str], peaks: dict[str, float], threads: int, device: str, overrides: dict) -> list[dict]:
+    """measure_step for every stage of every profile; MFU against the ceiling of the profile's precision."""
     out = []
     print(f"  {'profile':7} {'stage':14} {'model':>8} {'rows x len':>11} {'micro':>5} {'s/step':>7} {'TFLOP/s':>8} "
           f"{'MFU':>5} {'peak GiB':>8} {'est. GiB':>8} {'steps':>6} {'train min':>9}")
     for name in profiles:
         profile = load_profile(name, overrides)
         for step in gpu_memory.training_steps(profile):
-            r = measure_step(step, profile.precision, peak_flops, threads, device)
+            peak = peaks["bf16" if profile.precision == "bf16" else "fp32"]
+            r = measure_step(step, profile.precision, peak, threads, device)
             r |= {"profile": name, "profile_steps": getattr(profile, step.stage).steps}
             r["train_minutes"] = r["profile_steps"] * r["s_per_step"] / 60
             out.append(r)
@@ -168,9 +176,51 @@ def dry_run_part(profiles: list[str], threads: int, device: str, layers: int | N
     return out
 
 
+def pipeline_part(name: str, steps: int, s_per_step: dict[str, float], threads: int, device: str,
+                  overrides: dict) -> list[dict]:
+    """Every stage of profile `name` in order, each timed on its own (the upstream ones are
+    cached by then), training stages cut to `steps` steps, in a fresh runs folder (nothing
+    cached from an earlier run); see the module docstring."""
+    from relcourse.distill import ensure_distill_data, run_distill
+    from relcourse.finetune import run_finetune
+    from relcourse.post_pretrain import ensure_teacher, run_post_pretrain
+    from relcourse.pretrain import ensure_tokenizer, run_pretrain
+    from relcourse.store import RUNS_ENV, ensure_data
+
+    full = load_profile(name, overrides)
+    short = load_profile(name, {**overrides, "device": device, "threads": threads,
+                                **{f"{stage}.steps": steps for stage in TRAINED}})
+    seed, out = short.seeds[0], []
+    stages = (("data", ensure_data), ("tokenizer", ensure_tokenizer), ("pretrain", run_pretrain),
+              ("teacher", ensure_teacher), ("post_pretrain", run_post_pretrain), ("finetune", run_finetune),
+              ("distill_data", ensure_distill_data), ("distill", run_distill))
+    print(f"  {'stage':14} {'wall s':>8} {'steps':>6} {'projected s':>11}")
+    previous = os.environ.get(RUNS_ENV)
+    with tempfile.TemporaryDirectory() as runs:
+        os.environ[RUNS_ENV] = runs
+        try:
+            for stage, build in stages:
+                out.append(timed_stage(stage, build, short, full, seed, steps, s_per_step))
+        finally:
+            os.environ.pop(RUNS_ENV) if previous is None else os.environ.update({RUNS_ENV: previous})
+    print(f"  {name}: measured {sum(r['wall_s'] for r in out) / 60:.1f} min with {steps} steps a stage; projected at "
+          f"the profile's steps {sum(r['projected_s'] for r in out) / 60:.1f} min")
+    return out
+
+
+def timed_stage(stage: str, build, short, full, seed: int, steps: int, s_per_step: dict[str, float]) -> dict:
+    start = time.perf_counter()
+    build(short, seed, progress=False)
+    wall = time.perf_counter() - start
+    remaining = getattr(full, stage).steps - steps if stage in TRAINED else 0
+    projected = wall + (remaining * s_per_step.get(stage, float("nan")) if remaining else 0.0)
+    print(f"  {stage:14} {wall:8.1f} {steps if remaining else 0:6d} {projected:11.1f}", flush=True)
+    return {"stage": stage, "wall_s": wall, "steps": steps if remaining else 0, "projected_s": projected}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS))
     parser.add_argument("--profiles", nargs="+", default=["gpu", "gpu-xl"], help="for steps (compare and dry-run: the first)")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json")
@@ -178,6 +228,7 @@ def main() -> None:
                         help="cpu only to test this script (tests/test_gpu_check.py), with --set to shrink the shapes")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides (steps part)")
     parser.add_argument("--layers", type=int, help="the dry run's teacher depth (default: the profile's)")
+    parser.add_argument("--pipeline-steps", type=int, default=40, help="steps of each training stage in part pipeline")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
     torch.set_num_threads(args.threads)
@@ -185,19 +236,24 @@ def main() -> None:
         raise SystemExit("gpu_check: torch sees no CUDA GPU here (torch.cuda.is_available() is False): run it on a "
                          "machine with one, with a CUDA build of torch; on CPU, `relcourse dry-run` checks the shapes")
     results, started = {}, time.perf_counter()
-    peak = None
+    peaks = {}
     for part in [p for p in PARTS if p in args.parts or p == "machine"]:
         print(f"\n== {part} ({time.perf_counter() - started:.0f} s in)", flush=True)
         try:
             if part == "machine":
                 results[part] = machine(args.device)
-                peak = results[part]["bf16_tflops"] * 1e12
+                peaks = {k: results[part][f"{k}_tflops"] * 1e12 for k in ("bf16", "fp32")}
             elif part == "steps":
-                results[part] = steps_part(args.profiles, peak, args.threads, args.device, overrides)
+                results[part] = steps_part(args.profiles, peaks, args.threads, args.device, overrides)
             elif part == "compare":
                 results[part] = compare(args.profiles[0], args.device, "bf16", args.threads, steps=30, score_rows=8192)
-            else:
+            elif part == "dry-run":
                 results[part] = dry_run_part(args.profiles[:1], args.threads, args.device, args.layers)
+            else:
+                measured = {r["stage"]: r["s_per_step"] for r in results.get("steps", [])
+                            if isinstance(r, dict) and r.get("profile") == args.profiles[0]}
+                results[part] = pipeline_part(args.profiles[0], args.pipeline_steps, measured, args.threads,
+                                              args.device, overrides)
         except Exception as e:                          # report it and go on: the next part may still tell
             traceback.print_exc()
             results[part] = {"error": f"{type(e).__name__}: {e}"}

@@ -26,7 +26,7 @@ def run_check(*args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_every_part_runs_on_cpu_and_writes_its_figures(tmp_path):
     done = run_check("--device", "cpu", "--profiles", "smoke", "--threads", "1", "--parts", "steps", "dry-run",
-                     "--out", str(tmp_path))
+                     "pipeline", "--pipeline-steps", "10", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "parts failed: none" in done.stdout
     results = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -38,6 +38,14 @@ def test_every_part_runs_on_cpu_and_writes_its_figures(tmp_path):
         assert s["s_per_step"] > 0 and s["mfu"] > 0
         assert s["profile_steps"] == getattr(profile, s["stage"]).steps
     assert results["dry-run"][0]["problems"] == []
+    pipeline = {r["stage"]: r for r in results["pipeline"]}
+    assert list(pipeline) == ["data", "tokenizer", "pretrain", "teacher", "post_pretrain", "finetune",
+                              "distill_data", "distill"]
+    step_time = {s["stage"]: s["s_per_step"] for s in steps}
+    for stage in ("pretrain", "post_pretrain", "finetune", "distill"):     # the rest of the steps at part 2's pace
+        expected = pipeline[stage]["wall_s"] + (getattr(profile, stage).steps - 10) * step_time[stage]
+        assert pipeline[stage]["steps"] == 10 and pipeline[stage]["projected_s"] == pytest.approx(expected)
+    assert pipeline["data"]["projected_s"] == pipeline["data"]["wall_s"] > 0
 
 
 def test_without_a_gpu_it_says_so():
