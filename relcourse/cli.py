@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="instead: write only the live registry's claims table to this file")
     report.add_argument("--ladder", type=Path, metavar="JSON",
                         help="instead: print the learning ladder of a `run ladder --out` file as Markdown")
+    report.add_argument("--keep", type=Path, metavar="JSON",
+                        help="instead: copy the live registry's claims into this results file (created, or its "
+                             "claims updated), to commit: runs/ is not committed (e.g. results/laptop-claims.json)")
 
     course = command("course", _course, "execute the course notebooks in order (papermill)", overrides=True)
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
@@ -167,6 +170,10 @@ def _report(args) -> None:
         print(reports.ladder_table(json.loads(args.ladder.read_text())))
         return
     name = load_profile(args.profile).name  # validates the name
+    if args.keep:
+        kept = reports.keep_registry(name, args.keep)
+        print(f"{args.keep}: {len(kept)} claims ({', '.join(kept)})")
+        return
     if args.out:
         print(reports.write_report(name, args.out))
         return

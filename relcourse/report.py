@@ -36,7 +36,7 @@ from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
 from relcourse.config import config_hash, load_profile
 from relcourse.forest_plot import forest_png
 from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table
-from relcourse.store import REPO_ROOT, runs_root, write_bytes_atomic, write_json_atomic, write_text_atomic
+from relcourse.store import REPO_ROOT, git_commit, runs_root, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 FORMAT = 1
 REPORTS_ENV = "RELCOURSE_REPORTS"
@@ -107,6 +107,25 @@ def build(profile: str, results_files: list[Path | str] | None = None, live: boo
     return {"format": FORMAT, "profile": name, "half_width": HALF_WIDTH, "inputs": inputs, "ladders": ladders,
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
             "not_in_files": NOT_IN_FILES.get(name, "") if results_files is None else ""}
+
+
+def keep_registry(profile: str, path: Path | str) -> list[str]:
+    """Copy the live registry's claims (runs/<profile>/claims/results.json) into the results file
+    `path`, created or its claims replaced claim by claim, atomically; the claims it then holds.
+    runs/ dies with the machine: this is how claims run after the last `run ladder --out` are
+    committed (name the file in DEFAULT_INPUTS so the report reads it)."""
+    live = {c: r for c, r in claims.load_results(profile).items() if r.status != "not run"}
+    if not live:
+        raise ValueError(f"the live registry {claims.results_path(profile)} holds no claim result for {profile!r}; "
+                         f"run some first (`python -m relcourse run claims --profile {profile} --claim ID`)")
+    path = Path(path)
+    data = _read_json(path) if path.exists() else {"profile": profile, "claims": {}}
+    if data.get("profile", profile) != profile:
+        raise ValueError(f"{path} holds results of profile {data['profile']!r}, not {profile!r}")
+    data["claims"] = {**data.get("claims", {}), **{c: claims.to_json(r) for c, r in live.items()}}
+    data["git_commit"] = git_commit()
+    write_json_atomic(path, data)
+    return list(data["claims"])
 
 
 def _read_json(path: Path) -> dict:

@@ -87,6 +87,20 @@ def test_a_live_result_wins_and_the_row_says_so(tmp_path):
     assert rows["D5"]["from"] == "A" and rows["D5"]["seeds"] == [0, 1]
 
 
+def test_keep_copies_the_live_registry_into_a_results_file_the_report_reads(tmp_path, capsys):
+    kept = tmp_path / "kept.json"
+    with pytest.raises(SystemExit):                                   # nothing live yet: a clear refusal
+        main(["report", "--profile", "smoke", "--keep", str(kept)])
+    assert "holds no claim result" in capsys.readouterr().err and not kept.exists()
+    results_file(kept, {"D5": {0: 0.02, 1: 0.03}, "D6": {0: 0.01, 1: 0.02}})
+    claims.record(summarise("D5", "smoke", {0: 0.01, 1: 0.012, 2: 0.011}))
+    assert main(["report", "--profile", "smoke", "--keep", str(kept)]) == 0
+    assert "2 claims (D5, D6)" in capsys.readouterr().out
+    (tmp_path / "runs").rename(tmp_path / "gone")                     # runs/ dies with the machine
+    rows = {r["id"]: r for r in report.build("smoke", [kept])["claims"]}
+    assert rows["D5"]["seeds"] == [0, 1, 2] and rows["D6"]["seeds"] == [0, 1]   # the live one replaced D5 only
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("{ oops", "is not valid JSON"),
