@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from pretrain_throughput import matmul_flops   # benchmarks/ is the script's own folder on sys.path
-from trainer_compare import compare
+from trainer_compare import compare, flops_per_token
 from relcourse import gpu_memory
 from relcourse.config import load_profile, parse_overrides
 from relcourse.models import RelevanceBert
@@ -78,9 +78,7 @@ def step_flops(step: gpu_memory.Step) -> float:
     """FLOPs of one optimizer step of `step` (all its micro-batches)."""
     def per_token(model_cfg, training: bool) -> float:
         with torch.device("meta"):
-            n = RelevanceBert(model_cfg, step.vocab, step.seq_len).num_parameters(embeddings=False)
-        attention = model_cfg.layers * model_cfg.hidden * step.seq_len
-        return 6 * n + 12 * attention if training else 2 * n + 4 * attention
+            return flops_per_token(RelevanceBert(model_cfg, step.vocab, step.seq_len), step.seq_len, training)
     k, length = step.micro_batches, step.seq_len
     mlm_head = 6 * step.model.hidden * step.vocab * step.mask_prob * step.mlm_rows * length * k
     frozen = sum(per_token(m, False) for m in step.frozen) * step.rows * length * k
