@@ -45,13 +45,16 @@ HALF_WIDTH = 0.02   # the precision "seeds for ±0.02" asks of a claim's 95% int
 # What each profile's report reads by default: its committed results files, in order.
 # Oldest first: the last input with a result for a claim wins. results/laptop-distill.json holds the
 # distillation claims of world version 2, superseded by those of results/laptop.json (world 3).
-DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {"laptop": ("results/laptop-distill.json", "results/laptop.json")}
+DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {
+    "laptop": ("results/laptop-distill.json", "results/laptop.json", "results/laptop-claims.json")}
 # What a committed file does not say about itself: the world version it was measured on (a file's
 # own "world_version" key, which later files may carry, wins). results/laptop.json's registry copy
 # is the registry `run ladder` found: the claims re-run on world version 3 with 8,000 pretraining
 # steps. results/laptop-pretrain4000.json is the ladder of the recipe with 4,000, kept for comparison.
+# results/laptop-claims.json holds claims run after that ladder (`relcourse report --keep`), same recipe.
 KNOWN_INPUTS: dict[str, dict] = {
     "results/laptop.json": {"ladder_world": 3, "claims_world": 3},
+    "results/laptop-claims.json": {"claims_world": 3},
     "results/laptop-pretrain4000.json": {"ladder_world": 3, "claims_world": 2},
     "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
     "results/laptop-distill.json": {"claims_world": 2},

@@ -32,7 +32,8 @@ def test_regenerating_gives_identical_bytes_and_markdown_comes_from_results_json
     first = report.write("laptop", out_dir=tmp_path / "a")
     second = report.write("laptop", out_dir=tmp_path / "b")
     names = sorted(p.name for p in first.parent.iterdir())
-    assert names == ["REPORT.md", "forest-distill.png", "forest-finetune.png", "forest-post_pretrain.png", "results.json"]
+    assert names == ["REPORT.md", "forest-distill.png", "forest-finetune.png", "forest-post_pretrain.png",
+                     "forest-pretrain.png", "results.json"]
     for name in names:
         assert (first.parent / name).read_bytes() == (second.parent / name).read_bytes(), name
     results = json.loads((first.parent / "results.json").read_text())
