@@ -5,7 +5,7 @@
 
 A GPU hour is expensive and the CPU cannot run a full-size step, so before `make course
 PROFILE=gpu` this checks, in order, what only the GPU can tell (each part reported even when an
-earlier one fails, each bounded by --budget-s; the figures go to OUT/gpu_check.json):
+earlier one fails; the figures go to OUT/gpu_check.json, rewritten after each part):
 
 1. machine: the GPU, torch and transformers, and the ceilings measured here (a large bf16 and
    fp32 matmul): MFU below is against the one of the profile's precision, not a datasheet;
@@ -51,6 +51,7 @@ from trainer_compare import compare, flops_per_token
 from relcourse import gpu_memory
 from relcourse.config import load_profile, parse_overrides
 from relcourse.models import RelevanceBert
+from relcourse.store import write_json_atomic
 from relcourse.train import TrainConfig, read_log, train
 
 PARTS = ("machine", "steps", "compare", "dry-run", "pipeline")
@@ -183,24 +184,18 @@ def pipeline_part(name: str, steps: int, s_per_step: dict[str, float], threads: 
     from relcourse.finetune import run_finetune
     from relcourse.post_pretrain import ensure_teacher, run_post_pretrain
     from relcourse.pretrain import ensure_tokenizer, run_pretrain
-    from relcourse.store import RUNS_ENV, ensure_data
+    from relcourse.store import ensure_data, runs_in
 
     full = load_profile(name, overrides)
     short = load_profile(name, {**overrides, "device": device, "threads": threads,
                                 **{f"{stage}.steps": steps for stage in TRAINED}})
-    seed, out = short.seeds[0], []
+    seed = short.seeds[0]
     stages = (("data", ensure_data), ("tokenizer", ensure_tokenizer), ("pretrain", run_pretrain),
               ("teacher", ensure_teacher), ("post_pretrain", run_post_pretrain), ("finetune", run_finetune),
               ("distill_data", ensure_distill_data), ("distill", run_distill))
     print(f"  {'stage':14} {'wall s':>8} {'steps':>6} {'projected s':>11}")
-    previous = os.environ.get(RUNS_ENV)
-    with tempfile.TemporaryDirectory() as runs:
-        os.environ[RUNS_ENV] = runs
-        try:
-            for stage, build in stages:
-                out.append(timed_stage(stage, build, short, full, seed, steps, s_per_step))
-        finally:
-            os.environ.pop(RUNS_ENV) if previous is None else os.environ.update({RUNS_ENV: previous})
+    with tempfile.TemporaryDirectory() as runs, runs_in(runs):
+        out = [timed_stage(stage, build, short, full, seed, steps, s_per_step) for stage, build in stages]
     print(f"  {name}: measured {sum(r['wall_s'] for r in out) / 60:.1f} min with {steps} steps a stage; projected at "
           f"the profile's steps {sum(r['projected_s'] for r in out) / 60:.1f} min")
     return out
@@ -224,7 +219,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                         help="cpu only to test this script (tests/test_gpu_check.py), with --set to shrink the shapes")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides (steps part)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides (steps and pipeline parts)")
     parser.add_argument("--layers", type=int, help="the dry run's teacher depth (default: the profile's)")
     parser.add_argument("--pipeline-steps", type=int, default=40, help="steps of each training stage in part pipeline")
     args = parser.parse_args()
@@ -256,8 +251,7 @@ def main() -> None:
             traceback.print_exc()
             results[part] = {"error": f"{type(e).__name__}: {e}"}
         if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str))
+            write_json_atomic(args.out / "gpu_check.json", json.loads(json.dumps(results, default=str)))
     print(f"\ngpu_check: {time.perf_counter() - started:.0f} s; parts failed: "
           f"{[p for p, r in results.items() if isinstance(r, dict) and 'error' in r] or 'none'}")
 

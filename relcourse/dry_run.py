@@ -43,7 +43,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -56,7 +55,7 @@ from . import distill, finetune, gpu_memory, post_pretrain, pretrain, train as l
 from .config import PROFILES, Profile, load_profile
 from .serving import bf16_supported
 from .data import ENCODE_CHUNK
-from .store import RUNS_ENV, load_manifest
+from .store import load_manifest, runs_in
 
 STAGE_MODULES = (pretrain, post_pretrain, finetune, distill)   # each calls relcourse.train.train as `train`
 # The smallest world the generator allows (50 queries of 10 documents), so that scoring (the
@@ -213,19 +212,11 @@ def run_dry(name: str, steps: int = 2, interrupt_at: int = 1, groups: int = 1, l
     overrides = dry_run_overrides(name, steps, groups, layers, threads, device)
     profile = load_profile(name, overrides)
     torch.set_num_threads(threads)
-    previous = os.environ.get(RUNS_ENV)
-    with tempfile.TemporaryDirectory() as scratch, deterministic(device == "cuda"):
-        os.environ[RUNS_ENV] = str(root or scratch)
-        try:
-            with checked_training(interrupt_at) as checker:
-                distill.run_distill(profile, profile.seeds[0], progress=progress)
-            learnt = len(pretrain.tokenizer_of(profile, profile.seeds[0], progress=False))
-            built = load_manifest(pretrain.run_pretrain(profile, profile.seeds[0], progress=False))["metrics"]
-        finally:
-            if previous is None:
-                os.environ.pop(RUNS_ENV, None)
-            else:
-                os.environ[RUNS_ENV] = previous
+    with tempfile.TemporaryDirectory() as scratch, runs_in(root or scratch), deterministic(device == "cuda"):
+        with checked_training(interrupt_at) as checker:
+            distill.run_distill(profile, profile.seeds[0], progress=progress)
+        learnt = len(pretrain.tokenizer_of(profile, profile.seeds[0], progress=False))
+        built = load_manifest(pretrain.run_pretrain(profile, profile.seeds[0], progress=False))["metrics"]
     full = load_profile(name)
     steps_full = gpu_memory.training_steps(full)
     measure = "bf16" if profile.precision == "bf16" else "fp32"

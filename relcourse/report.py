@@ -106,7 +106,7 @@ def build(profile: str, results_files: list[Path | str] | None = None, live: boo
     if live and live_path.exists():
         inputs.append({"label": LIVE, "path": _rel(live_path), "kind": "live claims registry of this checkout",
                        "sha256": _sha256(live_path), "runs": _live_runs(name)})
-        registries.append((LIVE, {c: r for c, r in claims.load_results(name).items() if r.status != "not run"}))
+        registries.append((LIVE, _live_results(name)))
     return {"format": FORMAT, "profile": name, "half_width": HALF_WIDTH, "inputs": inputs, "ladders": ladders,
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
             "not_in_files": NOT_IN_FILES.get(name, "") if results_files is None else ""}
@@ -117,7 +117,7 @@ def keep_registry(profile: str, path: Path | str) -> list[str]:
     `path`, created or its claims replaced claim by claim, atomically; the claims it then holds.
     runs/ dies with the machine: this is how claims run after the last `run ladder --out` are
     committed (name the file in DEFAULT_INPUTS so the report reads it)."""
-    live = {c: r for c, r in claims.load_results(profile).items() if r.status != "not run"}
+    live = _live_results(profile)
     if not live:
         raise ValueError(f"the live registry {claims.results_path(profile)} holds no claim result for {profile!r}; "
                          f"run some first (`python -m relcourse run claims --profile {profile} --claim ID`)")
@@ -129,6 +129,11 @@ def keep_registry(profile: str, path: Path | str) -> list[str]:
     data["git_commit"] = git_commit()
     write_json_atomic(path, data)
     return list(data["claims"])
+
+
+def _live_results(profile: str) -> dict[str, ClaimResult]:
+    """The claims this checkout's live registry has a result for."""
+    return {c: r for c, r in claims.load_results(profile).items() if r.status != "not run"}
 
 
 def _read_json(path: Path) -> dict:

@@ -98,6 +98,21 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 @contextmanager
+def runs_in(folder: str | Path) -> Iterator[None]:
+    """Stages read and write their runs under `folder` while the block runs ($RELCOURSE_RUNS),
+    as before afterwards: a dry run or a benchmark in a scratch folder leaves runs/ alone."""
+    previous = os.environ.get(RUNS_ENV)
+    os.environ[RUNS_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUNS_ENV, None)
+        else:
+            os.environ[RUNS_ENV] = previous
+
+
+@contextmanager
 def atomic_dir(final: Path, resumable: bool = False) -> Iterator[Path]:
     """Yield a work folder next to `final`; move it to `final` only if the block succeeds.
 

@@ -1,5 +1,6 @@
 import datetime
 import json
+import os
 
 import pytest
 
@@ -219,3 +220,15 @@ def test_ensure_data_runs_the_real_generator():
     assert data_gen.read_table(d, "queries").shape[0] == 60  # data_gen's own manifest survives beside run.json
     assert load_manifest(d)["metrics"]["queries"] == 60
     assert store.git_commit() is None or len(store.git_commit()) == 40
+
+
+def test_runs_in_points_the_stages_at_a_folder_and_restores_the_setting(tmp_path, monkeypatch):
+    from relcourse.store import RUNS_ENV, runs_in, runs_root
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "mine"))
+    with runs_in(tmp_path / "scratch"):
+        assert runs_root() == tmp_path / "scratch"
+    assert os.environ[RUNS_ENV] == str(tmp_path / "mine")
+    monkeypatch.delenv(RUNS_ENV)
+    with pytest.raises(RuntimeError), runs_in(tmp_path / "scratch"):
+        raise RuntimeError("a failed stage")
+    assert RUNS_ENV not in os.environ
