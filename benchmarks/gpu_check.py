@@ -47,8 +47,9 @@ import torch
 import torch.nn.functional as F
 
 from pretrain_throughput import matmul_flops   # benchmarks/ is the script's own folder on sys.path
-from trainer_compare import compare, flops_per_token
+from trainer_compare import compare
 from relcourse import gpu_memory
+from relcourse.compute import flops_per_token
 from relcourse.config import load_profile, parse_overrides
 from relcourse.models import RelevanceBert
 from relcourse.store import write_json_atomic

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from relcourse.compute import flops_per_token
 from relcourse.config import load_profile
 from relcourse.models import RelevanceBert
 
@@ -37,10 +38,10 @@ def matmul_flops(device: str, dtype: torch.dtype, n: int | None = None, repeats:
 
 
 def step_flops_per_token(model: RelevanceBert, length: int) -> float:
-    cfg = model.cfg
-    non_embedding = model.num_parameters(embeddings=False)
-    mlm_projection = MASK_SHARE * cfg.hidden * model.vocab_size      # only selected tokens
-    return 6 * (non_embedding + mlm_projection) + 12 * cfg.layers * cfg.hidden * length
+    """A training step's FLOPs per token, with the MLM output layer (tied to the embeddings, so
+    not among the counted weights) on the selected tokens only."""
+    mlm_projection = MASK_SHARE * model.cfg.hidden * model.vocab_size
+    return flops_per_token(model, length, training=True) + 6 * mlm_projection
 
 
 def training_tokens_per_s(profile_name: str, device: str, steps: int) -> dict:

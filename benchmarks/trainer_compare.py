@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain_throughput import matmul_flops   # benchmarks/ is the script's own folder on sys.path
+from relcourse.compute import flops_per_token
 from relcourse.config import load_profile
 from relcourse.data import PairSet
 from relcourse.export import random_batch, to_transformers
@@ -45,12 +46,6 @@ from relcourse.models import RelevanceBert
 from relcourse.train import TrainConfig, read_log, train
 
 LR, WARMUP = 1e-4, 2
-
-
-def flops_per_token(model: RelevanceBert, length: int, training: bool) -> float:
-    cfg = model.cfg
-    n = model.num_parameters(embeddings=False)
-    return (6 * n + 12 * cfg.layers * cfg.hidden * length) if training else (2 * n + 4 * cfg.layers * cfg.hidden * length)
 
 
 def rows(model: RelevanceBert, n: int) -> dict[str, torch.Tensor]:

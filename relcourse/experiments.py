@@ -35,7 +35,7 @@ from typing import Callable
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import claims, metrics
+from . import claims, compute, metrics
 from .config import PROFILES, ModelConfig, Profile, with_overrides
 from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
 from .feedback_loop import feedback_effect
@@ -64,6 +64,7 @@ class ClaimArms:
     metric: str = "auc"          # a column of relcourse.metrics.evaluate, read on the 'all' row
     stage: str = "finetune"      # whose runs the arms are: fine-tuned models, or distilled students
     sized_for: tuple[str, ...] = ()   # profiles whose model sizes the arms' fixed sizes suit; () = any
+    equal_compute: str = ""      # the stage whose training compute both arms must match (relcourse.compute)
 
 
 # A labelling plan at a quarter of the world's labelling cost: at the whole cost, head_only runs
@@ -74,7 +75,8 @@ _PLAN = {"finetune.labels": "stratified", "finetune.label_budget_share": 0.25}
 CLAIM_ARMS: dict[str, ClaimArms] = {
     "P1": ClaimArms(PROBE, {**PROBE, "pretrain.replacement": "all_mask"}),
     "P2": ClaimArms({**PROBE, "pretrain.sentence_task": "sop"}, {**PROBE, "pretrain.sentence_task": "nsp"}),
-    "P3": ClaimArms({**PROBE, "pretrain.epochs": 1.0}, {**PROBE, "pretrain.epochs": 4.0, "pretrain.data_share": 0.25}),
+    "P3": ClaimArms({**PROBE, "pretrain.epochs": 1.0}, {**PROBE, "pretrain.epochs": 4.0, "pretrain.data_share": 0.25},
+                    equal_compute="pretrain"),
     "P4": ClaimArms(PROBE, {**PROBE, "pretrain.cleaned": False, "pretrain.cleaned_volume": True}),
     "P5": ClaimArms(PROBE, {**PROBE, "pretrain.corpus": "general", "pretrain.tapt_share": 0.0}),
     "P6": ClaimArms({**PROBE, "pretrain.span": True}, PROBE),
@@ -100,11 +102,13 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     # replaces pretrain.model with the student's size), so only the teacher differs.
     "D4": ClaimArms({"pretrain.model.layers": 4}, RECIPE, stage="distill", sized_for=("smoke", "laptop")),
     # D5 at equal steps: 4x the distinct pairs against a quarter of them read 4x as often.
-    "D5": ClaimArms(RECIPE, {"distill.pairs_share": 0.25}, stage="distill"),
-    "D6": ClaimArms({"distill.epochs": 1.0}, {"distill.epochs": 2.0, "distill.pairs_share": 0.5}, stage="distill"),
+    "D5": ClaimArms(RECIPE, {"distill.pairs_share": 0.25}, stage="distill", equal_compute="distill"),
+    "D6": ClaimArms({"distill.epochs": 1.0}, {"distill.epochs": 2.0, "distill.pairs_share": 0.5}, stage="distill",
+                    equal_compute="distill"),
     "D7": ClaimArms(RECIPE, {"distill.start": "cold"}, stage="distill"),
     # D8 at equal student steps, batches and data: the layer-wise arm also runs the teacher on every
-    # batch, the cost of the method (each run's manifest records its train_s).
+    # batch, the cost of the method: not equal compute (relcourse.compute counts it; notebook 05 shows
+    # the ratio), so a win for output-only is a win at less compute.
     "D8": ClaimArms(RECIPE, {"distill.hidden_weight": 1.0}, stage="distill"),
     # D9 with a 4-layer teacher, so that a mid size exists: 4 -> 1 layers against 4 -> 2 -> 1.
     "D9": ClaimArms({"pretrain.model.layers": 4}, {"pretrain.model.layers": 4, "distill.via_layers": 2},
@@ -301,6 +305,10 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
         spec = claim_arms(claim_id, profile.name)
         per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
                           arm_metric(profile, seed, spec.baseline, spec.metric, progress, spec.stage))
+        if spec.equal_compute:
+            compute.check_equal_compute(claim_id, spec.equal_compute,
+                                        *(compute.run_compute(with_overrides(profile, side), seed, spec.equal_compute)
+                                          for side in (spec.arm, spec.baseline)))
     arm_mean = statistics.fmean(a for a, _ in per_seed.values())
     base_mean = statistics.fmean(b for _, b in per_seed.values())
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"

@@ -10,6 +10,7 @@ import torch
 
 import data_gen
 from relcourse import distill, experiments
+from relcourse.compute import check_equal_compute, claims_compute, run_compute
 from relcourse.config import ConfigError, ModelConfig, load_profile, with_overrides
 from relcourse.data import UNLABELLED_TEXT_SPLITS
 from relcourse.distill import (TEACHER_SCORES, LayerwiseStudent, ensure_distill_data, mid_profile,
@@ -159,6 +160,19 @@ def test_d8s_layerwise_student_runs_end_to_end_and_differs_from_output_only(prof
     assert logged and all(line["loss"] == pytest.approx(line["output"] + line["hidden"]) for line in logged)
     assert all(load_manifest(r)["metrics"]["train_s"] > 0 for r in (plain, layerwise))
     assert load_model(layerwise / MODEL_DIR).cfg == profile.distill.student   # the served student alone
+
+
+def test_d5_d6_arms_train_equal_compute_and_d8s_teacher_is_counted(profile):
+    for claim_id in ("D5", "D6"):
+        spec = CLAIM_ARMS[claim_id]
+        check_equal_compute(claim_id, "distill", *(run_compute(with_overrides(profile, side), 0, "distill")
+                                                    for side in (spec.arm, spec.baseline)))
+    table = claims_compute(profile, 0, ["D6", "D8"], "distill")
+    assert table.loc["D6", "x baseline"].to_numpy() == pytest.approx([1, 1], rel=0.15)   # tiny: ± a step or two
+    # D8: the same student steps; its baseline also runs the 2-layer teacher forward on every token,
+    # 2 x 2 FLOPs per weight of a layer against 6 x 1 to train the 1-layer student
+    assert table.loc[("D8", "arm"), "steps"] == table.loc[("D8", "baseline"), "steps"]
+    assert table.loc[("D8", "arm"), "x baseline"] == pytest.approx(1 / (1 + 4 / 6), rel=0.05)
 
 
 def test_layerwise_gradients_reach_the_student_and_the_projection_not_the_teacher():

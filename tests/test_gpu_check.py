@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from relcourse import gpu_memory
+from relcourse.compute import flops_per_token
 from relcourse.config import load_profile
 from relcourse.dry_run import dry_run_overrides
 from relcourse.models import RelevanceBert
@@ -16,7 +17,6 @@ from relcourse.models import RelevanceBert
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))   # the scripts import each other as the script's own folder allows
 import gpu_check  # noqa: E402
-from trainer_compare import flops_per_token  # noqa: E402
 
 
 def run_check(*args: str, **kw) -> subprocess.CompletedProcess:

@@ -8,7 +8,8 @@ import torch
 from relcourse import claims, experiments, pretrain
 from relcourse.config import load_profile
 from relcourse.config import ConfigError, with_overrides
-from relcourse.experiments import LADDER, PROBE, RECIPE, arm_table, run_arm, run_claim
+from relcourse.compute import check_equal_compute, run_compute
+from relcourse.experiments import CLAIM_ARMS, LADDER, PROBE, RECIPE, arm_table, run_arm, run_claim
 from relcourse.finetune import labelled_splits
 from relcourse.models import load_model
 from relcourse.post_pretrain import run_post_pretrain
@@ -141,6 +142,9 @@ def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
         assert 1.0 <= one["epochs"] <= 1.0 + batch / one["pairs"] + 0.01
         assert 4.0 <= metrics["epochs"] <= 4.0 + batch / metrics["pairs"] + 0.01
         assert abs(one["steps"] - metrics["steps"]) <= 1 and metrics["pairs"] == pytest.approx(one["pairs"] / 4, abs=1)
+        spec = CLAIM_ARMS["P3"]       # what run_claim checks before it records P3
+        check_equal_compute("P3", "pretrain", *(run_compute(with_overrides(profile, side), 0, "pretrain")
+                                                for side in (spec.arm, spec.baseline)))
     assert load_manifest(recipe)["metrics"]["tapt_pairs"] > 0
     if arm.get("pretrain.cleaned_volume"):   # the raw corpus, cut to the cleaned corpus's volume
         assert metrics["pairs"] == load_manifest(recipe)["metrics"]["pairs"]
