@@ -23,8 +23,10 @@ earlier one fails; the figures go to OUT/gpu_check.json, rewritten after each pa
    own; each stage's full time is then projected as its measured wall time plus its remaining
    steps at the s/step of part 2: the pipeline's wall time without paying for all of its steps.
 
-FLOPs per token: 6 N + 12 L H T for a training pass (N non-embedding parameters, T tokens), 2 N +
-4 L H T for a frozen teacher's forward (distillation), the MLM head counted for its 15%.
+FLOPs per token (relcourse.compute): 6 N + 12 L H T for a training pass (N the weights of the
+transformer's layers, T tokens), 2 N + 4 L H T for the forward of a model run beside it (the
+teacher, in layer-wise distillation only: otherwise its scores come with the data, as in the
+stage), the MLM head counted for its 15%.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ from trainer_compare import compare
 from relcourse import gpu_memory
 from relcourse.compute import flops_per_token
 from relcourse.config import load_profile, parse_overrides
+from relcourse.distill import LayerwiseStudent
 from relcourse.models import RelevanceBert
 from relcourse.store import write_json_atomic
 from relcourse.train import TrainConfig, read_log, train
@@ -83,8 +86,8 @@ def step_flops(step: gpu_memory.Step) -> float:
             return flops_per_token(RelevanceBert(model_cfg, step.vocab, step.seq_len), step.seq_len, training)
     k, length = step.micro_batches, step.seq_len
     mlm_head = 6 * step.model.hidden * step.vocab * step.mask_prob * step.mlm_rows * length * k
-    frozen = sum(per_token(m, False) for m in step.frozen) * step.rows * length * k
-    return (step.rows + step.mlm_rows) * length * k * per_token(step.model, True) + mlm_head + frozen
+    scorer = per_token(step.layerwise, False) * step.rows * length * k if step.layerwise else 0.0
+    return (step.rows + step.mlm_rows) * length * k * per_token(step.model, True) + mlm_head + scorer
 
 
 def batch_of(step: gpu_memory.Step) -> dict:
@@ -92,24 +95,23 @@ def batch_of(step: gpu_memory.Step) -> dict:
     batch = {}
     if step.rows:
         (rel,) = gpu_memory.step_inputs(step.rows * step.micro_batches, step, mlm=False)
-        batch |= rel
+        batch |= rel | {"targets": torch.randn(step.rows * step.micro_batches)}
     if step.mlm_rows:
         mlm, labels, sentence, _ = gpu_memory.step_inputs(step.mlm_rows * step.micro_batches, step, mlm=True)
         batch |= {f"mlm_{k}": v for k, v in mlm.items()} | {"mlm_labels": labels, "sentence_labels": sentence}
     return batch
 
 
-def stage_loss(step: gpu_memory.Step, frozen: list[RelevanceBert]):
-    """A loss with the stage's passes: relevance rows (fitting the frozen models' scores when
-    distilling), and the MLM + sentence heads on the MLM rows."""
+def stage_loss(step: gpu_memory.Step):
+    """The loss of a step with the stage's passes: the relevance rows fit scores that come with
+    the batch (distillation's teacher scored its pool before the stage: relcourse.distill), plus
+    the hidden-state term when the model is a LayerwiseStudent (claim D8: the scorer runs on
+    every batch), and the MLM + sentence heads on the MLM rows."""
     def loss_fn(model, batch):
         loss = 0.0
         if "input_ids" in batch:
-            rel = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
-            logits = model(rel)["relevance"].float()
-            with torch.no_grad():
-                target = sum(f.relevance(rel).float() for f in frozen) if frozen else torch.zeros_like(logits)
-            loss = loss + F.mse_loss(logits, target)
+            out = model({k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")})
+            loss = loss + F.mse_loss(out["relevance"].float(), batch["targets"]) + out.get("hidden", 0.0)
         if "mlm_labels" in batch:
             mlm = {k.removeprefix("mlm_"): batch[k] for k in ("mlm_input_ids", "mlm_token_type_ids", "mlm_attention_mask")}
             out = model(mlm, batch["mlm_labels"], batch["sentence_labels"], relevance=False)
@@ -125,18 +127,20 @@ def measure_step(step: gpu_memory.Step, precision: str, peak_flops: float, threa
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     model = RelevanceBert(step.model, step.vocab, step.seq_len)
-    frozen = [RelevanceBert(m, step.vocab, step.seq_len).to(device).eval().requires_grad_(False) for m in step.frozen]
+    # held on the device as the stage holds them (distillation's teacher); run only by a layer-wise step
+    frozen = {m: RelevanceBert(m, step.vocab, step.seq_len).to(device).eval().requires_grad_(False) for m in step.frozen}
+    trainee = LayerwiseStudent(model, frozen[step.layerwise]) if step.layerwise else model
     batch = batch_of(step)
     cfg = TrainConfig(steps=WARMUP + TIMED, lr=1e-4, warmup_steps=1, grad_accum=step.micro_batches, log_every=1,
                       checkpoint_every=0, precision=precision, device=device, fused_adamw=True, threads=threads)
     with tempfile.TemporaryDirectory() as run_dir:
-        train(model, lambda i: batch, stage_loss(step, frozen), cfg, Path(run_dir), progress=False)
+        train(trainee, lambda i: batch, stage_loss(step), cfg, Path(run_dir), progress=False)
         clock = {line["step"]: line["elapsed_s"] for line in read_log(Path(run_dir)) if "elapsed_s" in line}
     seconds = (clock[WARMUP + TIMED] - clock[WARMUP]) / TIMED
     peak = torch.cuda.max_memory_allocated() if cuda else float("nan")
     estimate = gpu_memory.estimate(step, precision, "fused")
     flops = step_flops(step)
-    del model, frozen
+    del model, trainee, frozen
     return {"stage": step.stage, "model": f"{step.model.layers}x{step.model.hidden}",
             "rows": (step.rows + step.mlm_rows) * step.micro_batches, "micro_batches": step.micro_batches,
             "seq_len": step.seq_len, "s_per_step": seconds, "tflops": flops / seconds / 1e12,

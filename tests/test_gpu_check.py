@@ -54,17 +54,20 @@ def test_without_a_gpu_it_says_so():
     assert "sees no CUDA GPU" in done.stderr and "dry-run" in done.stderr
 
 
-@pytest.mark.parametrize("stage", ["pretrain", "post_pretrain", "finetune", "distill"])
-def test_step_flops_is_the_usual_per_token_count(stage):
+@pytest.mark.parametrize("stage, overrides", [("pretrain", {}), ("post_pretrain", {}), ("finetune", {}),
+                                               ("distill", {}), ("distill", {"distill.hidden_weight": 1.0})])
+def test_step_flops_is_the_usual_per_token_count(stage, overrides):
     """A relevance-only step is rows x length tokens at 6N + 12LHT each; the MLM rows add their
-    head's projection for the masked share, distillation's frozen teacher its forward, 2N + 4LHT."""
-    step = {s.stage: s for s in gpu_memory.training_steps(load_profile("laptop"))}[stage]
+    head's projection for the masked share; layer-wise distillation's teacher its forward, 2N + 4LHT
+    (without it the teacher's scores come with the data: held on the device, never run)."""
+    step = {s.stage: s for s in gpu_memory.training_steps(load_profile("laptop", overrides))}[stage]
     model = RelevanceBert(step.model, step.vocab, step.seq_len)
     tokens = step.seq_len * step.micro_batches
     expected = (step.rows + step.mlm_rows) * tokens * flops_per_token(model, step.seq_len, training=True)
     expected += 6 * step.model.hidden * step.vocab * step.mask_prob * step.mlm_rows * tokens
-    for frozen in step.frozen:
-        teacher = RelevanceBert(frozen, step.vocab, step.seq_len)
+    assert bool(step.frozen) == (stage == "distill") and bool(step.layerwise) == bool(overrides)
+    if step.layerwise:
+        teacher = RelevanceBert(step.layerwise, step.vocab, step.seq_len)
         expected += step.rows * tokens * flops_per_token(teacher, step.seq_len, training=False)
     assert gpu_check.step_flops(step) == pytest.approx(expected, rel=1e-12)
 
