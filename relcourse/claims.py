@@ -149,6 +149,10 @@ class ClaimResult:
     interval: tuple[float, float] = (math.nan, math.nan)  # 95% Student-t interval of the mean
     status: str = "not run"
     notes: str = ""
+    # the claim's metric on each side, one per seed in the order of `seeds` (empty in entries
+    # recorded before they were kept, and for claims given as effects only)
+    arm_values: tuple[float, ...] = ()
+    baseline_values: tuple[float, ...] = ()
 
 
 def t_quantile_975(df: int) -> float:
@@ -196,8 +200,10 @@ def seeds_for_half_width(sd: float, half_width: float = 0.02, most: int = 1_000)
     return None
 
 
-def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "") -> ClaimResult:
-    """Mean effect, its 95% interval over seeds, and the status that interval implies."""
+def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",
+              sides_by_seed: dict[int, tuple[float, float]] | None = None) -> ClaimResult:
+    """Mean effect, its 95% interval over seeds, and the status that interval implies; with
+    `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too."""
     claim = get_claim(claim_id)
     if not effects_by_seed:
         raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
@@ -213,7 +219,9 @@ def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], no
         lo, hi = interval
         if lo > 0 or hi < 0:
             status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
-    return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes)
+    sides = [tuple(float(v) for v in sides_by_seed[s]) for s in seeds] if sides_by_seed else []
+    return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes,
+                       tuple(a for a, _ in sides), tuple(b for _, b in sides))
 
 
 # --- results on disk: runs/<profile>/claims/results.json, one entry per claim ---------------------
@@ -265,7 +273,8 @@ def to_json(result: ClaimResult) -> dict:
 def from_json(entry: dict) -> ClaimResult:
     return ClaimResult(entry["claim_id"], entry["profile"], tuple(entry["seeds"]), tuple(entry["effects"]),
                        _none_to_nan(entry["mean"]), tuple(_none_to_nan(x) for x in entry["interval"]),
-                       entry["status"], entry.get("notes", ""))
+                       entry["status"], entry.get("notes", ""), tuple(entry.get("arm_values", ())),
+                       tuple(entry.get("baseline_values", ())))
 
 
 def _nan_to_none(x: float) -> float | None:

@@ -313,7 +313,7 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     base_mean = statistics.fmean(b for _, b in per_seed.values())
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
     notes += "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in also.items())
-    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes)
+    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes, per_seed)
     claims.record(result)
     return result
 

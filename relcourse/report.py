@@ -212,7 +212,8 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     found = [(label, entries[claim.id]) for label, entries in registries if claim.id in entries]
     label, result = found[-1] if found else (None, ClaimResult(claim.id, profile))
     if found:
-        result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes)
+        sides = dict(zip(result.seeds, zip(result.arm_values, result.baseline_values)))
+        result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     world = next((i.get("claims_world") for i in inputs if i["label"] == label), None)
@@ -220,7 +221,9 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
             "from": label, "world": world,
             "agrees": [l for l, r in found[:-1] if r.effects == result.effects],
             "superseded": [l for l, r in found[:-1] if r.effects != result.effects],
-            "seeds": list(result.seeds), "effects": list(result.effects), "mean": _num(result.mean),
+            "seeds": list(result.seeds), "effects": list(result.effects),
+            "arm_values": list(result.arm_values), "baseline_values": list(result.baseline_values),
+            "mean": _num(result.mean),
             "interval": [_num(x) for x in result.interval], "sd": _num(sd),
             "mde80": _num(claims.minimum_detectable_effect(sd, n)),
             "seeds_for_half_width": claims.seeds_for_half_width(sd, HALF_WIDTH),

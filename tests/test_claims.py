@@ -95,9 +95,12 @@ def test_without_results_every_claim_is_not_run():
 def test_record_merges_by_claim_id_and_round_trips():
     record(summarise("P1", "smoke", {0: 0.01, 1: 0.02}, notes="first"))
     record(summarise("P2", "smoke", {0: 0.05}))
-    record(summarise("P1", "smoke", {0: 0.03, 1: 0.04, 2: 0.035}, notes="rerun"))
+    sides = {0: (0.63, 0.60), 1: (0.65, 0.61), 2: (0.64, 0.605)}    # each side's metric, per seed
+    record(summarise("P1", "smoke", {0: 0.03, 1: 0.04, 2: 0.035}, notes="rerun", sides_by_seed=sides))
     results = load_results("smoke")
-    assert results["P1"] == summarise("P1", "smoke", {0: 0.03, 1: 0.04, 2: 0.035}, notes="rerun")
+    assert results["P1"] == summarise("P1", "smoke", {0: 0.03, 1: 0.04, 2: 0.035}, notes="rerun", sides_by_seed=sides)
+    assert results["P1"].arm_values == (0.63, 0.65, 0.64) and results["P1"].baseline_values == (0.60, 0.61, 0.605)
+    assert results["P2"].arm_values == ()          # given as effects only
     assert results["P2"].status == "inconclusive" and math.isnan(results["P2"].interval[0])
     assert results["D12"] == ClaimResult("D12", "smoke")
     assert load_results("laptop")["P1"].status == "not run"  # results are per profile

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from relcourse import claims, experiments, pretrain
+from relcourse.compute import check_equal_compute, run_compute
 from relcourse.config import load_profile
 from relcourse.config import ConfigError, with_overrides
-from relcourse.compute import check_equal_compute, run_compute
 from relcourse.experiments import CLAIM_ARMS, LADDER, PROBE, RECIPE, arm_table, run_arm, run_claim
 from relcourse.finetune import labelled_splits
 from relcourse.models import load_model
@@ -182,6 +182,10 @@ def test_a_claim_is_measured_on_every_seed_and_recorded(profile):
     assert result.seeds == (0, 1) and len(result.effects) == 2
     assert np.isfinite(result.interval).all() and result.status in claims.STATUSES
     assert claims.load_results("smoke")["F2"].effects == result.effects
+    # each side's metric is kept per seed, and the effects are their differences
+    spec = experiments.CLAIM_ARMS["F2"]
+    assert result.arm_values == tuple(experiments.arm_metric(two_seeds, s, spec.arm, "pnr", False) for s in (0, 1))
+    assert np.allclose(np.subtract(result.arm_values, result.baseline_values), result.effects)
 
 
 def test_bad_input_is_named(profile):
