@@ -121,6 +121,18 @@ def brute_force_margin_mse(scores, teacher, query_ids):
     return sum(errors) / len(errors) if errors else 0.0
 
 
+def test_compute_answer_keys_agree_with_bert_the_course_and_torch():
+    """ex12's tables, recomputed from their sources: BertLayer's parameters, relcourse.compute, torch's counter."""
+    ex12 = load_checks(BY_NAME["ex12_compute"])
+    assert {(h, i): ex12.bert_layer_weights(h, i) for _, h, i in ex12.SHAPES} == ex12.WEIGHTS
+    assert {key: ex12.course_flops(*key) for key in ex12.COURSE_FLOPS} == ex12.COURSE_FLOPS
+    assert {key: ex12.counted_flops(*key) for key in ex12.COUNTED} == ex12.COUNTED
+    for (layers, hidden, intermediate, length), counted in ex12.COUNTED.items():   # the course's count is close to torch's
+        course = [ex12.COURSE_FLOPS.get((layers, hidden, intermediate, length, t)) or ex12.course_flops(
+            layers, hidden, intermediate, length, t) for t in (False, True)]
+        assert course == pytest.approx(counted, rel=0.03)
+
+
 def test_distillation_answer_key_agrees_with_a_brute_force_loop():
     import torch
     ex07 = load_checks(BY_NAME["ex07_distill_loss"])
@@ -377,7 +389,12 @@ def graded_with(tmp_path, name: str, old: str, new: str) -> dict:
     ("ex07_distill_loss", "pairs = (query_ids[:, None] == query_ids[None, :]) & upper", "pairs = upper",
      {"check_docstring_example", "check_pairs_within_a_query", "check_mean_over_pairs", "check_no_pair",
       "check_random_against_course"}, "only documents of the same query make a pair"),
-], ids=["ex06-all-tokens", "ex06-specials", "ex06-labels-everywhere", "ex07-direction", "ex07-across-queries"])
+    ("ex12_compute", "return 3 * forward if training else forward", "return forward",
+     {"check_docstring_examples", "check_flops_against_the_course", "check_flops_against_torchs_counter",
+      "check_run_with_a_model_alongside"}, "3 times the forward pass"),
+    ("ex12_compute", "length, False)\n", "length, True)\n", {"check_run_with_a_model_alongside"}, "forward only"),
+], ids=["ex06-all-tokens", "ex06-specials", "ex06-labels-everywhere", "ex07-direction", "ex07-across-queries",
+        "ex12-no-backward", "ex12-teacher-trained"])
 def test_masking_and_distillation_traps_cost_their_checks(tmp_path, name, old, new, failing, says):
     r = graded_with(tmp_path, name, old, new)
     failed = {c["check"]: c["message"] for c in r["checks"] if c["earned"] == 0}
