@@ -1,9 +1,9 @@
 """Training compute: what "at equal compute" means in a claim, counted in FLOPs.
 
 Training a transformer costs about 6 FLOPs per weight of its layers per token (2 in the
-forward pass, 4 in the backward) plus 12 x layers x hidden x length for attention's scores and their weighted sum;
-a forward pass alone costs a third of that (Kaplan et al. 2020, "Scaling laws for neural
-language models", table 1). Embedding lookups are left out: they are reads, not products. A
+forward pass, 4 in the backward) plus 12 x layers x hidden x length for attention's scores and
+their weighted sum; a forward pass alone costs a third of that (Kaplan et al. 2020, "Scaling
+laws for neural language models", table 1). Embedding lookups are left out: they are reads, not products. A
 run's compute is then
 
     steps x rows per step x tokens per row x FLOPs per token
@@ -27,7 +27,9 @@ short run (an epoch's steps are rounded, and a share of the data keeps whole que
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pandas as pd
+import torch
 
 from .config import ModelConfig, Profile, with_overrides
 from .models import RelevanceBert
@@ -66,7 +68,8 @@ class Compute:
 
 def _flops(model: ModelConfig, profile: Profile, training: bool) -> float:
     length = profile.tokenizer.max_len
-    return flops_per_token(RelevanceBert(model, profile.tokenizer.vocab_size, length), length, training)
+    with torch.device("meta"):     # shapes only: no memory, even for a BERT-large
+        return flops_per_token(RelevanceBert(model, profile.tokenizer.vocab_size, length), length, training)
 
 
 def run_compute(profile: Profile, seed: int, stage: str) -> Compute:
