@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from pretrain_throughput import matmul_flops   # benchmarks/ is the script's own folder on sys.path
 from trainer_compare import compare
 from relcourse import gpu_memory
-from relcourse.compute import flops_per_token
+from relcourse.compute import shape_flops_per_token
 from relcourse.config import load_profile, parse_overrides
 from relcourse.distill import LayerwiseStudent
 from relcourse.models import RelevanceBert
@@ -82,8 +82,7 @@ def machine(device: str) -> dict:
 def step_flops(step: gpu_memory.Step) -> float:
     """FLOPs of one optimizer step of `step` (all its micro-batches)."""
     def per_token(model_cfg, training: bool) -> float:
-        with torch.device("meta"):
-            return flops_per_token(RelevanceBert(model_cfg, step.vocab, step.seq_len), step.seq_len, training)
+        return shape_flops_per_token(model_cfg, step.vocab, step.seq_len, training)
     k, length = step.micro_batches, step.seq_len
     mlm_head = 6 * step.model.hidden * step.vocab * step.mask_prob * step.mlm_rows * length * k
     scorer = per_token(step.layerwise, False) * step.rows * length * k if step.layerwise else 0.0

@@ -3,8 +3,8 @@
 Training a transformer costs about 6 FLOPs per weight of its layers per token (2 in the
 forward pass, 4 in the backward) plus 12 x layers x hidden x length for attention's scores and
 their weighted sum; a forward pass alone costs a third of that (Kaplan et al. 2020, "Scaling
-laws for neural language models", table 1). Embedding lookups are left out: they are reads, not products. A
-run's compute is then
+laws for neural language models", table 1). Embedding lookups are left out: they are reads, not
+products. A run's compute is then
 
     steps x rows per step x tokens per row x FLOPs per token
 
@@ -66,10 +66,15 @@ class Compute:
         return self.steps * self.rows * self.tokens * (self.train_flops_per_token + self.forward_flops_per_token)
 
 
+def shape_flops_per_token(model: ModelConfig, vocab: int, length: int, training: bool) -> float:
+    """flops_per_token of a model of this shape, built on the meta device: shapes only, no
+    memory, even for a BERT-large."""
+    with torch.device("meta"):
+        return flops_per_token(RelevanceBert(model, vocab, length), length, training)
+
+
 def _flops(model: ModelConfig, profile: Profile, training: bool) -> float:
-    length = profile.tokenizer.max_len
-    with torch.device("meta"):     # shapes only: no memory, even for a BERT-large
-        return flops_per_token(RelevanceBert(model, profile.tokenizer.vocab_size, length), length, training)
+    return shape_flops_per_token(model, profile.tokenizer.vocab_size, profile.tokenizer.max_len, training)
 
 
 def run_compute(profile: Profile, seed: int, stage: str) -> Compute:
