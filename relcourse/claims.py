@@ -73,7 +73,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("T3", "post_pretrain", "Keeping a small MLM loss during post-pretraining beats dropping it",
           ("001", "004"), _FT_AUC, "MLM weight > 0", "MLM weight 0"),
     Claim("T4", "post_pretrain", "Feeding the model's score back as a teacher feature drifts away from human truth",
-          ("001", "004"), "teacher test AUC vs hidden truth, last feedback round",
+          ("001", "004"), "the relevance model's test AUC vs hidden truth, last feedback round",
           "model score fed back", "behaviour features only", direction=-1),
     Claim("T5", "post_pretrain", "Pairs sampled across query buckets and score bands beat the logs' most frequent pairs",
           ("004",), _FT_AUC, "stratified pairs", "most frequent pairs"),

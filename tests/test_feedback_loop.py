@@ -85,9 +85,14 @@ def test_the_claim_reads_the_cached_stage_and_is_recorded(profile):
     last = load_manifest(run)["metrics"]
     assert last["clean"]["teacher_auc"] == round(table.query("round == 2 and loop == 'clean'").teacher_auc.item(), 4)
     assert run_feedback_loop(profile, 0, progress=False) == run   # reused, not simulated again
-    fed_back, clean = feedback_effect(profile, 0)
+    fed_back, clean, also = feedback_effect(profile, 0)
+    assert (fed_back, clean) == tuple(table.query("round == 2").set_index("loop").model_auc[["fed_back", "clean"]])
+    assert also["teacher AUC clean"] == table.query("round == 2 and loop == 'clean'").teacher_auc.item()
+    assert set(also) == {f"{what} {loop}" for what in ("teacher AUC", "label-model agreement")
+                         for loop in ("fed_back", "clean")}
     result = experiments.run_claim(profile, "T4", progress=False)
     assert result.effects == (fed_back - clean,) and result.status == "inconclusive"   # one seed
+    assert "label-model agreement fed_back" in result.notes
     assert claims.load_results("smoke")["T4"].effects == result.effects
     assert "T4" in experiments.runnable_claims("post_pretrain")
 
