@@ -20,6 +20,16 @@ Version 2 of the rubric changes two rules (labels carry the version they were ma
 - the numeric tolerance tightens from ±15% to ±5%;
 - contradicting an UNIMPORTANT qualifier ("cheap" query, premium product, where price does not
   matter for the topic) was still relevant in v1 (high or mid, by rule 4) and is low in v2.
+Together they move about 1% of a world's pairs, a typical small revision.
+
+Version 0, the first guideline, judged the subject rather than the need, a common first rubric
+before a team learns what its users want: a document on the query's topic that contradicted
+nothing the query states was relevant (mid), even when it was a general guide to a product's
+kind, a hypernym for a hyponym query, the right route in another travel mode, or silent on the
+query's important qualifier, number or negated feature (the reasons in V0_ACCEPTS). Otherwise it
+is version 1. From v0 to v2 about 11% of a world's pairs change between relevant and not: a
+rubric rewrite. The world's truth table holds tiers v1 and v2; a v0 tier follows from the v1
+judgement (`first_guideline`), so v0 adds no column and changes nothing the world generates.
 
 >>> need = Need("product", topic=0, qualifier="size", qual_value=0)
 >>> doc = Content("product", topic=0, hyponym=1, size=0, main_share=0.8)
@@ -27,13 +37,19 @@ Version 2 of the rubric changes two rules (labels carry the version they were ma
 (3, 'relevant: hypernym query, hyponym document')
 >>> judge(need, Content("product", topic=0, size=1, main_share=0.8), important="size", version=2)
 (1, 'important qualifier contradicted')
+>>> judge(need, Content("product", topic=0, main_share=0.8), important="size", version=0)
+(2, 'relevant under v0: important qualifier lost')
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSIONS = (1, 2)
+VERSIONS = (0, 1, 2)
 TOLERANCE = {1: 0.15, 2: 0.05}
+# What v1 calls not relevant for these reasons, v0 called mid: on the subject, contradicting nothing.
+V0_ACCEPTS = frozenset({"product query, general document (hypernym)", "hyponym query, hypernym document",
+                        "travel mode changed", "important qualifier lost", "numeric attribute missing",
+                        "negated feature not addressed"})
 TIER_NAMES = {3: "high", 2: "mid", 1: "low", 0: "none"}
 
 
@@ -79,6 +95,8 @@ def judge(q: Need, d: Content, important: str, version: int) -> tuple[int, str]:
     `important` is the qualifier kind that matters for the query's topic."""
     if version not in VERSIONS:
         raise ValueError(f"unknown rubric version {version}; choose one of {VERSIONS}")
+    if version == 0:
+        return first_guideline(*judge(q, d, important, version=1))
     off_topic = 0 if d.kind != q.kind or (q.kind == "product" and d.topic != q.topic) else 1
     if d.fake_tag:
         return off_topic, "fake tag"
@@ -101,6 +119,15 @@ def judge(q: Need, d: Content, important: str, version: int) -> tuple[int, str]:
     how = "hypernym query, hyponym document" if (q.hyponym < 0 and q.entity < 0 and
                                                   (d.hyponym >= 0 or d.entity >= 0)) else "meets the need"
     return tier, f"relevant: {how}"
+
+
+def first_guideline(tier: int, reason: str) -> tuple[int, str]:
+    """The rubric-v0 judgement of a pair, given its rubric-v1 (tier, reason).
+
+    >>> first_guideline(1, "travel mode changed"), first_guideline(1, "direction reversed")
+    ((2, 'relevant under v0: travel mode changed'), (1, 'direction reversed'))
+    """
+    return (2, f"relevant under v0: {reason}") if reason in V0_ACCEPTS else (tier, reason)
 
 
 def _main_need_lost(q: Need, d: Content) -> str:

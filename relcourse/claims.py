@@ -87,7 +87,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("F4", "finetune", "Double labels with arbitration and gold questions beat single labels of the same cost",
           ("001",), "test AUC", "double + arbitration + gold", "single labels, same cost"),
     Claim("F5", "finetune", "Mixing labels of two rubric versions hurts; versioned labels avoid it",
-          ("001",), "test AUC under the new rubric", "new-rubric labels only", "mixed rubric versions"),
+          ("001",), "test AUC under the new rubric", "new-rubric labels only",
+          "half the labels from the first rubric (11% of pairs judged otherwise)"),
     # --- stage 4: distillation and serving cost --------------------------------------------------
     Claim("D1", "distill", "A bigger cross-encoder is more accurate",
           ("004",), "test AUC", "teacher-size model", "student-size model, same training",

@@ -44,7 +44,7 @@ class ConfigError(ValueError):
         super().__init__(f"{key}{problem}")
 
 
-def setting(default, help: str, lo=None, hi=None, choices: tuple[str, ...] | None = None):
+def setting(default, help: str, lo=None, hi=None, choices: tuple | None = None):
     """A field with help text and either an inclusive valid range or a tuple of valid choices."""
     return field(default=default, metadata={"help": help, "range": (lo, hi), "choices": choices})
 
@@ -66,7 +66,7 @@ class Section:
             if lo is not None and not lo <= value <= hi:
                 raise ConfigError(f.name, f"={value!r} is out of range [{lo}, {hi}]: {help}")
             if choices is not None and value not in choices:
-                raise ConfigError(f.name, f"={value!r} is not one of {', '.join(choices)}: {help}")
+                raise ConfigError(f.name, f"={value!r} is not one of {', '.join(map(str, choices))}: {help}")
         self.check()
 
     def check(self) -> None:
@@ -234,7 +234,10 @@ class FinetuneConfig(Section):
                           choices=("world", "stratified", "head_only", "extremes"))
     label_design: str = setting("double+gold", "how a plan's pairs are labelled (claim F4)",
                                 choices=("single", "double", "double+gold"))
-    stale_share: float = setting(0.0, "share of a plan's labels left over from rubric v1 (claim F5)", 0.0, 1.0)
+    stale_share: float = setting(0.0, "share of a plan's labels left over from an older rubric (claim F5)", 0.0, 1.0)
+    stale_rubric: int = setting(1, "the rubric the stale labels were made under: 1 (two rules revised, about 1% of "
+                                   "pairs change) or 0 (the first guideline, which judged the subject, not the "
+                                   "need: about 11% change; data_gen.rubric)", choices=(0, 1))
     label_budget_share: float = setting(1.0, "share of the world's training-label cost a plan spends: small enough, "
                                              "every strategy and design spends all of it (claims F3-F5 at equal "
                                              "cost; head_only runs out of pairs at the whole budget)", 0.01, 1.0)
@@ -249,6 +252,9 @@ class FinetuneConfig(Section):
             raise ConfigError("labels", "='world' are the world's own labels (double+gold, rubric v2, the whole "
                                         "budget); choose a plan (e.g. labels=stratified) to change label_design, "
                                         "stale_share or label_budget_share")
+        if self.stale_rubric != 1 and not self.stale_share:
+            raise ConfigError("stale_rubric", f"={self.stale_rubric} names the rubric of stale labels, but "
+                                              "stale_share=0 keeps none; set stale_share (e.g. 0.5) as well")
 
 
 @dataclass(frozen=True)
@@ -497,7 +503,7 @@ def canonical_json(obj) -> str:
 # Settings added after runs were cached, with the value that computes what those runs computed:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
-                  "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False}
+                  "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1}
 
 
 def without_later_defaults(settings):

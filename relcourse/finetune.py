@@ -70,7 +70,7 @@ def training_labels(cfg: FinetuneConfig, data_dir: str | Path, seed: int) -> pd.
     """(doc_id, label) that fine-tuning learns from: the world's own training labels, or a
     labelling plan (cfg.labels, cfg.label_design) bought with cfg.label_budget_share of what the
     world's labels cost, so every plan is an equal-cost alternative (claims F3, F4); with
-    cfg.stale_share, that share of the plan's labels is left over from rubric v1 (claim F5)."""
+    cfg.stale_share, that share of the plan's labels is left over from rubric cfg.stale_rubric (claim F5)."""
     if cfg.labels == "world":
         return human_labels(data_dir, "train")[["doc_id", "label"]]
     world = data_gen.read_table(data_dir, "labels", columns=["split", "cost"])
@@ -78,7 +78,8 @@ def training_labels(cfg: FinetuneConfig, data_dir: str | Path, seed: int) -> pd.
     plan = LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=2)
     labels = run_plan(plan, data_dir, seed)
     if cfg.stale_share:
-        old = run_plan(LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=1), data_dir, seed)
+        old = run_plan(LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=cfg.stale_rubric),
+                       data_dir, seed)
         labels = mix_rubric_versions(old, labels, cfg.stale_share, seed)
     return labels.pairs[["doc_id", "label"]]
 

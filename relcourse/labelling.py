@@ -45,7 +45,7 @@ import pandas as pd
 
 import data_gen
 from data_gen.annotation import DESIGNS, LABEL_COST, STRATEGIES, annotate, cohen_kappa, make_pool, sample_pairs
-from data_gen.rubric import VERSIONS
+from data_gen.rubric import VERSIONS, first_guideline
 
 SPLITS = ("train", "valid", "test", "unlabelled")
 # Share of each annotator's work spent on gold questions under 'double+gold' (paid work too).
@@ -95,7 +95,7 @@ class LabellingPlan:
 @dataclass(frozen=True, eq=False)
 class LabelSet:
     """Labels with provenance (`pairs`) and, for the simulation's eyes only, the true tiers of the
-    same rows under every rubric version (`truth`, columns tier_v1, tier_v2)."""
+    same rows under every rubric version (`truth`, columns TRUTH_COLUMNS: tier_v0 ... tier_v2)."""
     pairs: pd.DataFrame
     truth: pd.DataFrame = field(repr=False)
 
@@ -170,8 +170,7 @@ def run_plan(plan: LabellingPlan, data_dir: str | Path, seed: int) -> LabelSet:
     if chosen.empty:
         raise ValueError(f"strategy {plan.strategy!r} finds no shown pair among the {plan.queries_split} queries "
                          f"of {data_dir}; choose other splits or another strategy")
-    truth = data_gen.read_table(data_dir, "truth", columns=["doc_id", *TRUTH_COLUMNS]).set_index("doc_id")
-    truth = truth.loc[chosen.doc_id].reset_index(drop=True)
+    truth = true_tiers(data_dir, chosen.doc_id)
     pool = make_pool(config["n_annotators"], config["careless_share"], seed)
     labels = annotate(truth[f"tier_v{plan.rubric_version}"].to_numpy(), plan.design, pool, seed,
                       budget=plan.budget, gold_share=GOLD_SHARE)
@@ -186,30 +185,46 @@ def run_plan(plan: LabellingPlan, data_dir: str | Path, seed: int) -> LabelSet:
     return LabelSet(frame, truth.iloc[:n])
 
 
-def mix_rubric_versions(v1_labels: LabelSet, v2_labels: LabelSet, share_v1: float, seed: int = 0) -> LabelSet:
-    """The pairs of `v2_labels`, a random `share_v1` of those also in `v1_labels` carrying their
-    rubric-v1 label instead: a label pool where old labels were kept after the rubric changed
-    (claim F5). With one budget the two sets may differ by a pair or two at the end (arbitration
-    costs depend on the labels); pairs only `v2_labels` has keep their v2 label.
+def true_tiers(data_dir: str | Path, doc_ids) -> pd.DataFrame:
+    """The true tier of each pair (in the order of `doc_ids`) under every rubric version, columns
+    TRUTH_COLUMNS: v1 and v2 from the world's truth table, v0 from the v1 judgement
+    (data_gen.rubric.first_guideline). For the simulation's eyes only."""
+    truth = data_gen.read_table(data_dir, "truth", columns=["doc_id", "tier_v1", "tier_v2", "reason_v1"])
+    truth = truth.set_index("doc_id").loc[doc_ids].reset_index(drop=True)
+    v0 = [first_guideline(tier, reason)[0] for tier, reason in zip(truth.tier_v1, truth.reason_v1)]
+    return truth.assign(tier_v0=np.asarray(v0, truth.tier_v1.dtype))[list(TRUTH_COLUMNS)]
+
+
+def mix_rubric_versions(old_labels: LabelSet, new_labels: LabelSet, share_old: float, seed: int = 0) -> LabelSet:
+    """The pairs of `new_labels`, a random `share_old` of those also in `old_labels` carrying their
+    label of the older rubric instead: a label pool where old labels were kept after the rubric
+    changed (claim F5). With one budget the two sets may differ by a pair or two at the end
+    (arbitration costs depend on the labels); pairs only `new_labels` has keep their new label.
 
     Same pairs, same size, same annotator slips (when both sets come from `run_plan` with one
     seed): only the rubric differs, so a model trained on the mix against one trained on
-    `v2_labels` measures the cost of stale labels alone. Each row keeps its rubric_version,
+    `new_labels` measures the cost of stale labels alone. Each row keeps its rubric_version,
     which is what versioned labels buy: `mixed.only_version(2)` drops the stale ones."""
-    for name, labels, version in (("v1_labels", v1_labels, 1), ("v2_labels", v2_labels, 2)):
+    versions = {}
+    for name, labels in (("old_labels", old_labels), ("new_labels", new_labels)):
         if not isinstance(labels, LabelSet):
             raise ValueError(f"{name} must be a LabelSet (from run_plan), got {type(labels).__name__}")
-        if not (labels.pairs.rubric_version == version).all():
-            raise ValueError(f"{name} must hold only rubric-v{version} labels; "
-                             f"make them with run_plan(..., rubric_version={version})")
-    if not 0 <= share_v1 <= 1:
-        raise ValueError(f"share_v1={share_v1!r} must lie in [0, 1]")
-    v1 = v1_labels.pairs.set_index("doc_id")
-    pairs = v2_labels.pairs.reset_index(drop=True)
-    both = np.flatnonzero(pairs.doc_id.isin(v1.index).to_numpy())
-    if share_v1 > 0 and not len(both):
-        raise ValueError("v1_labels and v2_labels share no pair; label the same pairs under both rubrics "
-                         "(run_plan with the same plan and seed, rubric_version=1 and 2)")
-    stale = np.sort(np.random.default_rng(seed).choice(both, round(share_v1 * len(both)), replace=False))
-    old = v1.loc[pairs.doc_id.iloc[stale]].reset_index()[pairs.columns].set_axis(stale)
-    return LabelSet(pd.concat([pairs.drop(index=stale), old]).sort_index(), v2_labels.truth)
+        made_under = set(labels.pairs.rubric_version.unique())
+        if len(made_under) != 1:
+            raise ValueError(f"{name} must hold the labels of one rubric version, not of {sorted(made_under)}; "
+                             "make each with run_plan(..., rubric_version=...)")
+        versions[name] = made_under.pop()
+    if versions["old_labels"] >= versions["new_labels"]:
+        raise ValueError(f"old_labels (rubric v{versions['old_labels']}) must be of an older rubric than "
+                         f"new_labels (rubric v{versions['new_labels']})")
+    if not 0 <= share_old <= 1:
+        raise ValueError(f"share_old={share_old!r} must lie in [0, 1]")
+    old = old_labels.pairs.set_index("doc_id")
+    pairs = new_labels.pairs.reset_index(drop=True)
+    both = np.flatnonzero(pairs.doc_id.isin(old.index).to_numpy())
+    if share_old > 0 and not len(both):
+        raise ValueError("old_labels and new_labels share no pair; label the same pairs under both rubrics "
+                         "(run_plan with the same plan and seed, two rubric versions)")
+    stale = np.sort(np.random.default_rng(seed).choice(both, round(share_old * len(both)), replace=False))
+    kept = old.loc[pairs.doc_id.iloc[stale]].reset_index()[pairs.columns].set_axis(stale)
+    return LabelSet(pd.concat([pairs.drop(index=stale), kept]).sort_index(), new_labels.truth)

@@ -52,8 +52,11 @@ DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {
 # is the registry `run ladder` found: the claims re-run on world version 3 with 8,000 pretraining
 # steps. results/laptop-pretrain4000.json is the ladder of the recipe with 4,000, kept for comparison.
 # results/laptop-claims.json holds claims run after that ladder (`relcourse report --keep`), same recipe.
+# "earlier_designs": claims a file measured with arms the registry has since changed, and what
+# those arms were (the row shows them, marked, instead of the current ones).
 KNOWN_INPUTS: dict[str, dict] = {
-    "results/laptop.json": {"ladder_world": 3, "claims_world": 3},
+    "results/laptop.json": {"ladder_world": 3, "claims_world": 3, "earlier_designs": {
+        "F5": {"baseline": "half the labels from rubric v1 (1.2% of pairs judged otherwise)"}}},
     "results/laptop-claims.json": {"claims_world": 3},
     "results/laptop-pretrain4000.json": {"ladder_world": 3, "claims_world": 2},
     "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
@@ -217,8 +220,10 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     world = next((i.get("claims_world") for i in inputs if i["label"] == label), None)
-    return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)},
-            "from": label, "world": world,
+    path = next((i["path"] for i in inputs if i["label"] == label), None)
+    earlier = KNOWN_INPUTS.get(path, {}).get("earlier_designs", {}).get(claim.id, {})
+    return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)}, **earlier,
+            "earlier_design": bool(earlier), "from": label, "world": world,
             "agrees": [l for l, r in found[:-1] if r.effects == result.effects],
             "superseded": [l for l, r in found[:-1] if r.effects != result.effects],
             "seeds": list(result.seeds), "effects": list(result.effects),

@@ -99,7 +99,9 @@ def claims_table(rows: list[dict], half_width: float, stage_column: bool = True)
                  "seeds": str(len(r["seeds"])), "per-seed SD": _plain(r["sd"]),
                  "smallest effect found 80% of the time": _plain(r["mde80"]),
                  f"seeds for ±{half_width}": "—" if r["seeds_for_half_width"] is None else str(r["seeds_for_half_width"]),
-                 "status": r["status"], "arm vs baseline": r["notes"]}
+                 "status": r["status"],
+                 "arm vs baseline": (f"earlier design, baseline: {r['baseline']}; " if r.get("earlier_design") else "")
+                 + r["notes"]}
         lines.append("| " + " | ".join(str(cells[c]).replace("|", "/") for c in columns) + " |")
     return "\n".join(lines)
 

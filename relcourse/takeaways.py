@@ -94,8 +94,11 @@ def takeaway(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None
     seeds = ", ".join(str(s) for s in row["seeds"])
     low, high = row["interval"]
     interval = f", 95% interval [{low:+.3f}, {high:+.3f}]" if low is not None else " (one seed: no interval)"
+    earlier = (f" That was an earlier design of the claim; its current arms are not yet measured on {where}."
+               if row.get("earlier_design") else "")
     return Takeaway(f"{said} We measured on {where} ({world}seeds {seeds}): ({row['arm']}) minus ({row['baseline']}), "
-                    f"effect on {short_metric(row['metric'])}: **{_effect(row['mean'])}**{interval}: **{row['status']}**.")
+                    f"effect on {short_metric(row['metric'])}: **{_effect(row['mean'])}**{interval}: **{row['status']}**."
+                    + earlier)
 
 
 def _effect(mean: float) -> str:

@@ -30,6 +30,7 @@ TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
 # Settings that only vary together with another: changed from a profile that has that one set.
 NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
          "finetune.stale_share": {"finetune.labels": "stratified"},
+         "finetune.stale_rubric": {"finetune.labels": "stratified", "finetune.stale_share": 0.5},
          "finetune.label_budget_share": {"finetune.labels": "stratified"},
          "distill.via_layers": {"pretrain.model.layers": 4}}   # a mid student between a 4-layer teacher and 1
 
@@ -91,7 +92,8 @@ def key_of(stage, profile):
 
 
 def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
-    """precision=fp32, grad_accum=1, distill.hidden_weight=0 and distill.via_layers=0 compute what
+    """precision=fp32, grad_accum=1, distill.hidden_weight=0, distill.via_layers=0 and
+    finetune.stale_rubric=1 compute what
     runs did before these settings existed: their runs keep their names, so the CPU profiles'
     cached runs (hours on laptop) stay valid."""
     before = {"smoke": ["288798f27d24", "b4313be4c49a", "cc6b0b40aff8", "a9d952834efa"],

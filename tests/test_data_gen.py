@@ -165,6 +165,22 @@ def test_rubric_versions_differ_where_documented():
         judge(need, Content("product", topic=0), "size", 3)
 
 
+@pytest.mark.parametrize("need, doc, v0_tier", [
+    # on the subject, contradicting nothing: v0 calls it mid, v1 and v2 low
+    (Need("product", topic=0, entity=3), Content("product", topic=0), 2),               # a general guide
+    (Need("product", topic=0, hyponym=1), Content("product", topic=0), 2),              # hypernym document
+    (Need("route", origin=1, dest=2, mode=0), Content("route", origin=1, dest=2, mode=1), 2),   # other mode
+    (Need("product", topic=0, qualifier="size", qual_value=0), Content("product", topic=0), 2),  # size unstated
+    # a contradiction stays one under v0
+    (Need("route", origin=1, dest=2, mode=0), Content("route", origin=2, dest=1, mode=0), 1),   # reversed
+    (Need("product", topic=0, qualifier="size", qual_value=0), Content("product", topic=0, size=1), 1),
+    (Need("product", topic=0, entity=3), Content("product", topic=0, entity=4), 1),      # another product
+])
+def test_the_first_rubric_judges_the_subject_not_the_need(need, doc, v0_tier):
+    assert judge(need, doc, "size", 0)[0] == v0_tier
+    assert judge(need, doc, "size", 1)[0] <= 1 and judge(need, doc, "size", 2)[0] <= 1
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 def test_unknown_profile_and_out_of_range_values():

@@ -96,10 +96,29 @@ def test_mix_rubric_versions(world):
     # Versioned labels: the stale half can be dropped.
     kept = half.only_version(2)
     assert len(kept) == len(v2) - round(0.5 * len(v2)) and kept.accuracy(2) == kept.accuracy()
-    with pytest.raises(ValueError, match="rubric-v1"):
+    with pytest.raises(ValueError, match=r"old_labels \(rubric v2\) must be of an older rubric"):
         mix_rubric_versions(v2, v1, 0.5)
-    with pytest.raises(ValueError, match="share_v1"):
+    with pytest.raises(ValueError, match="one rubric version, not of"):
+        mix_rubric_versions(half, v2, 0.5)
+    with pytest.raises(ValueError, match="share_old"):
         mix_rubric_versions(v1, v2, 1.5)
+
+
+def test_the_first_rubric_judges_a_tenth_of_the_pairs_otherwise(world):
+    """Rubric v0 (data_gen.rubric) accepted what was on the subject, contradicting nothing: its
+    labels differ from v2's on about a tenth of the pairs, and only by calling them relevant."""
+    v0, v1, v2 = (run_plan(LabellingPlan(1e5, "stratified", "single", version, queries_split=SPLITS), world, seed=0)
+                  for version in (0, 1, 2))
+    assert v0.pairs.doc_id.equals(v2.pairs.doc_id)
+    truth = v0.truth
+    changed = (truth.tier_v0 != truth.tier_v2).to_numpy()
+    loosened = (truth.tier_v0 != truth.tier_v1).to_numpy()
+    assert 0.08 < changed.mean() < 0.15 and changed.mean() > 3 * (truth.tier_v1 != truth.tier_v2).mean()
+    assert (truth.tier_v0[loosened] == 2).all() and (truth.tier_v1[loosened] <= 1).all()
+    assert abs(v0.accuracy() - v2.accuracy()) < 0.05     # as careful under either rubric ...
+    assert v0.accuracy(2) < v1.accuracy(2) < v2.accuracy(2)  # ... but v0 labels are wrong under v2
+    mixed = mix_rubric_versions(v0, v2, 0.5, seed=1)
+    assert (mixed.pairs.rubric_version == 0).sum() == round(0.5 * len(v2)) and mixed.accuracy(2) < v2.accuracy(2)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -205,6 +205,10 @@ def test_bad_input_is_named(profile):
         with_overrides(profile, {"pretrain.corpus": "web"})
     with pytest.raises(ConfigError, match="finetune.labels"):
         with_overrides(profile, {"finetune.stale_share": 0.5})
+    with pytest.raises(ConfigError, match="finetune.stale_rubric=0 names the rubric of stale labels"):
+        with_overrides(profile, {"finetune.labels": "stratified", "finetune.stale_rubric": 0})
+    with pytest.raises(ConfigError, match="finetune.stale_rubric=2 is not one of 0, 1"):
+        with_overrides(profile, {"finetune.labels": "stratified", "finetune.stale_share": 0.5, "finetune.stale_rubric": 2})
     assert PROBE != RECIPE
 
 
