@@ -211,6 +211,10 @@ class FeedbackLoopConfig(Section):
                              choices=("covering", "naive"))
     student_rounds: int = setting(300, "boosting rounds of the stand-in ranker on the pseudo-labels", 1, 100_000)
     finetune_rounds: int = setting(100, "further boosting rounds of the stand-in on the human labels", 0, 100_000)
+    relevance_model: str = setting("lexical", "the relevance model in the loop: 'lexical', the LightGBM stand-in on "
+                                              "overlap features (seconds a round), or 'cross_encoder', the recipe's "
+                                              "own (post_pretrain's and finetune's settings: one stage-2 run and one "
+                                              "fine-tuning a round and loop)", choices=("lexical", "cross_encoder"))
 
 
 @dataclass(frozen=True)
@@ -503,7 +507,8 @@ def canonical_json(obj) -> str:
 # Settings added after runs were cached, with the value that computes what those runs computed:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
-                  "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1}
+                  "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
+                  "relevance_model": "lexical"}
 
 
 def without_later_defaults(settings):

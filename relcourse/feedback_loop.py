@@ -35,19 +35,24 @@ a teacher reading it would be fed back through the side door. Both loops' teache
 read BEHAVIOUR (FEATURES without ranker_score_mean) in every round, and the two loops differ in
 one column only, `model_score`.
 
-The relevance model inside the loop is a stand-in, and says so: a LightGBM regressor on the
-lexical query-document features of relcourse.lexical (BM25, coverage, bigrams ...; nothing
-behavioural), fitted to the pseudo-labels, then boosted further on the human training labels.
-Why not the cross-encoder of relcourse.post_pretrain: the experiment trains 2 x R + 1 models
-per seed; on 2 CPU cores one post-pretraining plus fine-tuning takes about half a minute on
-smoke and ten minutes on laptop, so T4 would cost more than the rest of stage 2; and on smoke
-the cross-encoder is barely better than chance, so its score would be a feature no teacher
-wants, which shows nothing. The stand-in has what the claim needs of a relevance model: it
-reads text only, it learns from the teacher's labels and then from the human ones (so its
-score on the human-labelled pairs is in-sample, as a shipped model's is), it ranks the logs,
-and it is good enough (test AUC about 0.8 on smoke) that its score is a tempting feature.
-It takes a second to train. The cross-encoder's own loop is the natural next experiment on
-a GPU.
+The relevance model inside the loop is by default a stand-in, and says so: a LightGBM regressor
+on the lexical query-document features of relcourse.lexical (BM25, coverage, bigrams ...;
+nothing behavioural), fitted to the pseudo-labels, then boosted further on the human training
+labels. It has what the claim needs of a relevance model: it reads text only, it learns from the
+teacher's labels and then from the human ones (so its score on the human-labelled pairs is
+in-sample, as a shipped model's is), it ranks the logs, and it is good enough (test AUC about 0.8)
+that its score is a tempting feature. It takes a second to train. What it cannot do is learn its
+own mistakes: whatever its labels say, it stays a function of fourteen overlap features.
+
+`relevance_model='cross_encoder'` puts the recipe's own model in the loop instead
+(`CrossEncoderStudent`): each round, the pretrained BERT is post-pretrained on the round's
+pseudo-labels (relcourse.post_pretrain.post_pretrain, the profile's stage-2 settings), then
+fine-tuned on the human training labels (relcourse.finetune.finetune), then scores every
+candidate pair. That is 2 x rounds + 1 stage-2 runs and fine-tunings a seed: seconds each on
+smoke; on laptop, where a stage-2 run is 9,600 steps, about 40 minutes each on one core, so two
+rounds take about 3.5 hours a seed (`--set feedback_loop.rounds=2`); on a GPU, minutes. Its
+checkpoints live in the stage's work folder until the table is written, so a killed run resumes
+from the last one.
 
 >>> "ranker_score_mean" in BEHAVIOUR, len(BEHAVIOUR) == len(FEATURES) - 1
 (False, True)
@@ -55,6 +60,7 @@ a GPU.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import lightgbm as lgb
@@ -67,9 +73,13 @@ from data_gen.rng import rng_for
 
 from . import lexical, metrics
 from .config import FeedbackLoopConfig, Profile
+from .data import UNLABELLED_TEXT_SPLITS, make_pairset
 from .features import FEATURES, behaviour_features, features_of_logs, select_pairs
-from .data import UNLABELLED_TEXT_SPLITS
-from .store import cached_stage, ensure_data, load_manifest, run_hash
+from .finetune import finetune, finetune_settings, labelled_splits, score
+from .models import load_model
+from .post_pretrain import post_pretrain, post_pretrain_settings
+from .pretrain import MODEL_DIR, ensure_tokenizer, run_pretrain, tokenizer_of
+from .store import cached_stage, ensure_data, run_hash
 from .teacher import Teacher, evaluate_teacher, fastest_scorer
 
 BEHAVIOUR = tuple(f for f in FEATURES if f != "ranker_score_mean")
@@ -111,6 +121,32 @@ class LexicalStudent:
         return self.booster.predict(x, num_threads=self.params["num_threads"])
 
 
+class CrossEncoderStudent:
+    """The recipe's relevance model in the loop: from the profile's pretrained BERT, post-pretrained
+    on a round's pseudo-labels, then fine-tuned on the human training labels, with the profile's
+    post_pretrain and finetune settings, exactly as stages 2 and 3 train it. Each model's
+    checkpoints go to work_dir/<name>, so a killed loop resumes where it stopped."""
+
+    def __init__(self, profile: Profile, seed: int, data_dir: Path, work_dir: Path):
+        self.profile, self.seed, self.data_dir, self.work_dir = profile, seed, Path(data_dir), Path(work_dir)
+        self.tokenizer = tokenizer_of(profile, seed, progress=False)
+        self.start = run_pretrain(profile, seed, progress=False) / MODEL_DIR
+        self.human = labelled_splits(data_dir, self.tokenizer, profile)
+
+    def scores(self, name: str, doc_ids, pseudo_labels, every_doc_id) -> np.ndarray:
+        """Train a model on (doc_ids, pseudo_labels), then on the human labels; its score of every
+        pair in `every_doc_id`."""
+        model = load_model(self.start)
+        pairs = make_pairset(self.data_dir, self.tokenizer, doc_ids, pseudo_labels, self.profile.tokenizer)
+        post_pretrain(model, pairs, self.tokenizer, self.profile, self.seed, self.work_dir / name / "post_pretrain",
+                      progress=False)
+        finetune(model, self.human, self.profile.finetune, self.profile, self.seed, self.work_dir / name / "finetune",
+                 progress=False)
+        everything = make_pairset(self.data_dir, self.tokenizer, every_doc_id, np.zeros(len(every_doc_id)),
+                                  self.profile.tokenizer)
+        return score(model, everything)
+
+
 def _spearman(a, b) -> float:
     return float(pd.Series(np.asarray(a, float)).corr(pd.Series(np.asarray(b, float)), method="spearman"))
 
@@ -137,8 +173,19 @@ class _World:
         return pd.Series(model_scores, index=self.truth.index).loc[doc_ids].to_numpy()
 
 
-def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarray | None,
-           options: FeedbackLoopConfig) -> tuple[np.ndarray, dict]:
+def _new_model_scores(world: _World, name: str, doc_ids, pseudo, options: FeedbackLoopConfig,
+                      encoder: CrossEncoderStudent | None) -> np.ndarray:
+    """Step 5: the round's relevance model, trained on the pseudo-labels then on the human
+    labels; its scores of every candidate pair (doc_id order)."""
+    if options.relevance_model == "cross_encoder":
+        return encoder.scores(name, doc_ids, pseudo, world.truth.index.to_numpy())
+    student = LexicalStudent(world.seed, options.student_rounds, options.finetune_rounds).fit(
+        world.lexical.loc[doc_ids], pseudo, world.lexical.loc[world.train["doc_id"]], world.train["label"])
+    return student.predict(world.lexical)
+
+
+def _round(world: _World, name: str, x: pd.DataFrame, teacher: Teacher, previous: np.ndarray | None,
+           options: FeedbackLoopConfig, encoder: CrossEncoderStudent | None) -> tuple[np.ndarray, dict]:
     """Steps 3-5 of one round: teacher, pseudo-labels, the new model. Returns its scores of
     every candidate pair (doc_id order) and the round's measurements."""
     teacher.fit(x, world.train, valid=world.valid)
@@ -146,9 +193,7 @@ def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarra
     chosen = select_pairs(pool, world.queries, max(2, int(len(pool) * options.pairs_share)), options.selection,
                           world.seed)
     pseudo = fastest_scorer(teacher, len(chosen)).predict(chosen)   # compiled where that pays
-    student = LexicalStudent(world.seed, options.student_rounds, options.finetune_rounds).fit(
-        world.lexical.loc[chosen.index], pseudo, world.lexical.loc[world.train["doc_id"]], world.train["label"])
-    scores = student.predict(world.lexical)
+    scores = _new_model_scores(world, name, chosen.index.to_numpy(), pseudo, options, encoder)
     teacher_table = evaluate_teacher(teacher, x, world.dir).loc["all"]
     model_table = metrics.evaluate(world.test["tier_v2"], world.scores(scores, world.test.index),
                                    world.test["query_id"], world.test["bucket_name"]).loc["all"]
@@ -164,13 +209,18 @@ def _round(world: _World, x: pd.DataFrame, teacher: Teacher, previous: np.ndarra
 
 
 def simulate_loops(data_dir: str | Path, seed: int, options: FeedbackLoopConfig = FeedbackLoopConfig(),
-                   progress: bool = False) -> pd.DataFrame:
+                   progress: bool = False, encoder: CrossEncoderStudent | None = None) -> pd.DataFrame:
     """The experiment itself, uncached: one row per (round, loop) with the COLUMNS.
     Round 0 is the shared start, once per loop (the same numbers), so each loop's line starts
-    at the same point."""
+    at the same point. With options.relevance_model 'cross_encoder', `encoder` trains the models."""
+    if (options.relevance_model == "cross_encoder") != (encoder is not None):
+        raise ValueError(f"relevance_model={options.relevance_model!r} needs "
+                         + ("a CrossEncoderStudent as `encoder` (run_feedback_loop builds one from the profile)"
+                            if encoder is None else "no `encoder`: the lexical stand-in trains itself"))
     world = _World(Path(data_dir), seed)
     n_searches = max(1, round(data_gen.load_manifest(data_dir)["config"]["n_searches"] * options.searches_share))
-    start_scores, start = _round(world, behaviour_features(data_dir), Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options)
+    start_scores, start = _round(world, START, behaviour_features(data_dir),
+                                 Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options, encoder)
     rows = [{"round": 0, "loop": loop, **start} for loop in LOOPS]
     model = {loop: start_scores for loop in LOOPS}
     steps = [(r, loop) for r in range(1, options.rounds + 1) for loop in LOOPS]
@@ -183,14 +233,18 @@ def simulate_loops(data_dir: str | Path, seed: int, options: FeedbackLoopConfig 
             teacher = Teacher(BEHAVIOUR + (MODEL_SCORE,), allow_model_score_feature=True, seed=seed, threads=THREADS)
         else:
             teacher = Teacher(BEHAVIOUR, seed=seed, threads=THREADS)
-        model[loop], row = _round(world, x, teacher, model[loop], options)
+        model[loop], row = _round(world, f"{r}-{loop}", x, teacher, model[loop], options, encoder)
         rows.append({"round": r, "loop": loop, **row})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def feedback_loop_settings(profile: Profile) -> dict:
-    """The feedback-loop stage's cache key: its settings and the version of the stand-in ranker."""
-    return {"feedback_loop": "lexical-student-v1", "options": dataclasses.asdict(profile.feedback_loop)}
+    """The feedback-loop stage's cache key: its settings and the version of the stand-in ranker,
+    and with the cross-encoder in the loop, the stage-2 and fine-tuning settings it trains with."""
+    settings = {"feedback_loop": "lexical-student-v1", "options": dataclasses.asdict(profile.feedback_loop)}
+    if profile.feedback_loop.relevance_model == "cross_encoder":
+        settings |= {"post_pretrain": post_pretrain_settings(profile), "finetune": finetune_settings(profile)}
+    return settings
 
 
 def run_feedback_loop(profile: Profile, seed: int, progress: bool = True) -> Path:
@@ -199,16 +253,23 @@ def run_feedback_loop(profile: Profile, seed: int, progress: bool = True) -> Pat
     teacher and model test AUC in the last round."""
     data_dir = ensure_data(profile, seed, progress)
     options = profile.feedback_loop
+    upstream = {"data": run_hash(data_dir)}
+    cross_encoder = options.relevance_model == "cross_encoder"
+    if cross_encoder:
+        upstream |= {"tokenizer": run_hash(ensure_tokenizer(profile, seed, progress)),
+                     "pretrain": run_hash(run_pretrain(profile, seed, progress))}
 
     def build(out: Path) -> dict:
-        table = simulate_loops(data_dir, seed, options, progress)
+        encoder = CrossEncoderStudent(profile, seed, data_dir, out / "models") if cross_encoder else None
+        table = simulate_loops(data_dir, seed, options, progress, encoder)
         table.to_parquet(out / TABLE)
+        shutil.rmtree(out / "models", ignore_errors=True)   # checkpoints: only needed to resume
         last = table[table["round"] == options.rounds].set_index("loop")
         return {loop: {k: round(float(last.loc[loop, k]), 4) for k in ("teacher_auc", "model_auc", "pseudo_truth_corr")}
                 for loop in LOOPS}
 
     return cached_stage(profile, "feedback_loop", seed, feedback_loop_settings(profile), build,
-                        upstream={"data": run_hash(data_dir)})
+                        upstream=upstream, resumable=cross_encoder)
 
 
 def rounds_table(run_dir: Path) -> pd.DataFrame:

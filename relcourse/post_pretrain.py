@@ -98,12 +98,41 @@ def post_pretrain_settings(profile: Profile) -> dict:
             "span": profile.pretrain.span, **arithmetic_settings(profile)}
 
 
+def post_pretrain(model, pairs, tokenizer, profile: Profile, seed: int, run_dir: Path, progress: bool = True):
+    """Train `model` in place on `pairs` (a PairSet whose targets are pseudo-labels in [0, 1]) with
+    profile.post_pretrain's loss and budget: the recipe's stage 2, and the feedback loop's (claim
+    T4) model in each round. Returns relcourse.train's TrainResult; checkpoints go to `run_dir`."""
+    cfg = profile.post_pretrain
+    relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
+
+    def batch_at(step: int) -> dict:
+        batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
+        if cfg.mlm_weight:   # MLM's own masked copy of the first rows; relevance reads the pairs unmasked
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            copy = _first_rows(batch, cfg.mlm_rows)
+            copy["input_ids"], batch["mlm_labels"] = masked(copy, tokenizer, profile, generator)
+            # flat keys: the training loop cuts them into micro-batches like the rows (relcourse.train)
+            batch |= {f"masked_{k}": v for k, v in copy.items()}
+        return batch
+
+    def loss_fn(m, batch: dict) -> dict:
+        rel = relevance(m(batch)["relevance"], batch["targets"], batch["query_ids"])
+        if not cfg.mlm_weight:
+            return {"loss": rel, "relevance": rel}
+        mlm_batch = {k: batch[f"masked_{k}"] for k in MODEL_INPUTS}
+        mlm = m(mlm_batch, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
+        return {"loss": rel + cfg.mlm_weight * mlm, "relevance": rel, "mlm": mlm}
+
+    tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, grad_accum=cfg.grad_accum,
+                       checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, seed))
+    return train(model, batch_at, loss_fn, tcfg, Path(run_dir), progress=progress)
+
+
 def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
     """The post-pretrained model of this profile and seed: built once, then reused."""
     data_dir = ensure_data(profile, seed, progress)
     teacher_dir = ensure_teacher(profile, seed, progress)
     pretrain_dir = run_pretrain(profile, seed, progress)
-    cfg = profile.post_pretrain
 
     def build(out: Path) -> dict:
         tokenizer = tokenizer_of(profile, seed, progress)
@@ -112,29 +141,7 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
         pairs = make_pairset(data_dir, tokenizer, labelled["doc_id"].to_numpy(), labelled["pseudo_label"].to_numpy(),
                              profile.tokenizer)
         model = load_model(pretrain_dir / MODEL_DIR)
-        relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
-
-        def batch_at(step: int) -> dict:
-            batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
-            if cfg.mlm_weight:   # MLM's own masked copy of the first rows; relevance reads the pairs unmasked
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-                copy = _first_rows(batch, cfg.mlm_rows)
-                copy["input_ids"], batch["mlm_labels"] = masked(copy, tokenizer, profile, generator)
-                # flat keys: the training loop cuts them into micro-batches like the rows (relcourse.train)
-                batch |= {f"masked_{k}": v for k, v in copy.items()}
-            return batch
-
-        def loss_fn(m, batch: dict) -> dict:
-            rel = relevance(m(batch)["relevance"], batch["targets"], batch["query_ids"])
-            if not cfg.mlm_weight:
-                return {"loss": rel, "relevance": rel}
-            mlm_batch = {k: batch[f"masked_{k}"] for k in MODEL_INPUTS}
-            mlm = m(mlm_batch, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
-            return {"loss": rel + cfg.mlm_weight * mlm, "relevance": rel, "mlm": mlm}
-
-        tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, grad_accum=cfg.grad_accum,
-                           checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, seed))
-        train(model, batch_at, loss_fn, tcfg, out / "train", progress=progress)
+        post_pretrain(model, pairs, tokenizer, profile, seed, out / "train", progress)
         save_model(model, out / MODEL_DIR)
         return {"pairs": len(pairs), "queries": int(labelled["query_id"].nunique()),
                 "pseudo_label_mean": round(float(labelled["pseudo_label"].mean()), 4)}

@@ -105,3 +105,26 @@ def test_bad_options_are_named():
     with pytest.raises(ConfigError, match="feedback_loop.pairs_share=0"):
         load_profile("smoke", {"feedback_loop.pairs_share": 0})
     assert np.isclose(load_profile("smoke").feedback_loop.pairs_share, 0.5)
+
+
+def test_the_recipes_own_model_can_run_the_loop(profile, world):
+    """relevance_model='cross_encoder': each round post-pretrains the pretrained BERT on its
+    pseudo-labels and fine-tunes it on the human labels (a few steps here); the stage's key sees
+    the stage-2 and fine-tuning settings it trains with, the lexical stand-in's does not."""
+    from relcourse.config import with_overrides
+    from relcourse.feedback_loop import feedback_loop_settings
+    few = {"feedback_loop.relevance_model": "cross_encoder", "feedback_loop.rounds": 1, "pretrain.steps": 10,
+           "post_pretrain.steps": 6, "finetune.steps": 6}
+    encoder_profile = with_overrides(profile, few)
+    run = run_feedback_loop(encoder_profile, 0, progress=False)
+    table = rounds_table(run)
+    assert list(table.columns) == list(COLUMNS) and len(table) == 4 and table.model_auc.between(0, 1).all()
+    assert table.loc[table["round"] == 1, "pseudo_model_corr"].notna().all()
+    assert not (run / "models").exists()                  # checkpoints were only needed to resume
+    more_steps = with_overrides(encoder_profile, {"post_pretrain.steps": 7})
+    assert feedback_loop_settings(more_steps) != feedback_loop_settings(encoder_profile)
+    assert feedback_loop_settings(with_overrides(profile, {"post_pretrain.steps": 7})) == feedback_loop_settings(profile)
+    with pytest.raises(ValueError, match="needs a CrossEncoderStudent"):
+        simulate_loops(world, 0, encoder_profile.feedback_loop)
+    with pytest.raises(ConfigError, match="feedback_loop.relevance_model='bert' is not one of lexical, cross_encoder"):
+        load_profile("smoke", {"feedback_loop.relevance_model": "bert"})
