@@ -162,3 +162,17 @@ def test_scipy_quantiles_equal_the_former_hand_written_ones():
     assert [claims.minimum_detectable_effect(0.01, n) for n in (2, 3, 5, 10)] == pytest.approx(
         [0.0995789252156147, 0.03096510147446123, 0.016624761500272076, 0.009947137350096728], abs=1e-6)
     assert [claims.seeds_for_half_width(s) for s in (0.001, 0.01, 0.03, 0.05)] == [2, 4, 12, 27]
+
+
+def test_a_result_of_an_earlier_design_shows_the_arms_it_was_measured_with():
+    """results/laptop.json measured F5 with stale labels of rubric v1; the registry's F5 now
+    uses rubric v0. Read alone, that file's F5 row names its own baseline and says it is an
+    earlier design; with the later results file, the current design wins."""
+    from relcourse.takeaways import takeaway
+    alone = report.build("laptop", [REPO / "results/laptop.json"], live=False)
+    row = next(r for r in alone["claims"] if r["id"] == "F5")
+    assert row["earlier_design"] and "rubric v1" in row["baseline"]
+    assert "earlier design, baseline: half the labels from rubric v1" in report.render(alone)
+    assert "an earlier design of the claim" in takeaway("F5", results=alone).text
+    current = next(r for r in report.build("laptop", live=False)["claims"] if r["id"] == "F5")
+    assert not current["earlier_design"] and current["baseline"] == claims.CLAIMS_BY_ID["F5"].baseline
