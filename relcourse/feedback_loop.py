@@ -125,26 +125,27 @@ class CrossEncoderStudent:
     """The recipe's relevance model in the loop: from the profile's pretrained BERT, post-pretrained
     on a round's pseudo-labels, then fine-tuned on the human training labels, with the profile's
     post_pretrain and finetune settings, exactly as stages 2 and 3 train it. Each model's
-    checkpoints go to work_dir/<name>, so a killed loop resumes where it stopped."""
+    checkpoints go to work_dir/<name>, so a killed loop resumes where it stopped. Every candidate
+    pair of the world is tokenised once, here, in doc_id order, for every round's model to score."""
 
     def __init__(self, profile: Profile, seed: int, data_dir: Path, work_dir: Path):
         self.profile, self.seed, self.data_dir, self.work_dir = profile, seed, Path(data_dir), Path(work_dir)
         self.tokenizer = tokenizer_of(profile, seed, progress=False)
         self.start = run_pretrain(profile, seed, progress=False) / MODEL_DIR
         self.human = labelled_splits(data_dir, self.tokenizer, profile)
+        every = np.sort(data_gen.read_table(data_dir, "truth", columns=["doc_id"])["doc_id"].to_numpy())
+        self.every_pair = make_pairset(data_dir, self.tokenizer, every, np.zeros(len(every)), profile.tokenizer)
 
-    def scores(self, name: str, doc_ids, pseudo_labels, every_doc_id) -> np.ndarray:
+    def scores(self, name: str, doc_ids, pseudo_labels) -> np.ndarray:
         """Train a model on (doc_ids, pseudo_labels), then on the human labels; its score of every
-        pair in `every_doc_id`."""
+        candidate pair, in doc_id order."""
         model = load_model(self.start)
         pairs = make_pairset(self.data_dir, self.tokenizer, doc_ids, pseudo_labels, self.profile.tokenizer)
         post_pretrain(model, pairs, self.tokenizer, self.profile, self.seed, self.work_dir / name / "post_pretrain",
                       progress=False)
         finetune(model, self.human, self.profile.finetune, self.profile, self.seed, self.work_dir / name / "finetune",
                  progress=False)
-        everything = make_pairset(self.data_dir, self.tokenizer, every_doc_id, np.zeros(len(every_doc_id)),
-                                  self.profile.tokenizer)
-        return score(model, everything)
+        return score(model, self.every_pair)
 
 
 def _spearman(a, b) -> float:
@@ -178,7 +179,7 @@ def _new_model_scores(world: _World, name: str, doc_ids, pseudo, options: Feedba
     """Step 5: the round's relevance model, trained on the pseudo-labels then on the human
     labels; its scores of every candidate pair (doc_id order)."""
     if options.relevance_model == "cross_encoder":
-        return encoder.scores(name, doc_ids, pseudo, world.truth.index.to_numpy())
+        return encoder.scores(name, doc_ids, pseudo)
     student = LexicalStudent(world.seed, options.student_rounds, options.finetune_rounds).fit(
         world.lexical.loc[doc_ids], pseudo, world.lexical.loc[world.train["doc_id"]], world.train["label"])
     return student.predict(world.lexical)

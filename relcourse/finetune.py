@@ -78,8 +78,7 @@ def training_labels(cfg: FinetuneConfig, data_dir: str | Path, seed: int) -> pd.
     plan = LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=2)
     labels = run_plan(plan, data_dir, seed)
     if cfg.stale_share:
-        old = run_plan(LabellingPlan(budget, cfg.labels, cfg.label_design, rubric_version=cfg.stale_rubric),
-                       data_dir, seed)
+        old = run_plan(dataclasses.replace(plan, rubric_version=cfg.stale_rubric), data_dir, seed)
         labels = mix_rubric_versions(old, labels, cfg.stale_share, seed)
     return labels.pairs[["doc_id", "label"]]
 

@@ -219,9 +219,9 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
         result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
-    world = next((i.get("claims_world") for i in inputs if i["label"] == label), None)
-    path = next((i["path"] for i in inputs if i["label"] == label), None)
-    earlier = KNOWN_INPUTS.get(path, {}).get("earlier_designs", {}).get(claim.id, {})
+    source = next((i for i in inputs if i["label"] == label), {})
+    world = source.get("claims_world")
+    earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(claim.id, {})
     return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)}, **earlier,
             "earlier_design": bool(earlier), "from": label, "world": world,
             "agrees": [l for l, r in found[:-1] if r.effects == result.effects],
