@@ -28,7 +28,7 @@ import pandas as pd
 from .rng import rng_for
 
 DESIGNS = ("single", "double", "double+gold")
-STRATEGIES = ("head_only", "extremes", "stratified")
+STRATEGIES = ("head_only", "extremes", "stratified", "shown_first")   # new ones go last: the index seeds the draw
 LABEL_COST, ARBITRATION_COST = 1.0, 1.5
 SENIOR_ACCURACY = 0.95
 GOLD_PASS = 0.55  # annotators below this accuracy on gold questions are taken off the job
@@ -124,7 +124,10 @@ def sample_pairs(pairs: pd.DataFrame, n: int, strategy: str, seed: int, middle_s
     - head_only: head queries, the documents the ranker ranks highest (what users see most);
     - extremes:  the highest and lowest logged ranker scores (easy calls);
     - stratified: equal shares of head / torso / tail queries and of five score bands, with
-      `middle_share` of the budget in the middle band, where the hard calls are."""
+      `middle_share` of the budget in the middle band, where the hard calls are;
+    - shown_first: every query's top-ranked document, then every query's second, and so on (what
+      users see first): the labels a team gets when it labels what its ranker shows, so the
+      ranker decides what is ever labelled (claim T4's 'shown_top' labels)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown sampling strategy {strategy!r}; choose one of {STRATEGIES}")
     missing = {"query_id", "doc_id", "bucket", "ranker_score"} - set(pairs.columns)
@@ -132,6 +135,9 @@ def sample_pairs(pairs: pd.DataFrame, n: int, strategy: str, seed: int, middle_s
         raise ValueError(f"pairs lack the columns {sorted(missing)}")
     rng = rng_for(seed, "sample", STRATEGIES.index(strategy))
     shuffled = pairs.iloc[rng.permutation(len(pairs))]
+    if strategy == "shown_first":
+        rank = shuffled.groupby("query_id").ranker_score.rank(method="first", ascending=False)
+        return shuffled.iloc[np.argsort(rank.to_numpy(), kind="stable")].head(n)
     if strategy == "head_only":
         head = shuffled[shuffled.bucket == "head"]
         return head.sort_values("ranker_score", ascending=False, kind="stable").head(n)

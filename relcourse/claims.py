@@ -20,7 +20,7 @@ import dataclasses
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from relcourse.store import StoreError, file_lock, runs_root, write_json_atomic
@@ -154,6 +154,25 @@ class ClaimResult:
     # recorded before they were kept, and for claims given as effects only)
     arm_values: tuple[float, ...] = ()
     baseline_values: tuple[float, ...] = ()
+    # settings the arms ran with beyond the profile's own (config.design_overrides), e.g.
+    # {"feedback_loop.relevance_model": "cross_encoder"}: {} for the claim as the course designs it
+    design: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return entry_key(self.claim_id, self.design)
+
+
+def entry_key(claim_id: str, design: dict) -> str:
+    """A result's name in the registry: the claim id, or for a variant of the claim's design the id
+    and the settings it changed, so that a variant never overwrites the claim's own result.
+
+    >>> entry_key("T4", {}), entry_key("T4", {"feedback_loop.rounds": 2, "feedback_loop.pairs_share": 0.25})
+    ('T4', 'T4 [feedback_loop.pairs_share=0.25, feedback_loop.rounds=2]')
+    """
+    if not design:
+        return claim_id
+    return f"{claim_id} [{', '.join(f'{k}={design[k]}' for k in sorted(design))}]"
 
 
 def t_quantile_975(df: int) -> float:
@@ -202,9 +221,10 @@ def seeds_for_half_width(sd: float, half_width: float = 0.02, most: int = 1_000)
 
 
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",
-              sides_by_seed: dict[int, tuple[float, float]] | None = None) -> ClaimResult:
+              sides_by_seed: dict[int, tuple[float, float]] | None = None, design: dict | None = None) -> ClaimResult:
     """Mean effect, its 95% interval over seeds, and the status that interval implies; with
-    `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too."""
+    `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too, and with
+    `design` the settings that make the result a variant of the claim's design."""
     claim = get_claim(claim_id)
     if not effects_by_seed:
         raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
@@ -222,34 +242,49 @@ def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], no
             status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
     sides = [tuple(float(v) for v in sides_by_seed[s]) for s in seeds] if sides_by_seed else []
     return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes,
-                       tuple(a for a, _ in sides), tuple(b for _, b in sides))
+                       tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}))
 
 
-# --- results on disk: runs/<profile>/claims/results.json, one entry per claim ---------------------
+# --- results on disk: runs/<profile>/claims/results.json, one entry per claim and design ----------
 
 def results_path(profile: str) -> Path:
     return runs_root() / profile / "claims" / "results.json"
 
 
 def record(result: ClaimResult) -> Path:
-    """Add or replace this claim's entry in the profile's results file (written atomically,
-    under a lock, so processes recording other claims at the same time lose nothing)."""
+    """Add or replace this result's entry (its `key`: the claim, or a variant of its design) in the
+    profile's results file, written atomically under a lock, so processes recording other claims
+    at the same time lose nothing."""
     path = results_path(result.profile)
     with file_lock(path):
         entries = _read_entries(path)
-        entries[result.claim_id] = to_json(result)
+        entries[result.key] = to_json(result)
         write_json_atomic(path, entries)
     return path
 
 
-def load_results(profile: str) -> dict[str, ClaimResult]:
-    """Every claim's result for the profile, in CLAIMS order; claims without an entry are 'not run'."""
+def load_results(profile: str, design: dict | None = None) -> dict[str, ClaimResult]:
+    """Every claim's result for the profile, in CLAIMS order, as designed or, with `design`, the
+    variant run with those settings (config.design_overrides); claims without one are 'not run'."""
     path = results_path(profile)
     entries = _read_entries(path)
+    design = dict(design or {})
     try:
-        return {c.id: from_json(entries[c.id]) if c.id in entries else ClaimResult(c.id, profile) for c in CLAIMS}
+        return {c.id: from_json(entries[key]) if (key := entry_key(c.id, design)) in entries
+                else ClaimResult(c.id, profile, design=design) for c in CLAIMS}
     except (KeyError, TypeError, ValueError) as e:
         raise StoreError(f"{path} has a malformed entry ({e!r}); delete it and re-run the experiments") from None
+
+
+def load_variants(profile: str) -> dict[str, ClaimResult]:
+    """The profile's results of claims run with a changed design, by registry key, in CLAIMS order."""
+    path = results_path(profile)
+    try:
+        variants = [from_json(entry) for key, entry in _read_entries(path).items() if key not in CLAIMS_BY_ID]
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{path} has a malformed entry ({e!r}); delete it and re-run the experiments") from None
+    order = {c.id: i for i, c in enumerate(CLAIMS)}
+    return {r.key: r for r in sorted(variants, key=lambda r: (order.get(r.claim_id, len(order)), r.key))}
 
 
 def _read_entries(path: Path) -> dict:
@@ -268,6 +303,8 @@ def to_json(result: ClaimResult) -> dict:
     entry = dataclasses.asdict(result)
     entry["mean"] = _nan_to_none(result.mean)
     entry["interval"] = [_nan_to_none(x) for x in result.interval]
+    if not result.design:
+        del entry["design"]    # the claim as designed: entries read the same as before variants existed
     return entry
 
 
@@ -275,7 +312,7 @@ def from_json(entry: dict) -> ClaimResult:
     return ClaimResult(entry["claim_id"], entry["profile"], tuple(entry["seeds"]), tuple(entry["effects"]),
                        _none_to_nan(entry["mean"]), tuple(_none_to_nan(x) for x in entry["interval"]),
                        entry["status"], entry.get("notes", ""), tuple(entry.get("arm_values", ())),
-                       tuple(entry.get("baseline_values", ())))
+                       tuple(entry.get("baseline_values", ())), dict(entry.get("design", {})))
 
 
 def _nan_to_none(x: float) -> float | None:

@@ -215,6 +215,10 @@ class FeedbackLoopConfig(Section):
                                               "overlap features (seconds a round), or 'cross_encoder', the recipe's "
                                               "own (post_pretrain's and finetune's settings: one stage-2 run and one "
                                               "fine-tuning a round and loop)", choices=("lexical", "cross_encoder"))
+    teacher_labels: str = setting("world", "the human labels each round's teacher learns from: 'world', the world's own, "
+                                           "independent of every model; or 'shown_top', bought anew each round, at the "
+                                           "same cost, from the documents the round's ranker (the previous model) "
+                                           "showed first: labels the model chooses", choices=("world", "shown_top"))
 
 
 @dataclass(frozen=True)
@@ -450,6 +454,29 @@ def parse_overrides(assignments: list[str]) -> dict[str, str]:
     return overrides
 
 
+# Settings that change how fast or where a run goes, not what an experiment is (seeds say which
+# runs a claim averages, and a claim's entry lists them): left out of `design_overrides`.
+NOT_DESIGN = ("name", "threads", "data_workers", "notebook_claims", "device", "data.seeds")
+
+
+def design_overrides(profile: Profile) -> dict:
+    """The settings of `profile` that differ from those of the named profile it was made from,
+    as dotted keys: what an experiment changed beyond the recipe. A claim run with any is a
+    variant of the claim's design, and the registry keeps it apart (relcourse.claims.entry_key).
+
+    >>> design_overrides(load_profile("smoke", {"feedback_loop.rounds": 2, "threads": 1, "seeds": "0,1"}))
+    {'feedback_loop.rounds': 2}
+    """
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return out
+
+    base, now = flat(PROFILES[profile.name].to_dict()), flat(profile.to_dict())
+    return {k: v for k, v in now.items() if v != base.get(k) and k not in NOT_DESIGN}
+
+
 def _apply(obj, overrides: dict, prefix: str):
     """A copy of the dataclass `obj` with dotted-key overrides applied; each section is rebuilt once,
     with all its changes, so cross-field rules see the final values."""
@@ -508,7 +535,7 @@ def canonical_json(obj) -> str:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
                   "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
-                  "relevance_model": "lexical"}
+                  "relevance_model": "lexical", "teacher_labels": "world"}
 
 
 def without_later_defaults(settings):

@@ -36,7 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import claims, compute, metrics
-from .config import PROFILES, ModelConfig, Profile, with_overrides
+from .config import PROFILES, ModelConfig, Profile, design_overrides, with_overrides
 from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
 from .feedback_loop import feedback_effect
 from .finetune import run_finetune
@@ -314,7 +314,8 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     base_mean = statistics.fmean(b for _, b in per_seed.values())
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
     notes += "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in also.items())
-    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes, per_seed)
+    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes, per_seed,
+                              design_overrides(profile))
     claims.record(result)
     return result
 
@@ -332,7 +333,8 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     if profile.notebook_claims == "run":
         return dict(zip(claim_ids, run_claims(profile, claim_ids=claim_ids, workers=notebook_workers(profile),
                                               progress=False)))
-    recorded = claims.load_results(profile.name)
+    design = design_overrides(profile)
+    recorded = claims.load_results(profile.name, design)
     missing = [c for c in claim_ids if recorded[c].status == "not run"]
     if missing:
         # on CPU, suggest one 1-thread worker per thread of the profile (see run_claims)
@@ -340,7 +342,8 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
         print(f"The '{profile.name}' claims registry has no result yet for {', '.join(missing)}. On this profile "
               f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
               f"    python -m relcourse run claims --profile {profile.name} "
-              f"{' '.join('--claim ' + c for c in missing)}{workers}")
+              f"{' '.join('--claim ' + c for c in missing)}{workers}"
+              + "".join(f" --set {key}={value}" for key, value in design.items()))
     return {c: recorded[c] for c in claim_ids if c not in missing}
 
 

@@ -29,6 +29,18 @@ split gain that goes to `model_score`. The claim is judged on the MODEL's test A
 round: a loop drifts when the model it produces gets worse, whatever its teacher scores (the
 fed-back teacher reads the model's score, so its AUC partly measures the model).
 
+Whose labels the teachers learn from (`teacher_labels`). By default every round's teacher is
+fitted and early-stopped on the world's own human labels, drawn once, independently of any
+model: a teacher given the model's score then weighs it against labels the model never touched,
+and can only use it as far as they support it. In production the labels are not independent of
+the model: a team labels what its ranker shows. With `teacher_labels='shown_top'` every round
+buys its teacher's labels anew from that round's logs, at the cost of the world's labels, split
+by split: each train and valid query's documents in the order the round's ranker (the previous
+model) showed them, top first (data_gen.annotation's 'shown_first'), double-judged under the
+world's rubric. The model decides what is ever labelled, so a pair it ranks low is judged by the
+teacher from behaviour (and, fed back, the model's own score) alone. The relevance model's own
+fine-tuning keeps the world's labels: the two designs differ in the teacher's labels only.
+
 Behaviour only, in both loops. The logs record the ranker's score of every impression
 (`ranker_score_mean`); once the model is the ranker, that column *is* the model's score, so
 a teacher reading it would be fed back through the side door. Both loops' teachers therefore
@@ -76,6 +88,7 @@ from .config import FeedbackLoopConfig, Profile
 from .data import UNLABELLED_TEXT_SPLITS, make_pairset
 from .features import FEATURES, behaviour_features, features_of_logs, select_pairs
 from .finetune import finetune, finetune_settings, labelled_splits, score
+from .labelling import LabellingPlan, label_pairs
 from .models import load_model
 from .post_pretrain import post_pretrain, post_pretrain_settings
 from .pretrain import MODEL_DIR, ensure_tokenizer, run_pretrain, tokenizer_of
@@ -158,8 +171,11 @@ class _World:
     def __init__(self, data_dir: Path, seed: int):
         self.dir, self.seed = data_dir, seed
         self.queries = data_gen.read_table(data_dir, "queries", columns=["query_id", "split", "bucket", "bucket_name"])
-        labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "split", "label"])
+        labels = data_gen.read_table(data_dir, "labels", columns=["doc_id", "split", "label", "cost", "design",
+                                                                  "rubric_version"])
         self.train, self.valid = labels[labels["split"] == "train"], labels[labels["split"] == "valid"]
+        self.label_cost = labels.groupby("split")["cost"].sum()
+        self.label_design, self.rubric = labels["design"].iloc[0], int(labels["rubric_version"].max())
         self.truth = data_gen.read_table(data_dir, "truth", columns=["query_id", "doc_id", "tier_v2"]) \
             .sort_values("doc_id").set_index("doc_id")
         self.lexical = lexical.pair_features(data_dir).drop(columns="query_id").loc[self.truth.index]
@@ -185,11 +201,31 @@ def _new_model_scores(world: _World, name: str, doc_ids, pseudo, options: Feedba
     return student.predict(world.lexical)
 
 
+def _teacher_labels(world: _World, x: pd.DataFrame, round_: int,
+                    options: FeedbackLoopConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 3's train and valid labels: the world's own, or with 'shown_top' bought from the
+    round's logs `x` (their ranker_score_mean is the ranker's score), at the world's cost per split.
+    The annotators' draw depends on the round only, so both loops' labels differ by the ranker."""
+    if options.teacher_labels == "world":
+        return world.train, world.valid
+    queries = world.queries.set_index("query_id")
+    pairs = pd.DataFrame({"query_id": x["query_id"], "doc_id": x.index,
+                          "split": x["query_id"].map(queries["split"]).to_numpy(),
+                          "bucket_name": x["query_id"].map(queries["bucket_name"]).to_numpy(),
+                          "ranker_score": x["ranker_score_mean"]})
+    seed = int(rng_for(world.seed, "feedback-labels", round_).integers(2**31))
+    train, valid = (label_pairs(LabellingPlan(float(world.label_cost[split]), "shown_first", world.label_design,
+                                              world.rubric, queries_split=(split,)), pairs, world.dir, seed).pairs
+                    for split in ("train", "valid"))
+    return train, valid
+
+
 def _round(world: _World, name: str, x: pd.DataFrame, teacher: Teacher, previous: np.ndarray | None,
-           options: FeedbackLoopConfig, encoder: CrossEncoderStudent | None) -> tuple[np.ndarray, dict]:
+           options: FeedbackLoopConfig, encoder: CrossEncoderStudent | None, round_: int) -> tuple[np.ndarray, dict]:
     """Steps 3-5 of one round: teacher, pseudo-labels, the new model. Returns its scores of
     every candidate pair (doc_id order) and the round's measurements."""
-    teacher.fit(x, world.train, valid=world.valid)
+    train, valid = _teacher_labels(world, x, round_, options)
+    teacher.fit(x, train, valid=valid)
     pool = x[x["query_id"].isin(world.pool_queries)]
     chosen = select_pairs(pool, world.queries, max(2, int(len(pool) * options.pairs_share)), options.selection,
                           world.seed)
@@ -221,7 +257,7 @@ def simulate_loops(data_dir: str | Path, seed: int, options: FeedbackLoopConfig 
     world = _World(Path(data_dir), seed)
     n_searches = max(1, round(data_gen.load_manifest(data_dir)["config"]["n_searches"] * options.searches_share))
     start_scores, start = _round(world, START, behaviour_features(data_dir),
-                                 Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options, encoder)
+                                 Teacher(BEHAVIOUR, seed=seed, threads=THREADS), None, options, encoder, 0)
     rows = [{"round": 0, "loop": loop, **start} for loop in LOOPS]
     model = {loop: start_scores for loop in LOOPS}
     steps = [(r, loop) for r in range(1, options.rounds + 1) for loop in LOOPS]
@@ -234,7 +270,7 @@ def simulate_loops(data_dir: str | Path, seed: int, options: FeedbackLoopConfig 
             teacher = Teacher(BEHAVIOUR + (MODEL_SCORE,), allow_model_score_feature=True, seed=seed, threads=THREADS)
         else:
             teacher = Teacher(BEHAVIOUR, seed=seed, threads=THREADS)
-        model[loop], row = _round(world, f"{r}-{loop}", x, teacher, model[loop], options, encoder)
+        model[loop], row = _round(world, f"{r}-{loop}", x, teacher, model[loop], options, encoder, r)
         rows.append({"round": r, "loop": loop, **row})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

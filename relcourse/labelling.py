@@ -160,10 +160,20 @@ def run_plan(plan: LabellingPlan, data_dir: str | Path, seed: int) -> LabelSet:
     differ only in rubric_version get the same pairs and the same annotator slips."""
     if not isinstance(plan, LabellingPlan):
         raise ValueError(f"plan must be a LabellingPlan, got {type(plan).__name__}")
+    return label_pairs(plan, candidate_pairs(data_dir, plan.queries_split), data_dir, seed)
+
+
+def label_pairs(plan: LabellingPlan, pairs: pd.DataFrame, data_dir: str | Path, seed: int) -> LabelSet:
+    """`run_plan` on candidate pairs given (columns as `candidate_pairs` returns them), e.g. the
+    pairs of other logs than the world's own, with the ranker score those logs recorded: what a
+    team labels after another ranker has been shown to users (relcourse.feedback_loop)."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    missing = {"query_id", "doc_id", "split", "bucket_name", "ranker_score"} - set(pairs.columns)
+    if missing:
+        raise ValueError(f"candidate pairs lack the columns {sorted(missing)}; build them as candidate_pairs does")
     config = data_gen.load_manifest(data_dir)["config"]
-    pairs = candidate_pairs(data_dir, plan.queries_split)
+    pairs = pairs[pairs.split.isin(plan.queries_split)]
     # No design pays less than LABEL_COST a pair: there is no point ordering more pairs than that.
     n = min(len(pairs), int(plan.budget // LABEL_COST))
     chosen = sample_pairs(pairs.rename(columns={"bucket_name": "bucket"}), n, plan.strategy, seed, plan.middle_share)

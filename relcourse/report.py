@@ -110,8 +110,12 @@ def build(profile: str, results_files: list[Path | str] | None = None, live: boo
         inputs.append({"label": LIVE, "path": _rel(live_path), "kind": "live claims registry of this checkout",
                        "sha256": _sha256(live_path), "runs": _live_runs(name)})
         registries.append((LIVE, _live_results(name)))
+    variants = {key: result.claim_id for _, entries in registries for key, result in entries.items()
+                if key not in CLAIMS_BY_ID}
     return {"format": FORMAT, "profile": name, "half_width": HALF_WIDTH, "inputs": inputs, "ladders": ladders,
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
+            "variants": [_claim_row(CLAIMS_BY_ID[variants[key]], name, registries, inputs, key)
+                         for key in _in_claims_order(variants)],
             "not_in_files": NOT_IN_FILES.get(name, "") if results_files is None else ""}
 
 
@@ -135,8 +139,15 @@ def keep_registry(profile: str, path: Path | str) -> list[str]:
 
 
 def _live_results(profile: str) -> dict[str, ClaimResult]:
-    """The claims this checkout's live registry has a result for."""
-    return {c: r for c, r in claims.load_results(profile).items() if r.status != "not run"}
+    """The results this checkout's live registry holds, by registry key: claims, then variants."""
+    return {**{c: r for c, r in claims.load_results(profile).items() if r.status != "not run"},
+            **claims.load_variants(profile)}
+
+
+def _in_claims_order(variants: dict[str, str]) -> list[str]:
+    """Variant keys ({key: claim id}) by claim, in CLAIMS order, then by key."""
+    order = {c.id: i for i, c in enumerate(CLAIMS)}
+    return sorted(variants, key=lambda key: (order[variants[key]], key))
 
 
 def _read_json(path: Path) -> dict:
@@ -152,19 +163,24 @@ def _read_json(path: Path) -> dict:
 
 
 def _parse_registry(entries, where) -> dict[str, ClaimResult]:
-    """The claims with a result in a file's copy of the registry."""
+    """The results in a file's copy of the registry, by key: a claim's id, or a variant's
+    (claims.entry_key: the id and the settings it changed)."""
     if not isinstance(entries, dict):
         raise ValueError(f"{where}: 'claims' should map claim ids to results")
     out = {}
-    for claim_id, entry in entries.items():
+    for key, entry in entries.items():
+        claim_id = str(key).split(" [")[0]
         if claim_id not in CLAIMS_BY_ID:
             raise ValueError(f"{where}: unknown claim {claim_id!r}; the claims are {', '.join(CLAIMS_BY_ID)}")
         try:
             result = claims.from_json(entry)
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: the entry of claim {claim_id} is malformed ({e!r})") from None
+            raise ValueError(f"{where}: the entry of claim {key} is malformed ({e!r})") from None
+        if key != result.key:
+            raise ValueError(f"{where}: the entry {key!r} holds the result {result.key!r} (its claim id and "
+                             "design name it); restore the file from git or re-run the claim")
         if result.status != "not run":
-            out[claim_id] = result
+            out[key] = result
     return out
 
 
@@ -210,19 +226,24 @@ def _target(target, seeds: list[dict]) -> dict:
     return {"what": what, "op": op, "threshold": threshold, "per_seed": values, "mean": mean, "met": met}
 
 
-def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], inputs: list[dict]) -> dict:
-    """One claim: its result from the last input that has one, recomputed with scipy's t, plus power."""
-    found = [(label, entries[claim.id]) for label, entries in registries if claim.id in entries]
+def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], inputs: list[dict],
+               key: str | None = None) -> dict:
+    """One claim (or, with `key`, a variant of its design): its result from the last input that
+    has one, recomputed with scipy's t, plus power."""
+    key = key or claim.id
+    found = [(label, entries[key]) for label, entries in registries if key in entries]
     label, result = found[-1] if found else (None, ClaimResult(claim.id, profile))
     if found:
         sides = dict(zip(result.seeds, zip(result.arm_values, result.baseline_values)))
-        result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides)
+        result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides,
+                                  result.design)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     source = next((i for i in inputs if i["label"] == label), {})
     world = source.get("claims_world")
-    earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(claim.id, {})
+    earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(key, {})
     return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)}, **earlier,
+            "key": key, "design": result.design,
             "earlier_design": bool(earlier), "from": label, "world": world,
             "agrees": [l for l, r in found[:-1] if r.effects == result.effects],
             "superseded": [l for l, r in found[:-1] if r.effects != result.effects],

@@ -51,6 +51,12 @@ def render(results: dict) -> str:
         else:
             parts += ["No claim of this stage has a result in these inputs.", ""]
         parts += [claims_table(stage_rows, results["half_width"], stage_column=False), ""]
+    if results.get("variants"):
+        parts += ["## Variants of a claim's design", "",
+                  "A claim run with settings changed beyond its design (`relcourse run claims --set KEY=VALUE`) is "
+                  "recorded apart from the claim's own result, under the claim's id and the settings it changed, "
+                  "so it never replaces that result; the tables above do not count it.", "",
+                  claims_table([{**r, "id": r["key"]} for r in results["variants"]], results["half_width"]), ""]
     for ladder in results["ladders"]:
         parts += _ladder_section(ladder, results["inputs"])
     parts += _machine_section(results["inputs"])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from relcourse.claims import short_metric
+from relcourse.claims import entry_key, short_metric
 
 DEFAULT_PROFILE = "laptop"   # the profile whose committed report the course quotes
 RECIPE_RANKER = "cross-encoder"   # the recipe's fine-tuned model among a ladder's rankers
@@ -61,11 +61,20 @@ def _read(path: str, profile: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _row(results: dict, claim_id: str) -> dict:
+def _row(results: dict, claim_id: str, design: dict | None = None) -> dict:
+    """A claim's row, or with `design` its variant's (a 'not run' copy of the claim's row when the
+    report has none)."""
     rows = {r["id"]: r for r in results["claims"]}
     if claim_id not in rows:
         raise KeyError(f"no claim {claim_id!r} in the {results['profile']} report; claims: {', '.join(rows)}")
-    return rows[claim_id]
+    if not design:
+        return rows[claim_id]
+    variants = {r["key"]: r for r in results.get("variants", [])}
+    return variants.get(entry_key(claim_id, design), {**rows[claim_id], "status": "not run", "mean": None})
+
+
+def _settings(design: dict) -> str:
+    return ", ".join(f"{k}={design[k]}" for k in sorted(design))
 
 
 def _sentence_case(statement: str) -> str:
@@ -75,30 +84,55 @@ def _sentence_case(statement: str) -> str:
     return statement[:1].lower() + statement[1:]
 
 
-def takeaway(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None = None) -> Takeaway:
+def takeaway(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None = None,
+             design: dict | None = None) -> Takeaway:
     """'The sources claim X; we measured Y' for one claim, from the committed report of `profile`
-    (or from `results`, a report document, for tests)."""
+    (or from `results`, a report document, for tests); with `design`, for the variant of the claim
+    run with those settings changed (relcourse.claims.entry_key)."""
     results = results if results is not None else committed_report(profile)
-    row = _row(results, claim_id)
+    row = _row(results, claim_id, design)
     figure = f" (their figure: {row['source_figure']})" if row.get("source_figure") else ""
     said = f"**{claim_id}**: the sources claim *{_sentence_case(row['statement'])}*{figure}."
-    where = f"`{results['profile']}`"
+    where = f"`{results['profile']}`" + (f" with `{_settings(design)}`" if design else "")
+    settings = "".join(f" --set {k}={design[k]}" for k in sorted(design or {}))
     if row["status"] == "not run" or row.get("mean") is None:
         from relcourse.experiments import CLAIM_ARMS, MEASURED_CLAIMS   # heavy (torch): only when needed
         if claim_id not in CLAIM_ARMS and claim_id not in MEASURED_CLAIMS:
             return Takeaway(f"{said} Not measured: the kit has no experiment for it yet.")
         return Takeaway(f"{said} Not yet measured on {where} with the current world and recipe: "
-                        f"`python -m relcourse run claims --claim {claim_id} --profile {results['profile']}` "
+                        f"`python -m relcourse run claims --claim {claim_id} --profile {results['profile']}{settings}` "
                         f"measures it, `python -m relcourse report --profile {results['profile']}` reports it.")
-    world = f"world v{row['world']}, " if row.get("world") else ""
-    seeds = ", ".join(str(s) for s in row["seeds"])
-    low, high = row["interval"]
-    interval = f", 95% interval [{low:+.3f}, {high:+.3f}]" if low is not None else " (one seed: no interval)"
     earlier = (f" That was an earlier design of the claim; its current arms are not yet measured on {where}."
                if row.get("earlier_design") else "")
-    return Takeaway(f"{said} We measured on {where} ({world}seeds {seeds}): ({row['arm']}) minus ({row['baseline']}), "
-                    f"effect on {short_metric(row['metric'])}: **{_effect(row['mean'])}**{interval}: **{row['status']}**."
-                    + earlier)
+    return Takeaway(f"{said} We measured on {where} ({_measured_on(row)}): ({row['arm']}) minus ({row['baseline']}), "
+                    f"effect on {short_metric(row['metric'])}: {_result(row)}." + earlier)
+
+
+def _measured_on(row: dict) -> str:
+    """'world v3, seeds 0, 1, 2'."""
+    world = f"world v{row['world']}, " if row.get("world") else ""
+    return f"{world}seeds {', '.join(str(s) for s in row['seeds'])}"
+
+
+def _result(row: dict) -> str:
+    """'**+0.055**, 95% interval [+0.009, +0.102]: **holds**'."""
+    low, high = row["interval"]
+    interval = f", 95% interval [{low:+.3f}, {high:+.3f}]" if low is not None else " (one seed: no interval)"
+    return f"**{_effect(row['mean'])}**{interval}: **{row['status']}**"
+
+
+def variant_takeaways(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None = None) -> Takeaway:
+    """Every variant of a claim's design the report holds (runs with settings changed beyond the
+    claim's arms), one `takeaway` each, as a Markdown list; says so when there is none."""
+    results = results if results is not None else committed_report(profile)
+    claim = _row(results, claim_id)   # a clear error for an unknown claim
+    variants = [r for r in results.get("variants", []) if r["id"] == claim_id]
+    if not variants:
+        return Takeaway(f"The `{results['profile']}` report holds no variant of {claim_id}'s design.")
+    lines = [f"**{claim_id}** on `{results['profile']}`, ({claim['arm']}) minus ({claim['baseline']}), effect on "
+             f"{short_metric(claim['metric'])}, in variants of its design:"]
+    lines += [f"- with `{_settings(r['design'])}` ({_measured_on(r)}): {_result(r)}" for r in variants]
+    return Takeaway("\n".join(lines))
 
 
 def _effect(mean: float) -> str:

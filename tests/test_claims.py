@@ -6,6 +6,7 @@ import statistics
 import pytest
 
 from relcourse.claims import (CLAIMS, CLAIMS_BY_ID, STAGES, ClaimResult, get_claim, load_results,
+                              load_variants,
                               minimum_detectable_effect, record, results_path, summarise, t_quantile_975)
 from relcourse.report import claims_table, write_report
 from relcourse.store import StoreError
@@ -106,6 +107,31 @@ def test_record_merges_by_claim_id_and_round_trips():
     assert load_results("laptop")["P1"].status == "not run"  # results are per profile
     stored = json.loads(results_path("smoke").read_text())  # strict JSON: NaN is stored as null
     assert stored["P2"]["interval"] == [None, None]
+
+
+def test_a_variant_of_a_claims_design_is_kept_apart_and_never_replaces_the_claim():
+    design = {"feedback_loop.relevance_model": "cross_encoder", "feedback_loop.rounds": 2}
+    record(summarise("T4", "smoke", {0: 0.01, 1: 0.02}))
+    record(summarise("T4", "smoke", {0: -0.03, 1: -0.05}, design=design))
+    assert load_results("smoke")["T4"].effects == (0.01, 0.02)                  # the claim as designed
+    variant = load_results("smoke", design)["T4"]
+    assert variant.effects == (-0.03, -0.05) and variant.design == design
+    assert variant.key == "T4 [feedback_loop.relevance_model=cross_encoder, feedback_loop.rounds=2]"
+    assert load_results("smoke", design)["T1"].status == "not run"
+    assert list(load_variants("smoke")) == [variant.key]
+    stored = json.loads(results_path("smoke").read_text())
+    assert "design" not in stored["T4"] and stored[variant.key]["design"] == design
+
+
+def test_run_claim_records_a_run_with_changed_settings_as_a_variant(monkeypatch):
+    from relcourse import experiments
+    from relcourse.config import load_profile
+
+    monkeypatch.setitem(experiments.MEASURED_CLAIMS, "T1", lambda profile, seed, progress: (0.9 + seed / 100, 0.8))
+    experiments.run_claim(load_profile("smoke", {"seeds": "0,1", "threads": 1}), "T1", progress=False)
+    experiments.run_claim(load_profile("smoke", {"seeds": "0,1", "teacher.max_rounds": 7}), "T1", progress=False)
+    assert load_results("smoke")["T1"].design == {}                              # seeds and threads are not design
+    assert list(load_variants("smoke")) == ["T1 [teacher.max_rounds=7]"]
 
 
 def test_corrupt_results_file_says_how_to_fix_it():

@@ -259,6 +259,9 @@ def test_sampling_strategies_and_designs():
     strat = annotation.sample_pairs(pairs, 600, "stratified", 0, middle_share=0.4)
     middle = strat.ranker_score.between(0.4, 0.6).mean()
     assert 0.33 < middle < 0.47 and strat.bucket.value_counts(normalize=True).min() > 0.28
+    first = annotation.sample_pairs(pairs, 600, "shown_first", 0)     # each query's top two, what users see first
+    rank = pairs.groupby("query_id").ranker_score.rank(ascending=False)
+    assert len(first) == 600 and set(rank[first.index]) == {1, 2} and first.query_id.value_counts().eq(2).all()
     with pytest.raises(ValueError, match="head_only"):
         annotation.sample_pairs(pairs, 10, "random", 0)
     pool = annotation.make_pool(20, 0.1, 0)

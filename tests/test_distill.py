@@ -113,7 +113,7 @@ def test_distillation_claims_are_measured_and_recorded(profile):
     for claim_id in ("D1", "D2", "D7", "D10"):
         result = experiments.run_claim(profile, claim_id, progress=False)
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
-        assert claims.load_results(profile.name)[claim_id].status == "inconclusive"   # one seed decides nothing
+        assert claims.load_results(profile.name, result.design)[claim_id].status == "inconclusive"   # one seed decides nothing
     assert experiments.select_claims("distill") == ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10", "D11", "D12"]
 
 
@@ -310,5 +310,5 @@ def test_d11_and_d12_are_recorded(profile):
     for claim_id in ("D11", "D12"):
         result = experiments.run_claim(profile, claim_id, progress=False)
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
-        assert claims.load_results(profile.name)[claim_id].status == "inconclusive"
+        assert claims.load_results(profile.name, result.design)[claim_id].status == "inconclusive"
     assert "; student test AUC 0." in result.notes and "; teacher test AUC 0." in result.notes   # D12's quality

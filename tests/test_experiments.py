@@ -68,7 +68,7 @@ def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monke
         monkeypatch.setenv(RUNS_ENV, str(tmp_path / f"workers{workers}"))
         cfg = load_profile("smoke", {**TINY, "seeds": "0,1", "threads": workers})
         [result] = experiments.run_claims(cfg, claim_ids=["P6"], workers=workers, progress=False)
-        assert claims.load_results("smoke")["P6"].effects == result.effects
+        assert claims.load_results("smoke", result.design)["P6"].effects == result.effects
         recorded[workers] = result.effects
         # 2 arms x 2 seeds, and the static-masking arm notebook 02 shows beside them, on seed 0
         assert len(list((tmp_path / f"workers{workers}" / "smoke" / "finetune").glob("[0-9]*"))) == 5

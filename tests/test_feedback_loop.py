@@ -93,8 +93,31 @@ def test_the_claim_reads_the_cached_stage_and_is_recorded(profile):
     result = experiments.run_claim(profile, "T4", progress=False)
     assert result.effects == (fed_back - clean,) and result.status == "inconclusive"   # one seed
     assert "label-model agreement fed_back" in result.notes
-    assert claims.load_results("smoke")["T4"].effects == result.effects
+    assert claims.load_results("smoke", result.design)["T4"].effects == result.effects
     assert "T4" in experiments.runnable_claims("post_pretrain")
+
+
+def test_labels_the_model_chooses_are_what_its_ranking_showed_first(world, profile, loops):
+    """teacher_labels='shown_top': each round's teacher learns from labels bought from the round's
+    logs, each query's documents in the ranker's order, at the world's labelling cost per split."""
+    from relcourse.config import with_overrides
+    from relcourse.features import behaviour_features
+    from relcourse.feedback_loop import _teacher_labels, _World
+
+    options = with_overrides(profile, {"feedback_loop.teacher_labels": "shown_top"}).feedback_loop
+    seen, x = _World(world, 0), behaviour_features(world)
+    train, valid = _teacher_labels(seen, x, 1, options)
+    for split, labels in (("train", train), ("valid", valid)):
+        assert set(labels.split) == {split} and labels.strategy.eq("shown_first").all()
+        assert seen.label_cost[split] - 6 < labels.cost.sum() <= seen.label_cost[split]   # the same cost, to a pair
+        shown = x[x.query_id.isin(labels.query_id)].assign(labelled=lambda t: t.index.isin(labels.doc_id))
+        by_query = shown.groupby(["query_id", "labelled"]).ranker_score_mean.agg(["min", "max"]).unstack()
+        unlabelled_max = by_query[("max", False)].fillna(-np.inf)
+        assert (by_query[("min", True)] >= unlabelled_max).all()   # nothing ranked above a labelled pair is unlabelled
+    assert _teacher_labels(seen, x, 1, profile.feedback_loop)[0] is seen.train   # the world's own, by default
+    chosen = simulate_loops(world, 0, options)
+    assert list(chosen.columns) == list(COLUMNS)
+    assert chosen.loc[0, "teacher_auc"] != loops.loc[0, "teacher_auc"]   # other labels from the start
 
 
 def test_bad_options_are_named():

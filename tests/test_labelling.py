@@ -5,7 +5,8 @@ import pytest
 
 import data_gen
 from relcourse.config import load_profile
-from relcourse.labelling import SPLITS, LabellingPlan, candidate_pairs, mix_rubric_versions, run_plan
+from relcourse.labelling import (SPLITS, LabellingPlan, candidate_pairs, label_pairs, mix_rubric_versions,
+                                 run_plan)
 from relcourse.store import ensure_data
 
 
@@ -149,6 +150,8 @@ def test_bad_run_arguments_are_refused(world):
         run_plan({"budget": 100}, world, seed=0)
     with pytest.raises(ValueError, match="version=3"):
         run_plan(plan, world, seed=0).accuracy(3)
+    with pytest.raises(ValueError, match=r"lack the columns \['ranker_score'\]"):
+        label_pairs(plan, candidate_pairs(world).drop(columns="ranker_score"), world, seed=0)
 
 
 @pytest.mark.parametrize("claim_id", ["F3", "F4", "F5"])

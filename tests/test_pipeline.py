@@ -181,7 +181,7 @@ def test_a_claim_is_measured_on_every_seed_and_recorded(profile):
     result = run_claim(two_seeds, "F2")
     assert result.seeds == (0, 1) and len(result.effects) == 2
     assert np.isfinite(result.interval).all() and result.status in claims.STATUSES
-    assert claims.load_results("smoke")["F2"].effects == result.effects
+    assert claims.load_results("smoke", result.design)["F2"].effects == result.effects
     # each side's metric is kept per seed, and the effects are their differences
     spec = experiments.CLAIM_ARMS["F2"]
     assert result.arm_values == tuple(experiments.arm_metric(two_seeds, s, spec.arm, "pnr", False) for s in (0, 1))

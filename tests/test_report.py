@@ -102,12 +102,31 @@ def test_keep_copies_the_live_registry_into_a_results_file_the_report_reads(tmp_
     assert rows["D5"]["seeds"] == [0, 1, 2] and rows["D6"]["seeds"] == [0, 1]   # the live one replaced D5 only
 
 
+def test_a_variant_shows_in_its_own_table_and_survives_keep(tmp_path):
+    design = {"feedback_loop.teacher_labels": "shown_top"}
+    claims.record(summarise("T4", "smoke", {0: 0.01, 1: 0.02}))
+    claims.record(summarise("T4", "smoke", {0: -0.04, 1: -0.06, 2: -0.05}, design=design))
+    kept = tmp_path / "kept.json"
+    report.keep_registry("smoke", kept)
+    (tmp_path / "runs").rename(tmp_path / "gone")
+    built = report.build("smoke", [kept])
+    assert [r["effects"] for r in built["claims"] if r["id"] == "T4"] == [[0.01, 0.02]]
+    [variant] = built["variants"]
+    assert variant["key"] == "T4 [feedback_loop.teacher_labels=shown_top]" and variant["design"] == design
+    assert variant["status"] == "holds" and variant["from"] == "A"
+    markdown = report.render(built)
+    assert "## Variants of a claim's design" in markdown
+    assert "| T4 [feedback_loop.teacher_labels=shown_top] |" in markdown.split("## Variants")[1]
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("{ oops", "is not valid JSON"),
     ("[1, 2]", "is not a results file"),
     ('{"claims": {"Z9": {}}}', "unknown claim 'Z9'"),
     ('{"claims": {"P1": {"seeds": [0]}}}', "the entry of claim P1 is malformed"),
+    ('{"claims": {"T4 [x=1]": {"claim_id": "T4", "profile": "smoke", "seeds": [], "effects": [], "mean": null, '
+     '"interval": [null, null], "status": "not run"}}}', "holds the result 'T4'"),
     ('{"profile": "laptop", "claims": {}}', "holds results of profile 'laptop', not 'smoke'"),
 ])
 def test_bad_input_gives_a_clear_message(tmp_path, capsys, content, message):

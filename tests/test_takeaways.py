@@ -20,7 +20,7 @@ from relcourse.report import REPORTS_ENV
 
 NOTEBOOKS = course.list_notebooks()
 QUOTING = {"takeaway", "takeaways"}   # the calls that quote claims by id
-RENDERERS = QUOTING | {"status_table", "ladder_takeaway", "phenomenon_takeaway"}   # all that render the report
+RENDERERS = QUOTING | {"status_table", "ladder_takeaway", "phenomenon_takeaway", "variant_takeaways"}   # all that render the report
 # Each stage's chapter, which must quote every claim of its stage.
 STAGE_CHAPTERS = {"02": "pretrain", "03": "post_pretrain", "04": "finetune", "05": "distill"}
 
@@ -156,6 +156,25 @@ def test_one_seed_and_not_run_are_said_plainly():
     not_run = tk.takeaway("P2", results=fake_report(row("P2"))).text
     assert "*SOP is a harder task" in not_run     # an acronym keeps its capitals
     assert "Not yet measured on `laptop`" in not_run and "--claim P2 --profile laptop" in not_run
+
+
+def test_a_variant_of_a_claims_design_is_quoted_with_its_settings():
+    design = {"feedback_loop.teacher_labels": "shown_top"}
+    variant = row("T4", status="does not hold", mean=0.0225, interval=[0.003, 0.042], seeds=[0, 1, 2], world=3,
+                  key="T4 [feedback_loop.teacher_labels=shown_top]", design=design)
+    document = fake_report(row("T4", status="inconclusive", mean=0.001, interval=[-0.005, 0.008], seeds=[0, 1, 2]))
+    text = tk.takeaway("T4", results={**document, "variants": [variant]}, design=design).text
+    assert "We measured on `laptop` with `feedback_loop.teacher_labels=shown_top` (world v3" in text
+    assert "**+0.022**, 95% interval [+0.003, +0.042]: **does not hold**" in text
+    assert "**+0.001**" in tk.takeaway("T4", results={**document, "variants": [variant]}).text   # the claim itself
+    not_run = tk.takeaway("T4", results=document, design=design).text
+    assert "Not yet measured on `laptop` with `feedback_loop.teacher_labels=shown_top`" in not_run
+    assert "--claim T4 --profile laptop --set feedback_loop.teacher_labels=shown_top`" in not_run
+    listed = tk.variant_takeaways("T4", results={**document, "variants": [variant]}).text.splitlines()
+    assert listed[0].startswith("**T4** on `laptop`, (model score fed back) minus (behaviour features only)")
+    assert listed[1:] == ["- with `feedback_loop.teacher_labels=shown_top` (world v3, seeds 0, 1, 2): **+0.022**, "
+                          "95% interval [+0.003, +0.042]: **does not hold**"]
+    assert tk.variant_takeaways("T4", results=document).text == "The `laptop` report holds no variant of T4's design."
 
 
 def test_status_table_and_ladder_numbers_are_the_reports():
