@@ -325,16 +325,22 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
 
     With profile.notebook_claims 'run' (smoke: one seed, a couple of minutes) the notebook runs
     them here. With 'read' (laptop and up, where both arms on every seed take hours) it reads
-    the registry, which `relcourse run claims` fills in the background, and prints that command
-    for the claims it lacks (they are left out of what it returns); every arm of a recorded claim
-    is built, and `run claims` also builds the extra arms the notebook shows on the first seed, so
-    a notebook can read any arm of a returned claim back at once.
+    the registry, which `relcourse run claims` fills in the background, and where that has no
+    result, the profile's committed results files (of the current world); it prints the command
+    for the claims neither has (they are left out of what it returns). Every arm of a claim
+    recorded here is built, and `run claims` also builds the extra arms the notebook shows on the
+    first seed, so a notebook can read any arm of such a claim back at once; a committed result's
+    arms are built when the notebook first reads one (hours on a fresh checkout).
     """
     if profile.notebook_claims == "run":
         return dict(zip(claim_ids, run_claims(profile, claim_ids=claim_ids, workers=notebook_workers(profile),
                                               progress=False)))
+    from .report import committed_results   # the report's reader of the committed results files
+
     design = design_overrides(profile)
-    recorded = claims.load_results(profile.name, design)
+    committed = committed_results(profile.name, design)
+    recorded = {c: committed.get(c, r) if r.status == "not run" else r
+                for c, r in claims.load_results(profile.name, design).items()}
     missing = [c for c in claim_ids if recorded[c].status == "not run"]
     if missing:
         # on CPU, suggest one 1-thread worker per thread of the profile (see run_claims)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from relcourse import claims
 from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
+from data_gen.config import WORLD_VERSION
 from relcourse.config import config_hash, load_profile
 from relcourse.forest_plot import forest_png
 from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table
@@ -136,6 +137,22 @@ def keep_registry(profile: str, path: Path | str) -> list[str]:
     data["git_commit"] = git_commit()
     write_json_atomic(path, data)
     return list(data["claims"])
+
+
+def committed_results(profile: str, design: dict | None = None) -> dict[str, ClaimResult]:
+    """The claims' results the profile's committed files hold for the current world version, by
+    claim id (the last file with one wins, as in the report), for the claims as designed or, with
+    `design`, that variant: what a fresh checkout knows before it has run anything."""
+    keys = {c.id: claims.entry_key(c.id, design or {}) for c in CLAIMS}
+    found = {}
+    for file in DEFAULT_INPUTS.get(profile, ()):
+        path = REPO_ROOT / file
+        data = _read_json(path) if path.is_file() else {}
+        world = data.get("world_version") or KNOWN_INPUTS.get(file, {}).get("claims_world")
+        if "claims" in data and world == WORLD_VERSION:
+            entries = _parse_registry(data["claims"], file)
+            found |= {c: entries[key] for c, key in keys.items() if key in entries}
+    return found
 
 
 def _live_results(profile: str) -> dict[str, ClaimResult]:

@@ -1,4 +1,5 @@
 """Experiment arms: an arm is a function of (profile, seed), whatever the process ran before."""
+import json
 import shutil
 
 import numpy as np
@@ -30,9 +31,10 @@ def test_a_4_class_arm_depends_on_the_seed_not_on_the_global_rng(tmp_path, monke
 
 
 def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path, monkeypatch, capsys):
-    from relcourse import claims, experiments
+    from relcourse import claims, experiments, report
 
     monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    monkeypatch.setitem(report.DEFAULT_INPUTS, "laptop", ())    # no committed results, at first
     ran = []
 
     def fake_run_claims(profile, stage=None, claim_ids=None, workers=1, progress=True):
@@ -56,6 +58,16 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
     claims.record(claims.summarise("F2", "laptop", {0: -0.01, 1: 0.0, 2: 0.01}))
     read = experiments.notebook_claims(laptop, ["F1", "F2"])
     assert read["F1"].status == "holds" and read["F2"].status == "inconclusive" and len(ran) == 1
+
+    # a claim the registry lacks is read from the committed results files, of the current world only
+    for world, effects in ((2, {0: 0.5, 1: 0.6}), (3, {0: 0.03, 1: 0.04})):
+        committed = tmp_path / f"world{world}.json"
+        committed.write_text(json.dumps({"profile": "laptop", "world_version": world, "claims": {
+            "F3": claims.to_json(claims.summarise("F3", "laptop", effects))}}))
+        monkeypatch.setitem(report.DEFAULT_INPUTS, "laptop", (str(committed),))
+        read = experiments.notebook_claims(laptop, ["F1", "F3"])
+        assert read["F1"].effects == (0.020, 0.021, 0.022)
+        assert ("F3" in read) == (world == 3) and read.get("F3", read["F1"]).effects != (0.5, 0.6)
 
 
 def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monkeypatch):
