@@ -170,9 +170,17 @@ def entry_key(claim_id: str, design: dict) -> str:
     >>> entry_key("T4", {}), entry_key("T4", {"feedback_loop.rounds": 2, "feedback_loop.pairs_share": 0.25})
     ('T4', 'T4 [feedback_loop.pairs_share=0.25, feedback_loop.rounds=2]')
     """
-    if not design:
-        return claim_id
-    return f"{claim_id} [{', '.join(f'{k}={design[k]}' for k in sorted(design))}]"
+    return f"{claim_id} [{design_text(design)}]" if design else claim_id
+
+
+def design_text(design: dict) -> str:
+    """'k=v, k2=v2', keys sorted: a variant's settings as its key and the notebooks name them."""
+    return ", ".join(f"{k}={design[k]}" for k in sorted(design))
+
+
+def set_options(design: dict) -> str:
+    """' --set k=v --set k2=v2': the command-line options that run a variant (`relcourse run claims`)."""
+    return "".join(f" --set {k}={design[k]}" for k in sorted(design))
 
 
 def t_quantile_975(df: int) -> float:

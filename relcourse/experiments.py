@@ -349,7 +349,7 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
               f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
               f"    python -m relcourse run claims --profile {profile.name} "
               f"{' '.join('--claim ' + c for c in missing)}{workers}"
-              + "".join(f" --set {key}={value}" for key, value in design.items()))
+              + claims.set_options(design))
     return {c: recorded[c] for c in claim_ids if c not in missing}
 
 

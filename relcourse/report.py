@@ -31,9 +31,9 @@ import os
 import statistics
 from pathlib import Path
 
+from data_gen.config import WORLD_VERSION
 from relcourse import claims
 from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
-from data_gen.config import WORLD_VERSION
 from relcourse.config import config_hash, load_profile
 from relcourse.forest_plot import forest_png
 from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from relcourse.claims import entry_key, short_metric
+from relcourse.claims import design_text, entry_key, set_options, short_metric
 
 DEFAULT_PROFILE = "laptop"   # the profile whose committed report the course quotes
 RECIPE_RANKER = "cross-encoder"   # the recipe's fine-tuned model among a ladder's rankers
@@ -73,9 +73,6 @@ def _row(results: dict, claim_id: str, design: dict | None = None) -> dict:
     return variants.get(entry_key(claim_id, design), {**rows[claim_id], "status": "not run", "mean": None})
 
 
-def _settings(design: dict) -> str:
-    return ", ".join(f"{k}={design[k]}" for k in sorted(design))
-
 
 def _sentence_case(statement: str) -> str:
     """'A bigger model' -> 'a bigger model', but 'SOP is' stays 'SOP is'."""
@@ -93,14 +90,13 @@ def takeaway(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None
     row = _row(results, claim_id, design)
     figure = f" (their figure: {row['source_figure']})" if row.get("source_figure") else ""
     said = f"**{claim_id}**: the sources claim *{_sentence_case(row['statement'])}*{figure}."
-    where = f"`{results['profile']}`" + (f" with `{_settings(design)}`" if design else "")
-    settings = "".join(f" --set {k}={design[k]}" for k in sorted(design or {}))
+    where = f"`{results['profile']}`" + (f" with `{design_text(design)}`" if design else "")
     if row["status"] == "not run" or row.get("mean") is None:
         from relcourse.experiments import CLAIM_ARMS, MEASURED_CLAIMS   # heavy (torch): only when needed
         if claim_id not in CLAIM_ARMS and claim_id not in MEASURED_CLAIMS:
             return Takeaway(f"{said} Not measured: the kit has no experiment for it yet.")
         return Takeaway(f"{said} Not yet measured on {where} with the current world and recipe: "
-                        f"`python -m relcourse run claims --claim {claim_id} --profile {results['profile']}{settings}` "
+                        f"`python -m relcourse run claims --claim {claim_id} --profile {results['profile']}{set_options(design or {})}` "
                         f"measures it, `python -m relcourse report --profile {results['profile']}` reports it.")
     earlier = (f" That was an earlier design of the claim; its current arms are not yet measured on {where}."
                if row.get("earlier_design") else "")
@@ -123,7 +119,8 @@ def _result(row: dict) -> str:
 
 def variant_takeaways(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None = None) -> Takeaway:
     """Every variant of a claim's design the report holds (runs with settings changed beyond the
-    claim's arms), one `takeaway` each, as a Markdown list; says so when there is none."""
+    claim's arms): a line naming the claim's arms and metric, then each variant's settings and
+    result as a Markdown list; says so when there is none."""
     results = results if results is not None else committed_report(profile)
     claim = _row(results, claim_id)   # a clear error for an unknown claim
     variants = [r for r in results.get("variants", []) if r["id"] == claim_id]
@@ -131,7 +128,7 @@ def variant_takeaways(claim_id: str, profile: str = DEFAULT_PROFILE, results: di
         return Takeaway(f"The `{results['profile']}` report holds no variant of {claim_id}'s design.")
     lines = [f"**{claim_id}** on `{results['profile']}`, ({claim['arm']}) minus ({claim['baseline']}), effect on "
              f"{short_metric(claim['metric'])}, in variants of its design:"]
-    lines += [f"- with `{_settings(r['design'])}` ({_measured_on(r)}): {_result(r)}" for r in variants]
+    lines += [f"- with `{design_text(r['design'])}` ({_measured_on(r)}): {_result(r)}" for r in variants]
     return Takeaway("\n".join(lines))
 
 
