@@ -274,25 +274,22 @@ def record(result: ClaimResult) -> Path:
 def load_results(profile: str, design: dict | None = None) -> dict[str, ClaimResult]:
     """Every claim's result for the profile, in CLAIMS order, as designed or, with `design`, the
     variant run with those settings (config.design_overrides); claims without one are 'not run'."""
-    path = results_path(profile)
-    entries = _read_entries(path)
-    design = dict(design or {})
-    try:
-        return {c.id: from_json(entries[key]) if (key := entry_key(c.id, design)) in entries
-                else ClaimResult(c.id, profile, design=design) for c in CLAIMS}
-    except (KeyError, TypeError, ValueError) as e:
-        raise StoreError(f"{path} has a malformed entry ({e!r}); delete it and re-run the experiments") from None
+    entries, design = _load(profile), dict(design or {})
+    return {c.id: entries.get(entry_key(c.id, design), ClaimResult(c.id, profile, design=design)) for c in CLAIMS}
 
 
 def load_variants(profile: str) -> dict[str, ClaimResult]:
-    """The profile's results of claims run with a changed design, by registry key, in CLAIMS order."""
+    """The profile's results of claims run with a changed design, by registry key."""
+    return {key: result for key, result in _load(profile).items() if key not in CLAIMS_BY_ID}
+
+
+def _load(profile: str) -> dict[str, ClaimResult]:
+    """Every entry of the profile's results file, parsed, by registry key."""
     path = results_path(profile)
     try:
-        variants = [from_json(entry) for key, entry in _read_entries(path).items() if key not in CLAIMS_BY_ID]
+        return {key: from_json(entry) for key, entry in _read_entries(path).items()}
     except (KeyError, TypeError, ValueError) as e:
         raise StoreError(f"{path} has a malformed entry ({e!r}); delete it and re-run the experiments") from None
-    order = {c.id: i for i, c in enumerate(CLAIMS)}
-    return {r.key: r for r in sorted(variants, key=lambda r: (order.get(r.claim_id, len(order)), r.key))}
 
 
 def _read_entries(path: Path) -> dict:

@@ -73,7 +73,6 @@ def _row(results: dict, claim_id: str, design: dict | None = None) -> dict:
     return variants.get(entry_key(claim_id, design), {**rows[claim_id], "status": "not run", "mean": None})
 
 
-
 def _sentence_case(statement: str) -> str:
     """'A bigger model' -> 'a bigger model', but 'SOP is' stays 'SOP is'."""
     if len(statement) > 1 and statement[1].isupper():
