@@ -11,6 +11,12 @@ answer almost at random. Designs, each with its cost per item:
                annotator's work) find the unreliable annotators, whose work is given to others.
 At a fixed budget, better designs label fewer pairs: that is the trade-off to study.
 
+Anchoring. Teams often speed labelling up by showing the annotator the model's own guess, a
+pre-filled tier. Annotators lean on it: with `anchoring` a, each judgement (the senior's too)
+that differs from the `suggested` tier moves one tier toward it with probability a, drawn from
+its own random stream, so a = 0 gives exactly the labels of no suggestion. A model's errors
+then come back as its own training labels (claim T4's annotators, relcourse.feedback_loop).
+
 >>> tiers = np.array([3, 2, 1, 0] * 250)
 >>> pool = make_pool(20, careless_share=0.1, seed=0)
 >>> single = annotate(tiers, "single", pool, seed=0)
@@ -62,17 +68,48 @@ def _needs_arbitration(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.abs(a.astype(int) - b) >= 2) | ((a >= 2) != (b >= 2))
 
 
+def _anchored(labels: np.ndarray, suggested: np.ndarray, anchoring: float, rng: np.random.Generator) -> np.ndarray:
+    """Each label one tier toward its item's suggested tier with probability `anchoring`."""
+    moved = rng.random(len(labels)) < anchoring
+    return (labels + np.where(moved, np.sign(suggested - labels), 0)).astype(np.int8)
+
+
 def annotate(true_tier: np.ndarray, design: str, pool: AnnotatorPool, seed: int,
-             budget: float | None = None, gold_share: float = 0.1) -> pd.DataFrame:
+             budget: float | None = None, gold_share: float = 0.1,
+             suggested: np.ndarray | None = None, anchoring: float = 0.0) -> pd.DataFrame:
     """Labels for items in priority order; with a `budget`, only the prefix it pays for.
-    Columns: label, label_a, label_b (-1 if single), annotator_a, annotator_b, arbitrated, cost."""
+    Columns: label, label_a, label_b (-1 if single), annotator_a, annotator_b, arbitrated, cost.
+    With `anchoring` > 0, every judgement leans toward the `suggested` tier (the module's "Anchoring").
+
+    >>> tiers, model_says = np.full(2_000, 1), np.full(2_000, 3)
+    >>> pool = make_pool(20, careless_share=0.0, seed=0)
+    >>> plain = annotate(tiers, "single", pool, seed=0)
+    >>> pulled = annotate(tiers, "single", pool, seed=0, suggested=model_says, anchoring=0.3)
+    >>> round(float(pulled.label.mean() - plain.label.mean()), 1)       # ~ 0.3 tiers up
+    0.3
+    """
     if design not in DESIGNS:
         raise ValueError(f"unknown labelling design {design!r}; choose one of {DESIGNS}")
     true_tier = np.asarray(true_tier)
     if true_tier.size and (true_tier.min() < 0 or true_tier.max() > 3):
         raise ValueError("true tiers must lie in 0..3")
-    rng = rng_for(seed, "annotate", DESIGNS.index(design))
+    if not 0.0 <= anchoring <= 1.0:
+        raise ValueError(f"anchoring={anchoring!r} must lie in [0, 1]: the share of judgements pulled toward "
+                         "the suggested tier")
     n = len(true_tier)
+    if anchoring:
+        suggested = None if suggested is None else np.asarray(suggested)
+        if suggested is None or suggested.shape != (n,) or not np.isin(suggested, (0, 1, 2, 3)).all():
+            raise ValueError(f"anchoring needs `suggested`: one tier in 0..3 per item ({n} items), the guess "
+                             "the annotators are shown")
+    rng = rng_for(seed, "annotate", DESIGNS.index(design))
+    # Anchoring draws from its own stream: with anchoring 0 every other draw is what it always was.
+    anchor_rng = rng_for(seed, "anchoring", DESIGNS.index(design))
+
+    def judge(accuracy: np.ndarray) -> np.ndarray:
+        labels = _judge(true_tier, accuracy, rng)
+        return _anchored(labels, suggested, anchoring, anchor_rng) if anchoring else labels
+
     trusted = np.arange(len(pool.accuracy))
     overhead = 1.0
     if design == "double+gold":
@@ -84,7 +121,7 @@ def annotate(true_tier: np.ndarray, design: str, pool: AnnotatorPool, seed: int,
             trusted = np.argsort(-gold_score)[:2]
         overhead = 1.0 / (1.0 - gold_share)   # gold questions are paid work too
     who_a = rng.choice(trusted, n)
-    label_a = _judge(true_tier, pool.accuracy[who_a], rng)
+    label_a = judge(pool.accuracy[who_a])
     if design == "single":
         label, label_b, who_b = label_a, np.full(n, -1, np.int8), np.full(n, -1)
         arbitrated = np.zeros(n, bool)
@@ -94,9 +131,9 @@ def annotate(true_tier: np.ndarray, design: str, pool: AnnotatorPool, seed: int,
         who_b = np.where(who_a == trusted[0], trusted[-1], trusted[0]) if trusted.size == 2 else who_a
         while trusted.size > 2 and (clash := who_b == who_a).any():
             who_b = np.where(clash, rng.choice(trusted, n), who_b)
-        label_b = _judge(true_tier, pool.accuracy[who_b], rng)
+        label_b = judge(pool.accuracy[who_b])
         arbitrated = _needs_arbitration(label_a, label_b)
-        senior = _judge(true_tier, np.full(n, SENIOR_ACCURACY), rng)
+        senior = judge(np.full(n, SENIOR_ACCURACY))
         # Without arbitration, two labels one tier apart: take the one nearer the middle line,
         # a cautious, common house rule; equal labels need no rule.
         agreed = np.where(label_a == label_b, label_a, np.where(np.abs(label_a - 1.5) < np.abs(label_b - 1.5),

@@ -219,6 +219,17 @@ class FeedbackLoopConfig(Section):
                                            "independent of every model; or 'shown_top', bought anew each round, at the "
                                            "same cost, from the documents the round's ranker (the previous model) "
                                            "showed first: labels the model chooses", choices=("world", "shown_top"))
+    annotator_anchoring: float = setting(0.0, "with teacher_labels='shown_top': the labelling tool pre-fills each pair "
+                                              "with the tier the round's ranker (the previous model) suggests, and this "
+                                              "share of judgements moves one tier toward it: model-assisted labelling, "
+                                              "whose annotators lean on the model (data_gen.annotation)", 0.0, 1.0)
+
+    def check(self):
+        if self.annotator_anchoring and self.teacher_labels != "shown_top":
+            raise ConfigError("annotator_anchoring", f"={self.annotator_anchoring} anchors the labels a round buys "
+                                                     "on its ranker's suggestions, but teacher_labels="
+                                                     f"{self.teacher_labels!r} are the world's own, drawn once with "
+                                                     "no ranker to lean on; set teacher_labels=shown_top as well")
 
 
 @dataclass(frozen=True)
@@ -535,7 +546,7 @@ def canonical_json(obj) -> str:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
                   "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
-                  "relevance_model": "lexical", "teacher_labels": "world"}
+                  "relevance_model": "lexical", "teacher_labels": "world", "annotator_anchoring": 0.0}
 
 
 def without_later_defaults(settings):

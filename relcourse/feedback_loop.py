@@ -40,6 +40,12 @@ model) showed them, top first (data_gen.annotation's 'shown_first'), double-judg
 world's rubric. The model decides what is ever labelled, so a pair it ranks low is judged by the
 teacher from behaviour (and, fed back, the model's own score) alone. The relevance model's own
 fine-tuning keeps the world's labels: the two designs differ in the teacher's labels only.
+With `annotator_anchoring` a > 0 as well, the labelling tool pre-fills each pair with the tier
+the round's ranker suggests (its score's place among the round's shown pairs, at the tier mix of
+the world's labels; relcourse.labelling.suggested_tiers), and a share a of the judgements move
+one tier toward it (data_gen.annotation): model-assisted labelling. The model's errors can then
+come back as its teacher's labels, a route by which the sources' drift could happen. Both loops'
+annotators lean on their own loop's model; only the fed-back teacher reads that model's score.
 
 Behaviour only, in both loops. The logs record the ranker's score of every impression
 (`ranker_score_mean`); once the model is the ranker, that column *is* the model's score, so
@@ -215,7 +221,8 @@ def _teacher_labels(world: _World, x: pd.DataFrame, round_: int,
                           "ranker_score": x["ranker_score_mean"]})
     seed = int(rng_for(world.seed, "feedback-labels", round_).integers(2**31))
     train, valid = (label_pairs(LabellingPlan(float(world.label_cost[split]), "shown_first", world.label_design,
-                                              world.rubric, queries_split=(split,)), pairs, world.dir, seed).pairs
+                                              world.rubric, queries_split=(split,),
+                                              anchoring=options.annotator_anchoring), pairs, world.dir, seed).pairs
                     for split in ("train", "valid"))
     return train, valid
 

@@ -64,6 +64,7 @@ class LabellingPlan:
     rubric_version: int           # one of data_gen.rubric.VERSIONS
     middle_share: float = 0.4     # 'stratified' only: share of the draw from the middle score band
     queries_split: tuple = ("train",)
+    anchoring: float = 0.0        # share of judgements pulled one tier toward the model's suggested tier
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -81,6 +82,9 @@ class LabellingPlan:
         # 0 or 1 would give some score bands no chance at all, and sample_pairs could not fill the budget.
         if not 0 < self.middle_share < 1:
             raise ValueError(f"middle_share={self.middle_share!r} must lie strictly between 0 and 1")
+        if not 0 <= self.anchoring <= 1:
+            raise ValueError(f"anchoring={self.anchoring!r} must lie in [0, 1]: the share of judgements pulled "
+                             "toward the model's suggested tier (0: annotators judge the pair alone)")
         if isinstance(self.queries_split, str):
             raise ValueError(f"queries_split={self.queries_split!r} must be a tuple of split names, "
                              f"e.g. ({self.queries_split!r},)")
@@ -182,8 +186,11 @@ def label_pairs(plan: LabellingPlan, pairs: pd.DataFrame, data_dir: str | Path, 
                          f"of {data_dir}; choose other splits or another strategy")
     truth = true_tiers(data_dir, chosen.doc_id)
     pool = make_pool(config["n_annotators"], config["careless_share"], seed)
+    # With anchoring, the tool shows each pair's tier as the logged ranker's score suggests it.
+    suggested = (suggested_tiers(pairs.ranker_score, _tier_shares(data_dir)).loc[chosen.index].to_numpy()
+                 if plan.anchoring else None)
     labels = annotate(truth[f"tier_v{plan.rubric_version}"].to_numpy(), plan.design, pool, seed,
-                      budget=plan.budget, gold_share=GOLD_SHARE)
+                      budget=plan.budget, gold_share=GOLD_SHARE, suggested=suggested, anchoring=plan.anchoring)
     if labels.empty:  # the first pair needed an arbitration the budget could not pay
         raise ValueError(f"budget={plan.budget} does not pay for the first pair under design {plan.design!r}; "
                          "raise the budget")
@@ -193,6 +200,25 @@ def label_pairs(plan: LabellingPlan, pairs: pd.DataFrame, data_dir: str | Path, 
                        labels.reset_index(drop=True)], axis=1)
     frame = frame.assign(rubric_version=np.int8(plan.rubric_version), design=plan.design, strategy=plan.strategy)
     return LabelSet(frame, truth.iloc[:n])
+
+
+def suggested_tiers(scores: pd.Series, shares) -> pd.Series:
+    """The tier a labelling tool pre-fills from the model's scores: the lowest shares[0] of the
+    scores get tier 0, the next shares[1] tier 1, and so on, so the suggestions have the tier mix
+    of the team's past labels. Anchored annotators (LabellingPlan.anchoring) lean on them.
+
+    >>> suggested_tiers(pd.Series([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6]), [0.25, 0.25, 0.25, 0.25]).tolist()
+    [3, 0, 1, 2, 1, 0, 3, 2]
+    """
+    edges = np.cumsum(shares)[:-1] / np.sum(shares)
+    quantile = (scores.rank(method="first") - 0.5) / len(scores)
+    return pd.Series(np.searchsorted(edges, quantile.to_numpy(), side="right"), index=scores.index)
+
+
+def _tier_shares(data_dir: str | Path) -> np.ndarray:
+    """Each tier's share of the world's own training labels: the team's past labels."""
+    labels = data_gen.read_table(data_dir, "labels", columns=["split", "label"])
+    return labels[labels.split == "train"].label.value_counts(normalize=True).reindex(range(4), fill_value=0).to_numpy()
 
 
 def true_tiers(data_dir: str | Path, doc_ids) -> pd.DataFrame:

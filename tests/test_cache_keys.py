@@ -32,6 +32,7 @@ NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
          "finetune.stale_share": {"finetune.labels": "stratified"},
          "finetune.stale_rubric": {"finetune.labels": "stratified", "finetune.stale_share": 0.5},
          "finetune.label_budget_share": {"finetune.labels": "stratified"},
+         "feedback_loop.annotator_anchoring": {"feedback_loop.teacher_labels": "shown_top"},
          "distill.via_layers": {"pretrain.model.layers": 4}}   # a mid student between a 4-layer teacher and 1
 
 

@@ -272,4 +272,16 @@ def test_sampling_strategies_and_designs():
     assert (double.annotator_a != double.annotator_b).all()
     with pytest.raises(ValueError, match="design"):
         annotation.annotate(tiers, "triple", pool, 0)
+    # Anchoring: judgements lean toward a suggested tier, from a stream of their own.
+    suggested = rng.integers(0, 4, 2000)
+    plain = annotation.annotate(tiers, "double+gold", pool, 0)
+    assert plain.equals(annotation.annotate(tiers, "double+gold", pool, 0, suggested=suggested, anchoring=0.0))
+    pulled = annotation.annotate(tiers, "double+gold", pool, 0, suggested=suggested, anchoring=0.3)
+    assert (pulled.annotator_a == plain.annotator_a).all()         # the same people, only their judgement moved
+    gap = lambda labels: np.abs(labels.label.to_numpy().astype(int) - suggested).mean()
+    assert gap(pulled) < gap(plain) - 0.1 and (pulled.label == suggested).mean() > (plain.label == suggested).mean()
+    with pytest.raises(ValueError, match="anchoring=1.5 must lie in"):
+        annotation.annotate(tiers, "single", pool, 0, suggested=suggested, anchoring=1.5)
+    with pytest.raises(ValueError, match="anchoring needs `suggested`"):
+        annotation.annotate(tiers, "single", pool, 0, suggested=suggested[:10], anchoring=0.3)
     assert rubric.TIER_NAMES[3] == "high"

@@ -120,6 +120,26 @@ def test_labels_the_model_chooses_are_what_its_ranking_showed_first(world, profi
     assert chosen.loc[0, "teacher_auc"] != loops.loc[0, "teacher_auc"]   # other labels from the start
 
 
+def test_anchored_annotators_carry_the_models_verdict_into_its_teachers_labels(world, profile):
+    """annotator_anchoring: the labels a round buys lean toward the tiers that round's ranker
+    suggests, so they agree more with its score than unanchored labels of the same pairs."""
+    from relcourse.config import with_overrides
+    from relcourse.features import behaviour_features
+    from relcourse.feedback_loop import _teacher_labels, _World
+
+    seen, x = _World(world, 0), behaviour_features(world)
+    shown_top = {"feedback_loop.teacher_labels": "shown_top"}
+    plain = _teacher_labels(seen, x, 1, with_overrides(profile, shown_top).feedback_loop)[0]
+    anchored = _teacher_labels(seen, x, 1, with_overrides(
+        profile, {**shown_top, "feedback_loop.annotator_anchoring": 0.5}).feedback_loop)[0]
+    n = min(len(plain), len(anchored))      # arbitration, paid per disagreement, ends the budget a pair or so apart
+    assert abs(len(plain) - len(anchored)) < 10 and anchored.doc_id[:n].equals(plain.doc_id[:n])
+    agreement = [labels[:n].label.corr(labels[:n].ranker_score, method="spearman") for labels in (plain, anchored)]
+    assert agreement[1] > agreement[0] + 0.1
+    with pytest.raises(ConfigError, match="set teacher_labels=shown_top as well"):
+        load_profile("smoke", {"feedback_loop.annotator_anchoring": 0.5})
+
+
 def test_bad_options_are_named():
     with pytest.raises(ConfigError, match="feedback_loop.rounds=0 is out of range"):
         load_profile("smoke", {"feedback_loop.rounds": 0})

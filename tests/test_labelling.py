@@ -1,12 +1,14 @@
 """Labelling plans on the smoke world: designs trade pairs for accuracy at equal cost, strategies
 pick what they claim, rubric versions matter, bad plans are refused."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 import data_gen
 from relcourse.config import load_profile
 from relcourse.labelling import (SPLITS, LabellingPlan, candidate_pairs, label_pairs, mix_rubric_versions,
-                                 run_plan)
+                                 run_plan, suggested_tiers)
 from relcourse.store import ensure_data
 
 
@@ -122,7 +124,25 @@ def test_the_first_rubric_judges_a_tenth_of_the_pairs_otherwise(world):
     assert (mixed.pairs.rubric_version == 0).sum() == round(0.5 * len(v2)) and mixed.accuracy(2) < v2.accuracy(2)
 
 
+def test_anchored_annotators_lean_toward_the_tier_the_model_suggests(world):
+    """With a tool that pre-fills the tier the logged ranker's score suggests, anchored annotators'
+    labels move toward those suggestions; the pairs and the truth stay, the labels get less right."""
+    plan = LabellingPlan(2_000, "shown_first", "single", rubric_version=2, queries_split=("train", "valid"))
+    shown = candidate_pairs(world, plan.queries_split)
+    plain = label_pairs(plan, shown, world, seed=0)
+    anchored = label_pairs(dataclasses.replace(plan, anchoring=0.3), shown, world, seed=0)
+    assert anchored.pairs.doc_id.equals(plain.pairs.doc_id) and anchored.accuracy() < plain.accuracy()
+    shares = data_gen.read_table(world, "labels").query("split == 'train'").label.value_counts(normalize=True)
+    suggested = suggested_tiers(shown.set_index("doc_id").ranker_score, shares.sort_index())
+    assert np.allclose(suggested.value_counts(normalize=True).sort_index(), shares.sort_index(), atol=0.01)
+    suggested = suggested.loc[plain.pairs.doc_id].to_numpy()
+    gap = [np.abs(labels.pairs.label.to_numpy().astype(int) - suggested).mean() for labels in (plain, anchored)]
+    print(f"\nmean distance to the suggested tier: {gap[0]:.3f} -> {gap[1]:.3f}", end="")
+    assert gap[1] < gap[0] - 0.15      # about 0.3 of a tier wherever label and suggestion differ
+
+
 @pytest.mark.parametrize("kwargs, message", [
+    ({"anchoring": -0.1}, "anchoring=-0.1 must lie in"),
     ({"strategy": "random"}, "strategy='random' is unknown"),
     ({"design": "triple"}, "design='triple' is unknown"),
     ({"rubric_version": 3}, "rubric_version=3 is unknown"),
