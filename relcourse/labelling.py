@@ -8,7 +8,9 @@ double+gold, rubric v2; data_gen.pipeline).
    query's frequency bucket and the production ranker's logged score. Pairs never shown are
    dropped: a team picks from what the logs hold, and two strategies sort by the logged score;
 2. `sample_pairs` puts them in the strategy's priority order;
-3. `annotate` labels them in that order until the budget is spent (or the pairs run out).
+3. `annotate` labels them in that order until the budget is spent (or the pairs run out); with
+   the plan's `anchoring`, the tool pre-fills the tier the logged score suggests
+   (`suggested_tiers`) and that share of judgements lean one tier toward it (claim T4).
 
 The annotator pool (its size and careless share) is read from the data folder's manifest, so
 a data folder is all `run_plan` needs: the world vouches for its own annotators.
