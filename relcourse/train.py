@@ -19,7 +19,9 @@ Only the main process writes run_dir, evaluates and shows a progress bar; every 
 with the same weights and the same TrainResult.
 
 Because batches depend on the step alone, a run is resumable *exactly*: every `checkpoint_every`
-steps run_dir/checkpoint/ holds the weights, optimizer, schedule and RNG state, and a run killed
+steps, and at the first logged step once `checkpoint_minutes` of training have passed since the
+last one (so that a kill loses minutes, not a fifth of an hour-long run), run_dir/checkpoint/
+holds the weights, optimizer, schedule and RNG state, and a run killed
 at any step and restarted ends with the same weights, bit for bit on CPU, as one never stopped
 (under P processes too, restarted with P: each process's RNG state is kept).
 A run that finished returns at once. run_dir/log.jsonl gets a JSON line per logged step.
@@ -65,7 +67,7 @@ REQUIRED = dataclasses.MISSING    # a setting without a default
 # Settings that change how a run is watched or where it runs, not what it computes: a run may
 # be resumed with other values of these. (More threads can reorder float sums, so on CPU a resume
 # with other `threads` is the same run in exact arithmetic, not bit for bit.)
-NOT_IN_FINGERPRINT = ("log_every", "checkpoint_every", "threads", "device")
+NOT_IN_FINGERPRINT = ("log_every", "checkpoint_every", "checkpoint_minutes", "threads", "device")
 
 
 class CheckpointError(ValueError):
@@ -82,6 +84,8 @@ class TrainConfig(Section):
                                  "up to one optimizer step", 1, 1024)
     max_grad_norm: float = setting(1.0, "clip the gradient to this L2 norm; 0 = no clipping", 0.0, 1e6)
     checkpoint_every: int = setting(100, "steps between checkpoints; 0 = only at the end", 0, 10**9)
+    checkpoint_minutes: float = setting(10.0, "also checkpoint at the first logged step after this many minutes of "
+                                              "training since the last checkpoint; 0 = by steps only", 0.0, 1e6)
     log_every: int = setting(10, "steps between log lines (the first and last step are always logged)", 1, 10**9)
     precision: str = setting("fp32", "fp32, or autocast loss_fn in bf16 / fp16 (fp16 needs CUDA)",
                              choices=("fp32", "bf16", "fp16"))
@@ -173,13 +177,26 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     if is_main:
         drop_log_after(run_dir, run["step"])   # steps past the checkpoint are trained (and logged) again
 
+    last_save = time.perf_counter()
+
     def save() -> None:
+        nonlocal last_save
         # Each process's RNG too: shares of unequal size draw unequal numbers of dropout masks.
         process_rngs = {"process_rngs": gather_object([rng_state()])} if processes > 1 else {}
         if is_main:
             save_checkpoint(run_dir / CHECKPOINT, run, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "best_weights": best_weights, **rng_state(), **process_rngs})
+        last_save = time.perf_counter()
+
+    def checkpoint_due(step: int) -> bool:
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            return True
+        if not cfg.checkpoint_minutes or step % cfg.log_every:
+            return False
+        # Clocks differ between processes and save() is collective: the main process decides.
+        late = time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes
+        return broadcast_object_list([late])[0] if processes > 1 else late
 
     def log(line: dict) -> None:
         if is_main:
@@ -242,7 +259,7 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
             else:
                 run["evals_since_best"] += 1
                 run["stopped_early"] = 0 < cfg.patience <= run["evals_since_best"]
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:   # the last: below
+        if step < cfg.steps and checkpoint_due(step):   # the last: below
             save()
     bar.close()
 

@@ -102,6 +102,22 @@ def test_a_killed_run_resumes_exactly(tmp_path, with_evaluation):
         assert (result_b.steps_done, result_b.best["step"], result_b.stopped_early) == (16, 4, True)
 
 
+@pytest.mark.parametrize("minutes, checkpointed_step", [(1e-9, 9), (0.0, None)])
+def test_checkpoints_also_come_by_the_clock(tmp_path, minutes, checkpointed_step):
+    # No step-based checkpoints: with a (tiny) time limit every logged step (3, 6, 9) is late enough
+    # to checkpoint, and the run killed at step 11 resumes from step 9 to the same weights.
+    cfg = config(checkpoint_every=0, checkpoint_minutes=minutes, log_every=3)
+    with pytest.raises(Killed):
+        run(make_model(), tmp_path / "b", cfg, batches=killed_at(11))
+    saved = tmp_path / "b" / "checkpoint" / "run.json"
+    assert (json.loads(saved.read_text())["step"] if saved.exists() else None) == checkpointed_step
+    resumed, uninterrupted = make_model(), make_model()
+    run(resumed, tmp_path / "b", cfg)
+    run(uninterrupted, tmp_path / "a", cfg)
+    a, b = uninterrupted.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_a_finished_run_returns_without_training(tmp_path):
     trained = make_model()
     first = run(trained, tmp_path)
