@@ -67,8 +67,8 @@ own mistakes: whatever its labels say, it stays a function of fourteen overlap f
 pseudo-labels (relcourse.post_pretrain.post_pretrain, the profile's stage-2 settings), then
 fine-tuned on the human training labels (relcourse.finetune.finetune), then scores every
 candidate pair. That is 2 x rounds + 1 stage-2 runs and fine-tunings a seed: seconds each on
-smoke; on laptop, where a stage-2 run is 9,600 steps, about 40 minutes each on one core, so two
-rounds take about 3.5 hours a seed (`--set feedback_loop.rounds=2`); on a GPU, minutes. Its
+smoke; on laptop, where a stage-2 run is 14,400 steps, 30-50 minutes each on one core, so two
+rounds take 3-4 hours a seed (`--set feedback_loop.rounds=2`); on a GPU, minutes. Its
 checkpoints live in the stage's work folder until the table is written, so a killed run resumes
 from the last one.
 

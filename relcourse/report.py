@@ -45,19 +45,25 @@ HALF_WIDTH = 0.02   # the precision "seeds for ±0.02" asks of a claim's 95% int
 
 # What each profile's report reads by default: its committed results files, in order.
 # Oldest first: the last input with a result for a claim wins. results/laptop-distill.json holds the
-# distillation claims of world version 2, superseded by those of results/laptop.json (world 3).
+# distillation claims of world version 2, superseded by those of results/laptop-postpretrain9600.json
+# (world 3). The last ladder is the one notebooks and takeaways quote.
 DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {
-    "laptop": ("results/laptop-distill.json", "results/laptop.json", "results/laptop-claims.json")}
+    "laptop": ("results/laptop-distill.json", "results/laptop-postpretrain9600.json", "results/laptop.json",
+               "results/laptop-claims.json")}
 # What a committed file does not say about itself: the world version it was measured on (a file's
-# own "world_version" key, which later files may carry, wins). results/laptop.json's registry copy
-# is the registry `run ladder` found: the claims re-run on world version 3 with 8,000 pretraining
-# steps. results/laptop-pretrain4000.json is the ladder of the recipe with 4,000, kept for comparison.
-# results/laptop-claims.json holds claims run after that ladder (`relcourse report --keep`), same recipe.
+# own "world_version" key, which later files may carry, wins). results/laptop-postpretrain9600.json
+# is the ladder of the recipe with 9,600 post-pretraining steps (seeds 0-2) and the registry `run
+# ladder` found then: every claim re-run on world version 3 with 8,000 pretraining steps.
+# results/laptop.json is the ladder of the recipe with 14,400 (seeds 0-6); its registry copy holds
+# the claims this machine's registry still had, measured with 9,600. results/laptop-claims.json
+# holds claims run after the first ladder (`relcourse report --keep`), with 9,600 as well.
+# results/laptop-pretrain4000.json is the ladder of the recipe with 4,000 pretraining steps.
 # "earlier_designs": claims a file measured with arms the registry has since changed, and what
 # those arms were (the row shows them, marked, instead of the current ones).
 KNOWN_INPUTS: dict[str, dict] = {
-    "results/laptop.json": {"ladder_world": 3, "claims_world": 3, "earlier_designs": {
+    "results/laptop-postpretrain9600.json": {"ladder_world": 3, "claims_world": 3, "earlier_designs": {
         "F5": {"baseline": "half the labels from rubric v1 (1.2% of pairs judged otherwise)"}}},
+    "results/laptop.json": {"ladder_world": 3, "claims_world": 3},
     "results/laptop-claims.json": {"claims_world": 3},
     "results/laptop-pretrain4000.json": {"ladder_world": 3, "claims_world": 2},
     "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
@@ -65,9 +71,11 @@ KNOWN_INPUTS: dict[str, dict] = {
 }
 # Numbers a profile's hand-written notes hold that no results file does.
 NOT_IN_FILES: dict[str, str] = {
-    "laptop": "`results/laptop.md` also reports, in prose only, T1 and T2 on world version 2 (T1 +0.138, "
-              "T2 +0.190, both hold) and the claims table of world version 1; without per-seed effects in a "
-              "results file they are not in this report.",
+    "laptop": "The claims that post-pretrain (T1-T3, T5, F1-F5, D1-D12) were measured with the recipe of 9,600 "
+              "post-pretraining steps (input B's ladder); the last ladder is the recipe of 14,400 steps, the profile's since 2026-12-05, whose "
+              "claims are not re-run yet. `results/laptop.md` also reports, in prose only, T1 and T2 on world "
+              "version 2 (T1 +0.138, T2 +0.190, both hold) and the claims table of world version 1; without "
+              "per-seed effects in a results file they are not in this report.",
 }
 # The course's targets for the recipe's model (the issue "the cross-encoder must read the query"):
 # (what, comparison, threshold, value path, minus path); paths index one seed of `run ladder`'s per_seed.

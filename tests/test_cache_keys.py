@@ -99,9 +99,11 @@ def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
     cached runs (hours on laptop) stay valid."""
     before = {"smoke": ["288798f27d24", "b4313be4c49a", "cc6b0b40aff8", "a9d952834efa"],
               "laptop": ["03b9e9fe1709", "6e5f50c61df9", "80d715335dfb", "7df54def8a92"]}
-    # laptop's pretraining budget doubled since (8,000 steps): its old runs are those of the old budget
+    # laptop's budgets grew since (pretraining 8,000 steps, post-pretraining 14,400): its old runs
+    # are those of the old budgets
     profiles = {"smoke": PROFILES["smoke"],
-                "laptop": with_overrides(PROFILES["laptop"], {"pretrain.steps": 4000, "pretrain.warmup_steps": 400})}
+                "laptop": with_overrides(PROFILES["laptop"], {"pretrain.steps": 4000, "pretrain.warmup_steps": 400,
+                                                              "post_pretrain.steps": 9600})}
     for name, hashes in before.items():
         assert [key_of(s, profiles[name]) for s in ("pretrain", "post_pretrain", "finetune", "distill")] == hashes
     assert key_of("pretrain", with_overrides(PROFILES["smoke"], {"pretrain.grad_accum": 2})) != before["smoke"][0]

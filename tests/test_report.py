@@ -52,8 +52,9 @@ def test_every_claim_appears_with_its_input_and_world():
     d1 = next(line for line in text.splitlines() if line.startswith("| D1 |"))
     # the world-3 result of the later input supersedes the world-2 one of the earlier
     assert "B (world 3); supersedes A" in d1 and "+2% AUC, 48 vs 12 layers" in d1 and "| inconclusive |" in d1
-    assert "| B | `results/laptop.json` | learning ladder + claims registry | ladder 3; claims 3 |" in text
-    assert "## The learning ladder: input B (world 3)" in text
+    assert "| B | `results/laptop-postpretrain9600.json` | learning ladder + claims registry | ladder 3; claims 3 |" in text
+    assert "| C | `results/laptop.json` | learning ladder + claims registry | ladder 3; claims 3 |" in text
+    assert "## The learning ladder: input B (world 3)" in text and "## The learning ladder: input C (world 3)" in text
     assert "| recipe's test AUC ≥ 0.85 | 0.893, 0.843, 0.916 | 0.884 | **met** |" in text
 
 
@@ -184,11 +185,11 @@ def test_scipy_quantiles_equal_the_former_hand_written_ones():
 
 
 def test_a_result_of_an_earlier_design_shows_the_arms_it_was_measured_with():
-    """results/laptop.json measured F5 with stale labels of rubric v1; the registry's F5 now
+    """results/laptop-postpretrain9600.json measured F5 with stale labels of rubric v1; the registry's F5 now
     uses rubric v0. Read alone, that file's F5 row names its own baseline and says it is an
     earlier design; with the later results file, the current design wins."""
     from relcourse.takeaways import takeaway
-    alone = report.build("laptop", [REPO / "results/laptop.json"], live=False)
+    alone = report.build("laptop", [REPO / "results/laptop-postpretrain9600.json"], live=False)
     row = next(r for r in alone["claims"] if r["id"] == "F5")
     assert row["earlier_design"] and "rubric v1" in row["baseline"]
     assert "earlier design, baseline: half the labels from rubric v1" in report.render(alone)
