@@ -69,13 +69,15 @@ KNOWN_INPUTS: dict[str, dict] = {
     "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
     "results/laptop-distill.json": {"claims_world": 2},
 }
-# Numbers a profile's hand-written notes hold that no results file does.
+# What a reader of a profile's report must know that no results file says: which recipe the claims
+# were measured with, and numbers that live in the hand-written notes only.
 NOT_IN_FILES: dict[str, str] = {
     "laptop": "The claims that post-pretrain (T1-T3, T5, F1-F5, D1-D12) were measured with the recipe of 9,600 "
-              "post-pretraining steps (input B's ladder); the last ladder is the recipe of 14,400 steps, the profile's since 2026-12-05, whose "
-              "claims are not re-run yet. `results/laptop.md` also reports, in prose only, T1 and T2 on world "
-              "version 2 (T1 +0.138, T2 +0.190, both hold) and the claims table of world version 1; without "
-              "per-seed effects in a results file they are not in this report.",
+              "post-pretraining steps (the ladder of `results/laptop-postpretrain9600.json`); the last ladder is "
+              "the recipe of 14,400 steps, the profile's since 2026-12-05, whose claims are not re-run yet. "
+              "`results/laptop.md` also reports, in prose only, T1 and T2 on world version 2 (T1 +0.138, T2 "
+              "+0.190, both hold) and the claims table of world version 1; without per-seed effects in a results "
+              "file they are not in this report.",
 }
 # The course's targets for the recipe's model (the issue "the cross-encoder must read the query"):
 # (what, comparison, threshold, value path, minus path); paths index one seed of `run ladder`'s per_seed.
