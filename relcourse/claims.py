@@ -157,6 +157,10 @@ class ClaimResult:
     # settings the arms ran with beyond the profile's own (config.design_overrides), e.g.
     # {"feedback_loop.relevance_model": "cross_encoder"}: {} for the claim as the course designs it
     design: dict = field(default_factory=dict)
+    # the recipe it was measured on: {stage: own key} of each stage its arms passed through
+    # (relcourse.stage_keys.fingerprint), so a report can tell which stages changed since; {} in
+    # entries recorded before fingerprints were kept
+    recipe: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -229,10 +233,12 @@ def seeds_for_half_width(sd: float, half_width: float = 0.02, most: int = 1_000)
 
 
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",
-              sides_by_seed: dict[int, tuple[float, float]] | None = None, design: dict | None = None) -> ClaimResult:
+              sides_by_seed: dict[int, tuple[float, float]] | None = None, design: dict | None = None,
+              recipe: dict | None = None) -> ClaimResult:
     """Mean effect, its 95% interval over seeds, and the status that interval implies; with
-    `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too, and with
-    `design` the settings that make the result a variant of the claim's design."""
+    `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too, with
+    `design` the settings that make the result a variant of the claim's design, and with `recipe`
+    the fingerprint of the stages it was measured through."""
     claim = get_claim(claim_id)
     if not effects_by_seed:
         raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
@@ -250,7 +256,7 @@ def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], no
             status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
     sides = [tuple(float(v) for v in sides_by_seed[s]) for s in seeds] if sides_by_seed else []
     return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes,
-                       tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}))
+                       tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}), dict(recipe or {}))
 
 
 # --- results on disk: runs/<profile>/claims/results.json, one entry per claim and design ----------
@@ -308,8 +314,9 @@ def to_json(result: ClaimResult) -> dict:
     entry = dataclasses.asdict(result)
     entry["mean"] = _nan_to_none(result.mean)
     entry["interval"] = [_nan_to_none(x) for x in result.interval]
-    if not result.design:
-        del entry["design"]    # the claim as designed: entries read the same as before variants existed
+    for optional in ("design", "recipe"):   # absent when empty: entries read as before these were kept
+        if not entry[optional]:
+            del entry[optional]
     return entry
 
 
@@ -317,7 +324,8 @@ def from_json(entry: dict) -> ClaimResult:
     return ClaimResult(entry["claim_id"], entry["profile"], tuple(entry["seeds"]), tuple(entry["effects"]),
                        _none_to_nan(entry["mean"]), tuple(_none_to_nan(x) for x in entry["interval"]),
                        entry["status"], entry.get("notes", ""), tuple(entry.get("arm_values", ())),
-                       tuple(entry.get("baseline_values", ())), dict(entry.get("design", {})))
+                       tuple(entry.get("baseline_values", ())), dict(entry.get("design", {})),
+                       dict(entry.get("recipe", {})))
 
 
 def _nan_to_none(x: float) -> float | None:

@@ -42,6 +42,7 @@ from .feedback_loop import feedback_effect
 from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
+from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
 from .store import ensure_data, git_commit, load_manifest, write_json_atomic
 
 RECIPE: dict = {}                               # the course's recipe: the profile as it is
@@ -292,6 +293,28 @@ MEASURED_CLAIMS = {"T1": teacher_effect, "T4": feedback_effect, "D1": size_effec
                    "D12": serving_effect}
 
 
+def claim_stages(claim_id: str, profile: Profile) -> tuple[str, ...]:
+    """The stages a claim's result passes through on `profile`, in pipeline order: what its recipe
+    fingerprint covers (relcourse.stage_keys). The size and serving claims (D1, D12) are given the
+    whole student path, though only part of it builds their models: a change there flags them too.
+
+    >>> from relcourse.config import PROFILES
+    >>> claim_stages("P1", PROFILES["laptop"]), claim_stages("T1", PROFILES["laptop"])
+    (('data', 'tokenizer', 'pretrain', 'finetune'), ('data', 'teacher'))
+    >>> claim_stages("T2", PROFILES["laptop"])[-3:]
+    ('teacher', 'post_pretrain', 'finetune')
+    """
+    if claim_id == "T1":
+        return ("data", "teacher")
+    if claim_id == "T4":
+        return feedback_loop_path(profile)
+    if claim_id in MEASURED_CLAIMS or claim_arms(claim_id, profile.name).stage == "distill":
+        return DISTILL_PATH
+    spec = claim_arms(claim_id, profile.name)
+    return in_pipeline_order(stage for arm in (spec.arm, spec.baseline)
+                             for stage in finetune_path(with_overrides(profile, arm)))
+
+
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
@@ -315,7 +338,7 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
     notes += "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in also.items())
     result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes, per_seed,
-                              design_overrides(profile))
+                              design_overrides(profile), fingerprint(profile, claim_stages(claim_id, profile)))
     claims.record(result)
     return result
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from data_gen.config import WORLD_VERSION
 from relcourse import claims
 from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
-from relcourse.config import config_hash, load_profile
+from relcourse.config import config_hash, load_profile, with_overrides
 from relcourse.forest_plot import forest_png
 from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table
 from relcourse.store import REPO_ROOT, git_commit, runs_root, write_bytes_atomic, write_json_atomic, write_text_atomic
@@ -56,7 +56,9 @@ DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {
 # ladder` found then: every claim re-run on world version 3 with 8,000 pretraining steps.
 # results/laptop.json is the ladder of the recipe with 14,400 (seeds 0-6); its registry copy holds
 # the claims this machine's registry still had, measured with 9,600. results/laptop-claims.json
-# holds claims run after the first ladder (`relcourse report --keep`), with 9,600 as well.
+# holds claims run after the first ladder (`relcourse report --keep`), with 9,600 as well. The
+# entries of these three files were recorded before claims kept their recipe's fingerprint; theirs
+# was stamped afterwards from those settings (laptop with post_pretrain.steps=9600).
 # results/laptop-pretrain4000.json is the ladder of the recipe with 4,000 pretraining steps.
 # "earlier_designs": claims a file measured with arms the registry has since changed, and what
 # those arms were (the row shows them, marked, instead of the current ones).
@@ -69,13 +71,10 @@ KNOWN_INPUTS: dict[str, dict] = {
     "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
     "results/laptop-distill.json": {"claims_world": 2},
 }
-# What a reader of a profile's report must know that no results file says: which recipe the claims
-# were measured with, and numbers that live in the hand-written notes only.
+# What a reader of a profile's report must know that no results file says: numbers that live in the
+# hand-written notes only. (Which recipe a claim was measured on, each entry now says itself.)
 NOT_IN_FILES: dict[str, str] = {
-    "laptop": "The claims that post-pretrain (T1-T3, T5, F1-F5, D1-D12) were measured with the recipe of 9,600 "
-              "post-pretraining steps (the ladder of `results/laptop-postpretrain9600.json`); the last ladder is "
-              "the recipe of 14,400 steps, the profile's since 2026-12-05, whose claims are not re-run yet. "
-              "`results/laptop.md` also reports, in prose only, T1 and T2 on world version 2 (T1 +0.138, T2 "
+    "laptop": "`results/laptop.md` also reports, in prose only, T1 and T2 on world version 2 (T1 +0.138, T2 "
               "+0.190, both hold) and the claims table of world version 1; without per-seed effects in a results "
               "file they are not in this report.",
 }
@@ -263,7 +262,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     if found:
         sides = dict(zip(result.seeds, zip(result.arm_values, result.baseline_values)))
         result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides,
-                                  result.design)
+                                  result.design, result.recipe)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     source = next((i for i in inputs if i["label"] == label), {})
@@ -281,7 +280,17 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
             "mde80": _num(claims.minimum_detectable_effect(sd, n)),
             "seeds_for_half_width": claims.seeds_for_half_width(sd, HALF_WIDTH),
             "status": result.status, "notes": result.notes,
+            "recipe_changed": _recipe_changes(result, profile),
             "no_interval": "not run" if n == 0 else "1 seed: no spread to judge by" if n == 1 else ""}
+
+
+def _recipe_changes(result: ClaimResult, profile: str) -> list[str] | None:
+    """The stages whose settings the profile has changed since the result was measured ([] when
+    none: it is the current recipe's), from the fingerprint it recorded; None when it recorded none."""
+    if not result.recipe:
+        return None
+    from relcourse.stage_keys import changed_stages   # imports the stages (torch): only when needed
+    return changed_stages(result.recipe, with_overrides(load_profile(profile), result.design))
 
 
 def _live_runs(profile: str) -> dict:

@@ -99,8 +99,10 @@ def takeaway(claim_id: str, profile: str = DEFAULT_PROFILE, results: dict | None
                         f"measures it, `python -m relcourse report --profile {results['profile']}` reports it.")
     earlier = (f" That was an earlier design of the claim; its current arms are not yet measured on {where}."
                if row.get("earlier_design") else "")
+    older = (f" That was on an earlier recipe: the {', '.join(row['recipe_changed'])} settings have changed since, "
+             "so it is due to be re-run." if row.get("recipe_changed") else "")
     return Takeaway(f"{said} We measured on {where} ({_measured_on(row)}): ({row['arm']}) minus ({row['baseline']}), "
-                    f"effect on {short_metric(row['metric'])}: {_result(row)}." + earlier)
+                    f"effect on {short_metric(row['metric'])}: {_result(row)}." + earlier + older)
 
 
 def _measured_on(row: dict) -> str:

@@ -5,17 +5,12 @@ import dataclasses
 import pytest
 
 from relcourse.config import PROFILES, with_overrides
-from relcourse.distill import distill_data_settings, distill_settings
-from relcourse.feedback_loop import feedback_loop_settings
 from relcourse.finetune import finetune_settings
-from relcourse.post_pretrain import post_pretrain_settings, teacher_settings
+from relcourse.post_pretrain import teacher_settings
 from relcourse.pretrain import pretrain_settings, tokenizer_settings
-from relcourse.store import data_settings, stage_hash
+from relcourse.stage_keys import STAGE_SETTINGS, changed_stages, fingerprint, own_key
+from relcourse.store import data_settings
 
-STAGE_SETTINGS = {"data": data_settings, "tokenizer": tokenizer_settings, "pretrain": pretrain_settings,
-                  "teacher": teacher_settings, "post_pretrain": post_pretrain_settings, "finetune": finetune_settings,
-                  "feedback_loop": feedback_loop_settings, "distill_data": distill_data_settings,
-                  "distill": distill_settings}
 # Which stage's key each section's settings must change (a stage also sees its upstream runs'
 # hashes, so a pretraining setting reaches fine-tuning through the pretraining run's hash).
 SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "post_pretrain": "post_pretrain",
@@ -87,9 +82,21 @@ def test_every_setting_changes_its_stage_key(profile_name):
     assert checked >= 50
 
 
-def key_of(stage, profile):
-    """The hash that names the stage's run (its upstream runs left out)."""
-    return stage_hash(STAGE_SETTINGS[stage](profile), {})
+key_of = own_key   # the hash that names the stage's run, its upstream runs left out
+
+
+def test_a_fingerprint_names_the_stages_whose_settings_changed_and_only_those():
+    laptop = PROFILES["laptop"]
+    everything = fingerprint(laptop, STAGE_SETTINGS)
+    assert list(everything) == list(STAGE_SETTINGS) and changed_stages(everything, laptop) == []
+    for key, value, stages in (("post_pretrain.steps", 9600, ["post_pretrain"]),
+                               ("teacher.max_rounds", 7, ["teacher"]),
+                               ("tokenizer.max_len", 48, ["pretrain", "post_pretrain", "finetune", "distill_data",
+                                                          "distill"]),
+                               ("data.n_queries", 2_500, ["data"])):
+        assert changed_stages(everything, with_overrides(laptop, {key: value})) == stages, key
+    with pytest.raises(ValueError, match="stage 'postpretrain' is unknown"):
+        own_key("postpretrain", laptop)
 
 
 def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():

@@ -134,6 +134,22 @@ def test_run_claim_records_a_run_with_changed_settings_as_a_variant(monkeypatch)
     assert list(load_variants("smoke")) == ["T1 [teacher.max_rounds=7]"]
 
 
+def test_run_claim_records_the_recipe_it_measured_and_the_registry_keeps_it(monkeypatch):
+    from relcourse import experiments
+    from relcourse.config import load_profile
+    from relcourse.stage_keys import own_key
+
+    smoke = load_profile("smoke", {"seeds": "0,1"})
+    monkeypatch.setitem(experiments.MEASURED_CLAIMS, "T1", lambda profile, seed, progress: (0.9 + seed / 100, 0.8))
+    experiments.run_claim(smoke, "T1", progress=False)
+    recorded = load_results("smoke")["T1"].recipe
+    assert recorded == {"data": own_key("data", smoke), "teacher": own_key("teacher", smoke)}
+    assert json.loads(results_path("smoke").read_text())["T1"]["recipe"] == recorded
+    record(summarise("P1", "smoke", {0: 0.01}))      # an entry without one reads back as {}
+    assert "recipe" not in json.loads(results_path("smoke").read_text())["P1"]
+    assert load_results("smoke")["P1"].recipe == {}
+
+
 def test_corrupt_results_file_says_how_to_fix_it():
     path = results_path("smoke")
     path.parent.mkdir(parents=True)

@@ -198,3 +198,43 @@ def test_a_result_of_an_earlier_design_shows_the_arms_it_was_measured_with():
     assert "an earlier design of the claim" in takeaway("F5", results=alone).text
     current = next(r for r in report.build("laptop", live=False)["claims"] if r["id"] == "F5")
     assert not current["earlier_design"] and current["baseline"] == claims.CLAIMS_BY_ID["F5"].baseline
+
+
+def test_a_claim_measured_on_an_older_recipe_is_marked_with_the_stages_that_changed(tmp_path):
+    from relcourse.config import load_profile, with_overrides
+    from relcourse.experiments import claim_stages
+    from relcourse.stage_keys import fingerprint
+
+    smoke = load_profile("smoke")
+    older = with_overrides(smoke, {"post_pretrain.steps": smoke.post_pretrain.steps + 1})
+    entries = {}
+    for claim_id, profile in (("T2", older), ("P1", older), ("F1", smoke), ("F2", None)):
+        recipe = fingerprint(profile, claim_stages(claim_id, profile)) if profile else None
+        entries[claim_id] = claims.to_json(summarise(claim_id, "smoke", {0: 0.01, 1: 0.02}, recipe=recipe))
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"profile": "smoke", "claims": entries}))
+    results = report.build("smoke", [path], live=False)
+    rows = {r["id"]: r for r in results["claims"]}
+    # stage 2 changed: T2 went through it, P1 (the probe: pretrain, then fine-tune) did not
+    assert rows["T2"]["recipe_changed"] == ["post_pretrain"] and rows["P1"]["recipe_changed"] == []
+    assert rows["F1"]["recipe_changed"] == [] and rows["F2"]["recipe_changed"] is None
+    text = report.render(results)
+    assert "**Measured on an older recipe** (" in text and "): T2. They are due to be re-run." in text
+    assert "A; **older recipe**: post_pretrain settings changed since" in text
+    assert "A; recipe not recorded" in text
+
+
+def test_the_committed_laptop_claims_say_which_recipe_they_were_measured_on():
+    """Every committed laptop claim carries its fingerprint (the 9,600-step recipe's entries had
+    theirs stamped); since stage 2 grew to 14,400 steps only claims that post-pretrain can be
+    older: the probe's (P1-P6) and the teacher's (T1) are current."""
+    from relcourse.config import load_profile
+    from relcourse.experiments import claim_stages
+
+    laptop = load_profile("laptop")
+    rows = [r for r in report.build("laptop", live=False)["claims"] if r["status"] != "not run"]
+    assert rows and all(r["recipe_changed"] in ([], ["post_pretrain"]) for r in rows)
+    for r in rows:
+        if "post_pretrain" not in claim_stages(r["id"], laptop):
+            assert r["recipe_changed"] == [], r["id"]
+    assert {r["id"] for r in rows if not r["recipe_changed"]} >= {"P1", "P2", "P3", "P4", "P5", "P6", "T1"}

@@ -158,6 +158,16 @@ def test_one_seed_and_not_run_are_said_plainly():
     assert "Not yet measured on `laptop`" in not_run and "--claim P2 --profile laptop" in not_run
 
 
+def test_a_result_on_an_older_recipe_says_which_stages_changed_since():
+    measured = dict(status="holds", mean=0.2224, interval=[0.188, 0.257], seeds=[0, 1, 2], world=3)
+    older = tk.takeaway("T2", results=fake_report(row("T2", **measured, recipe_changed=["post_pretrain"]))).text
+    assert older.endswith("That was on an earlier recipe: the post_pretrain settings have changed since, "
+                          "so it is due to be re-run.")
+    for current in ([], None):      # the current recipe's, or recorded before fingerprints: said nothing of
+        assert "earlier recipe" not in tk.takeaway("T2", results=fake_report(row("T2", **measured,
+                                                                                 recipe_changed=current))).text
+
+
 def test_a_variant_of_a_claims_design_is_quoted_with_its_settings():
     design = {"feedback_loop.teacher_labels": "shown_top"}
     variant = row("T4", status="does not hold", mean=0.0225, interval=[0.003, 0.042], seeds=[0, 1, 2], world=3,
