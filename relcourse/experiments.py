@@ -44,6 +44,7 @@ from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
 from .store import ensure_data, git_commit, load_manifest, write_json_atomic
+from .train import best_eval
 
 RECIPE: dict = {}                               # the course's recipe: the profile as it is
 PROBE = {"finetune.start": "pretrain"}          # fine-tune the pretrained model, no stage 2
@@ -186,9 +187,12 @@ def ladder_results(profile: Profile, seed: int, progress: bool = True) -> dict:
     from .ladder import reference_scores
     out = {"models": {}}
     for name, arm in LADDER.items():
-        manifest = load_manifest(run_arm(profile, seed, arm, progress))["metrics"]
+        run = run_arm(profile, seed, arm, progress)
+        manifest = load_manifest(run)["metrics"]
         out["models"][name] = {**manifest["test"]["all"], "swapped_query_auc": manifest["query_swap"]["auc"],
-                               "swapped_query_score_correlation": manifest["query_swap"]["score_correlation"]}
+                               "swapped_query_score_correlation": manifest["query_swap"]["score_correlation"],
+                               # what fine-tuning's early stopping saw: budgets are chosen on this, not on test
+                               "valid_auc": best_eval(run / "train", "auc")}
     scores = reference_scores(run_arm(profile, seed, RECIPE, progress), profile, seed)
     data_dir = ensure_data(profile, seed, progress=False)
     scores = scores.join(phenomena(data_dir), on="query_id").assign(

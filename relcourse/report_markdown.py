@@ -193,7 +193,7 @@ def _size(model: dict) -> str:
     return f"{model['layers']}×{model['hidden']}"
 
 
-LADDER_METRICS = (("auc", "test AUC"), ("pnr", "PNR"), ("ndcg@10", "NDCG@10"),
+LADDER_METRICS = (("valid_auc", "valid AUC (best)"), ("auc", "test AUC"), ("pnr", "PNR"), ("ndcg@10", "NDCG@10"),
                   ("swapped_query_auc", "AUC, swapped queries"),
                   ("swapped_query_score_correlation", "score corr., real vs swapped"))
 
@@ -202,10 +202,13 @@ def ladder_table(results: dict) -> str:
     """Markdown tables of a `relcourse run ladder` results file: every rung and reference as
     mean ± 95% half-width over seeds (with the per-seed values), then AUC by phenomenon and, when
     given (`queries_by_phenomenon`: phenomenon -> count per seed), the test queries behind it.
+    A metric no rung has (ladders written before it was measured) gets no column.
 
     >>> one = {"mean": 0.8, "sd": 0.01, "ci95_half_width": 0.02, "per_seed": [0.79, 0.81]}
-    >>> print(ladder_table({"seeds": [0, 1], "summary": {"models": {"recipe": {"auc": one}}}}).splitlines()[2])
-    | recipe | 0.800 ± 0.020 (0.790, 0.810) | — | — | — | — |
+    >>> print(ladder_table({"seeds": [0, 1], "summary": {"models": {"recipe": {"auc": one, "pnr": None}}}}))
+    | model | test AUC | PNR |
+    |---|---|---|
+    | recipe | 0.800 ± 0.020 (0.790, 0.810) | — |
     """
     def cell(entry: dict | None) -> str:
         if not entry:
@@ -216,11 +219,11 @@ def ladder_table(results: dict) -> str:
         return f"{entry['mean']:.3f}{spread} ({seeds})"
 
     summary = results["summary"]
-    lines = ["| model | " + " | ".join(name for _, name in LADDER_METRICS) + " |",
-             "|---" * (len(LADDER_METRICS) + 1) + "|"]
-    for section in ("models", "references"):
-        for name, metrics in summary.get(section, {}).items():
-            lines.append(f"| {name} | " + " | ".join(cell(metrics.get(key)) for key, _ in LADDER_METRICS) + " |")
+    rows = [(name, metrics) for section in ("models", "references") for name, metrics in summary.get(section, {}).items()]
+    columns = [(key, title) for key, title in LADDER_METRICS if any(key in metrics for _, metrics in rows)]
+    lines = ["| model | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, metrics in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(metrics.get(key)) for key, _ in columns) + " |")
     phenomena = summary.get("auc_by_phenomenon", {})
     if phenomena:
         subsets = list(next(iter(phenomena.values())))

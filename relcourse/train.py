@@ -416,6 +416,19 @@ def load_checkpoint(folder: Path, fingerprint: dict) -> tuple[dict, dict]:
     return run, torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
 
 
+def best_eval(run_dir: Path, metric: str) -> float | None:
+    """The best value of `metric` over a run's evaluations (its log), None when it logged none:
+    what early stopping chose the weights by, a held-out figure to choose budgets by.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / LOG).write_text('{"step": 1, "loss": 0.7}\\n{"step": 2, "eval": {"auc": 0.61}}\\n'
+    ...                               '{"step": 4, "eval": {"auc": 0.66}}\\n{"step": 6, "eval": {"auc": 0.64}}\\n')
+    >>> best_eval(folder, "auc"), best_eval(folder, "pnr")
+    (0.66, None)
+    """
+    return max((line["eval"][metric] for line in read_log(run_dir) if metric in line.get("eval", {})), default=None)
+
+
 def read_log(run_dir: Path) -> list[dict]:
     """The lines of run_dir/log.jsonl: {"step", "lr", "loss", ..., "elapsed_s"} and {"step", "eval"}."""
     path = Path(run_dir) / LOG

@@ -220,5 +220,10 @@ def test_the_ladder_results_file_is_strict_json_with_every_rung_and_reference(pr
     assert set(results["summary"]["models"]) == set(LADDER)
     assert {"BM25", "LexicalRanker", "text ceiling", "LexicalRanker + cross-encoder"} <= set(results["summary"]["references"])
     recipe = results["per_seed"]["0"]["models"]["recipe: post-pretrained, fine-tuned"]
-    assert {"auc", "pnr", "ndcg@10", "swapped_query_auc", "swapped_query_score_correlation"} <= set(recipe)
+    assert {"auc", "pnr", "ndcg@10", "swapped_query_auc", "swapped_query_score_correlation", "valid_auc"} <= set(recipe)
+    # the validation AUC early stopping kept: the best of the fine-tuning's logged evaluations
+    from relcourse.train import read_log
+    logged = [line["eval"]["auc"] for line in read_log(run_arm(profile, 0, RECIPE, progress=False) / "train")
+              if "eval" in line]
+    assert recipe["valid_auc"] == max(logged)
     assert "alias" in results["summary"]["auc_by_phenomenon"]["LexicalRanker"]
