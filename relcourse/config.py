@@ -338,6 +338,10 @@ class Profile(Section):
     finetune: FinetuneConfig = section(FinetuneConfig, "stage 3: human labels")
     distill: DistillConfig = section(DistillConfig, "stage 4: teacher -> student")
     device: str = setting("cpu", "where tensors live; auto picks cuda when available", choices=("cpu", "cuda", "auto"))
+    # In no cache key: a run built with any thread count is reused by every other. The count does
+    # change float rounding (smoke's recipe: swapped-query AUC differs in the 6th decimal between 1 and
+    # 2 threads), which long training amplifies, so a run reproduces bit for bit only with the same
+    # threads on the same kind of CPU; across them it is another draw of the seed-to-seed noise.
     threads: int = setting(2, "CPU threads for torch and the data loaders", 1, 256)
     fused_adamw: bool = setting(False, "AdamW as one fused kernel per step (torch's fused=True, transformers.Trainer's "
                                        "default): the same update up to float rounding, a few % faster steps "

@@ -19,7 +19,8 @@ SECTION_STAGE = {"data": "data", "teacher": "teacher", "pretrain": "pretrain", "
 # Profile-level settings that change what several stages compute.
 PROFILE_STAGES = {"precision": ("pretrain", "post_pretrain", "finetune", "distill"),
                   "fused_adamw": ("pretrain", "post_pretrain", "finetune", "distill")}
-# Settings that change where or how a run is watched, not what it computes.
+# Settings that change where or how a run is watched, not what it computes (threads: up to float
+# rounding, relcourse.config.Profile).
 NOT_COMPUTATION = {"name", "device", "threads", "data_workers", "notebook_claims", "data.seeds"}
 TOKENIZER_VOCABULARY = {"tokenizer.vocab_size"}
 # Settings that only vary together with another: changed from a profile that has that one set.
