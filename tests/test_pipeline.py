@@ -152,27 +152,40 @@ def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
         assert metrics["pairs"] > load_manifest(recipe)["metrics"]["pairs"]
 
 
-def test_a_killed_pretraining_resumes_to_the_same_weights(profile, tmp_path, monkeypatch):
-    fresh = load_profile("smoke", {**TINY, "pretrain.lr": 2e-3})   # a config no other test built
-    straight = load_model(run_pretrain(fresh, 0, progress=False) / MODEL_DIR)
+def killed_then_resumed(monkeypatch, module, batch_function: str, kill_step: int, build):
+    """Run `build()` with module.batch_function (called with the step as its second argument)
+    raising at `kill_step`, then again as it is: the run folder of the resumed run, whose log
+    must show it resumed rather than restarted (no repeated steps)."""
+    real = getattr(module, batch_function)
 
-    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
-    real_rows = pretrain.pointwise_rows
-
-    def killed_at_step_7(n, step, batch_size, seed):
-        if step == 7:
+    def killed(*args):
+        if args[1] == kill_step:
             raise KeyboardInterrupt("killed")
-        return real_rows(n, step, batch_size, seed)
+        return real(*args)
 
-    monkeypatch.setattr(pretrain, "pointwise_rows", killed_at_step_7)
+    monkeypatch.setattr(module, batch_function, killed)
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain(fresh, 0, progress=False)
-    monkeypatch.setattr(pretrain, "pointwise_rows", real_rows)
-    resumed_dir = run_pretrain(fresh, 0, progress=False)
-    log = pd.read_json(resumed_dir / "train" / "log.jsonl", lines=True)
-    assert log["step"].dropna().is_monotonic_increasing            # the resumed log has no repeats
-    resumed = load_model(resumed_dir / MODEL_DIR)
-    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        build()
+    monkeypatch.setattr(module, batch_function, real)
+    run_dir = build()
+    assert pd.read_json(run_dir / "train" / "log.jsonl", lines=True)["step"].dropna().is_monotonic_increasing
+    return run_dir
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "post_pretrain"])
+def test_a_killed_stage_resumes_to_the_same_weights(profile, tmp_path, monkeypatch, stage):
+    """Each training stage draws its batches (and masks) per step: killed and resumed, it ends with
+    the weights of a run that went straight through."""
+    from relcourse import post_pretrain
+    build, module, batch_function, kill_step = {
+        "pretrain": (run_pretrain, pretrain, "pointwise_rows", 7),
+        "post_pretrain": (run_post_pretrain, post_pretrain, "query_grouped_batch", 5)}[stage]
+    fresh = load_profile("smoke", {**TINY, f"{stage}.lr": 2e-3})   # a config no other test built
+    straight = load_model(build(fresh, 0, progress=False) / MODEL_DIR)
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    resumed = killed_then_resumed(monkeypatch, module, batch_function, kill_step,
+                                  lambda: build(fresh, 0, progress=False))
+    for (name, a), (_, b) in zip(straight.state_dict().items(), load_model(resumed / MODEL_DIR).state_dict().items()):
         assert torch.equal(a, b), name
 
 
