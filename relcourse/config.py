@@ -180,6 +180,9 @@ class PostPretrainConfig(Section):
     selection: str = setting("covering", "which logged pairs get pseudo-labels (claim T5): covering buckets x "
                                          "score bands, or naive (the most shown)", choices=("covering", "naive"))
     pairs_share: float = setting(1.0, "share of the pool's logged pairs that get pseudo-labels", 0.001, 1.0)
+    validation_points: int = setting(0, "times the relevance head is scored on the validation labels during the "
+                                        "run, logged as a learning curve; they select nothing and change no "
+                                        "weight (0 = none, the recipe: a curve costs a run of its own)", 0, 1_000)
 
     def check(self):
         if self.batch_size % self.docs_per_query_in_batch:
@@ -552,7 +555,8 @@ def canonical_json(obj) -> str:
 # a stage's key leaves them out at that value (`without_later_defaults`), so the runs keep their names.
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
                   "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
-                  "relevance_model": "lexical", "teacher_labels": "world", "annotator_anchoring": 0.0}
+                  "relevance_model": "lexical", "teacher_labels": "world", "annotator_anchoring": 0.0,
+                  "validation_points": 0}
 
 
 def without_later_defaults(settings):

@@ -24,26 +24,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import multiprocessing
 import statistics
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import claims, compute, metrics
 from .config import PROFILES, ModelConfig, Profile, design_overrides, with_overrides
+from .workers import build_in_processes
 from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
 from .feedback_loop import feedback_effect
 from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
-from .store import ensure_data, git_commit, load_manifest, write_json_atomic
+from .store import cpu_model, ensure_data, git_commit, load_manifest, package_versions, write_json_atomic
 from .train import best_eval
 
 RECIPE: dict = {}                               # the course's recipe: the profile as it is
@@ -211,7 +208,11 @@ def write_ladder(profile: Profile, seeds: list[int], out: Path | None = None, pr
     """`ladder_results` of every seed, their summary and the profile's claims registry; written as
     JSON to `out` (atomically) when given: what results/<profile>.json holds."""
     per_seed = {seed: ladder_results(profile, seed, progress) for seed in seeds}
-    results = {"profile": profile.name, "seeds": seeds, "git_commit": git_commit(), "settings": profile.to_dict(),
+    # the machine that wrote the file; each run's manifest names the one that built it (a CPU run
+    # rebuilt on another CPU or thread count can round differently: relcourse.store.cpu_model)
+    machine = {"cpu": cpu_model(), "threads": profile.threads, "versions": package_versions()}
+    results = {"profile": profile.name, "seeds": seeds, "git_commit": git_commit(), "machine": machine,
+               "settings": profile.to_dict(),
                "summary": ladder_summary(per_seed), "per_seed": per_seed,
                "claims": {c: dataclasses.asdict(r) for c, r in claims.load_results(profile.name).items()}}
     if out is not None:
@@ -312,9 +313,9 @@ def claim_stages(claim_id: str, profile: Profile) -> tuple[str, ...]:
         return ("data", "teacher")
     if claim_id == "T4":
         return feedback_loop_path(profile)
-    if claim_id in MEASURED_CLAIMS or claim_arms(claim_id, profile.name).stage == "distill":
+    spec = None if claim_id in MEASURED_CLAIMS else claim_arms(claim_id, profile.name)
+    if spec is None or spec.stage == "distill":
         return DISTILL_PATH
-    spec = claim_arms(claim_id, profile.name)
     return in_pipeline_order(stage for arm in (spec.arm, spec.baseline)
                              for stage in finetune_path(with_overrides(profile, arm)))
 
@@ -444,6 +445,12 @@ def _job_name(seed: int, stage: str, arm: dict) -> str:
     return f"seed {seed} {'' if stage == 'finetune' else stage + ' '}{arm_label(arm)}"
 
 
+def _job_seed(job_name: str) -> str:
+    """The seed a claim job is named for ('seed 0 recipe' -> '0'): its runs share that seed's
+    upstream stages, so the workers build them once before the seed's other arms start."""
+    return job_name.split()[1]
+
+
 def extra_jobs(profile: Profile, claim_id: str) -> dict[str, functools.partial]:
     """The arms a notebook shows beside the claim's two (EXTRA_ARMS), on the profile's first seed,
     the one the notebooks use: built with the claims, so a notebook reading the registry on a big
@@ -459,8 +466,9 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     as soon as its runs are built; then build the extra arms the notebooks show (extra_jobs).
 
     With `workers` > 1 the runs are built that many at a time (see build_in_processes). Runs
-    that several claims share (the recipe) are built once; stages are cached and locked, so two
-    workers needing one upstream stage build it once. If a run fails, the runs not started are
+    that several claims share (the recipe) are built once; a seed's first run builds the stages
+    its arms share before its other runs start, while the workers build other seeds' runs
+    (relcourse.workers), so no core waits on another's lock. If a run fails, the runs not started are
     cancelled and the error is raised; what finished stays cached for the next try.
     """
     ids = select_claims(stage, claim_ids, profile.name)
@@ -484,34 +492,8 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
                 results[claim_id] = run_claim(profile, claim_id, progress=False)   # all cached: quick
         return f"claims recorded: {', '.join(results) or 'none yet'}"
 
-    build_in_processes(jobs, workers, progress, record_finished)
+    build_in_processes(jobs, workers, progress, record_finished, group_of=_job_seed)
     return [results[claim_id] for claim_id in ids]
-
-
-def build_in_processes(jobs: dict[str, Callable], workers: int, progress: bool = True,
-                       on_built: Callable[[set[str]], str] | None = None) -> dict:
-    """Run the named jobs (picklable callables that build cached runs), `workers` at a time, each
-    in its own process; their results by name. Give each job a profile with
-    profile.threads // workers threads: a small model keeps several threads only partly busy
-    (compare `benchmarks/pretrain_throughput.py --threads 1` and `--threads 2`), so separate
-    processes usually finish sooner. `on_built(names built so far)` runs after each job and
-    returns a progress line. The results come in the jobs' order. If a job fails, the jobs not started are cancelled and the error is
-    raised; what finished stays cached."""
-    built, out = set(), {}
-    # spawn, not fork: a forked child inherits torch's thread pools in whatever state they are in
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(job): name for name, job in jobs.items()}
-        try:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="runs", disable=not progress):
-                out[futures[future]] = future.result()
-                built.add(futures[future])
-                line = on_built(built) if on_built else ""
-                if progress:
-                    tqdm.write(f"{time.strftime('%H:%M:%S')} built {futures[future]}; {line}")
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-    return {name: out[name] for name in jobs}   # in the jobs' order, not the order they finished in
 
 
 def _worker_profile(profile: Profile, workers: int) -> Profile:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -98,10 +99,12 @@ def post_pretrain_settings(profile: Profile) -> dict:
             "span": profile.pretrain.span, **arithmetic_settings(profile)}
 
 
-def post_pretrain(model, pairs, tokenizer, profile: Profile, seed: int, run_dir: Path, progress: bool = True):
+def post_pretrain(model, pairs, tokenizer, profile: Profile, seed: int, run_dir: Path, progress: bool = True,
+                  validate: Callable[[torch.nn.Module], dict] | None = None):
     """Train `model` in place on `pairs` (a PairSet whose targets are pseudo-labels in [0, 1]) with
     profile.post_pretrain's loss and budget: the recipe's stage 2, and the feedback loop's (claim
-    T4) model in each round. Returns relcourse.train's TrainResult; checkpoints go to `run_dir`."""
+    T4) model in each round. Returns relcourse.train's TrainResult; checkpoints go to `run_dir`.
+    With `validate` (model -> {"auc": ...}), it is logged post_pretrain.validation_points times."""
     cfg = profile.post_pretrain
     relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
 
@@ -123,9 +126,13 @@ def post_pretrain(model, pairs, tokenizer, profile: Profile, seed: int, run_dir:
         mlm = m(mlm_batch, mlm_labels=batch["mlm_labels"], relevance=False)["mlm"]
         return {"loss": rel + cfg.mlm_weight * mlm, "relevance": rel, "mlm": mlm}
 
+    curve = validate is not None and cfg.validation_points > 0
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, grad_accum=cfg.grad_accum,
-                       checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, seed))
-    return train(model, batch_at, loss_fn, tcfg, Path(run_dir), progress=progress)
+                       checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, seed),
+                       eval_every=max(cfg.steps // cfg.validation_points, 1) if curve else 0)
+    # no metric: the curve is logged and selects nothing, so stage 2 never sees a human label
+    return train(model, batch_at, loss_fn, tcfg, Path(run_dir), evaluate=validate if curve else None,
+                 progress=progress)
 
 
 def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:
@@ -141,7 +148,9 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
         pairs = make_pairset(data_dir, tokenizer, labelled["doc_id"].to_numpy(), labelled["pseudo_label"].to_numpy(),
                              profile.tokenizer)
         model = load_model(pretrain_dir / MODEL_DIR)
-        post_pretrain(model, pairs, tokenizer, profile, seed, out / "train", progress)
+        post_pretrain(model, pairs, tokenizer, profile, seed, out / "train", progress,
+                      validate=validation_auc(data_dir, tokenizer, profile) if profile.post_pretrain.validation_points
+                      else None)
         save_model(model, out / MODEL_DIR)
         return {"pairs": len(pairs), "queries": int(labelled["query_id"].nunique()),
                 "pseudo_label_mean": round(float(labelled["pseudo_label"].mean()), 4)}
@@ -149,6 +158,14 @@ def run_post_pretrain(profile: Profile, seed: int, progress: bool = True) -> Pat
     return cached_stage(profile, "post_pretrain", seed, post_pretrain_settings(profile), build,
                         upstream={"data": run_hash(data_dir), "teacher": run_hash(teacher_dir),
                                   "pretrain": run_hash(pretrain_dir)}, resumable=True)
+
+
+def validation_auc(data_dir: Path, tokenizer, profile: Profile) -> Callable[[torch.nn.Module], dict]:
+    """model -> {"auc": its relevance head's AUC on the validation labels}: stage 2's learning curve."""
+    from .finetune import human_labels, score   # here: relcourse.finetune imports this module
+    valid = human_labels(data_dir, "valid")
+    pairs = make_pairset(data_dir, tokenizer, valid["doc_id"].to_numpy(), valid["label"].to_numpy(), profile.tokenizer)
+    return lambda model: {"auc": metrics.auc(pairs.targets, score(model, pairs))}
 
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")

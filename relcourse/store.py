@@ -177,6 +177,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's name and the vector instructions torch's kernels use on it ('AMD EPYC, AVX512'):
+    two machines with different ones can round a float sum differently, so a CPU run may not
+    rebuild bit for bit on the other."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), name)
+    except OSError:
+        pass
+    import torch   # here, not at the top: the store is also used where torch is not loaded yet
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -259,7 +273,7 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
                     "versions": package_versions(), "git_commit": git_commit(),
                     # Not in the key (they should not change results), recorded because on CPU they can:
                     # a sum split over another number of threads rounds differently.
-                    "machine": {"threads": profile.threads, "device": profile.device, "cpu": platform.machine(),
+                    "machine": {"threads": profile.threads, "device": profile.device, "cpu": cpu_model(),
                                 **({"processes": processes} if resumable and processes > 1 else {})},
                     "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                     "status": "complete",

@@ -5,7 +5,8 @@ warm-up, clipping, gradient accumulation, logging, checkpoints, evaluation, earl
 
     batch_at(i)            -> dict of tensors: batch number i, a pure function of i
     loss_fn(model, batch)  -> {"loss": tensor to backpropagate, "mlm": ..., ...}: the rest are logged
-    evaluate(model)        -> {"auc": 0.71, ...} (optional): `metric` names the key to maximise
+    evaluate(model)        -> {"auc": 0.71, ...} (optional): `metric` names the key to maximise;
+                              without one the evaluations are only logged (a learning curve)
 
 Optimizer step `step` (0, 1, ...) trains on batch_at(step). With cfg.grad_accum = k the loop
 cuts each batch into k micro-batches of whole query groups (`micro_batches`) and adds up their
@@ -126,18 +127,20 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     """Train `model` in place for cfg.steps steps, or resume or return a run in `run_dir`.
 
     The model ends on the training device, in train mode, with the final weights, or with the
-    best evaluated ones when `evaluate` is given. `evaluate(model)` runs in eval mode, without
-    gradients, every cfg.eval_every steps and at the last step. loss_fn gets the model itself
+    best evaluated ones when `evaluate` and `metric` are given. `evaluate(model)` runs in eval
+    mode, without gradients, every cfg.eval_every steps and at the last step; without a `metric`
+    its results are only logged, and the run is the same, bit for bit, as one without them. loss_fn gets the model itself
     (on the device, its forward autocast to cfg.precision) and may call it, or any of its methods,
     as often as it needs. Under several processes the main process's `run_dir` is the run's
     folder: the others read its checkpoint and log and write nothing, so theirs may be any
     folder (a scratch one).
     """
     run_dir = Path(run_dir)
-    if (evaluate is None) != (cfg.eval_every == 0) or (evaluate is not None and metric is None):
-        raise ValueError(f"evaluation needs an `evaluate` function, a `metric` to maximise and cfg.eval_every > 0, "
-                         f"or none of them; got evaluate={evaluate is not None}, metric={metric!r}, "
-                         f"eval_every={cfg.eval_every}")
+    if (evaluate is None) != (cfg.eval_every == 0) or (metric is not None and evaluate is None) \
+            or (cfg.patience and metric is None):
+        raise ValueError(f"evaluation needs an `evaluate` function and cfg.eval_every > 0 (and a `metric` to "
+                         f"maximise for early stopping), or none of them; got evaluate={evaluate is not None}, "
+                         f"metric={metric!r}, eval_every={cfg.eval_every}, patience={cfg.patience}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA GPU: train with device='cpu' or 'auto'")
     accelerator = new_accelerator(cfg)
@@ -253,7 +256,9 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
             if processes > 1:
                 scores = broadcast_object_list([scores])[0]
             log({"step": step, "eval": scores})
-            if run["best"] is None or scores[metric] > run["best"][metric]:
+            if metric is None:
+                pass   # a learning curve: logged, selects nothing
+            elif run["best"] is None or scores[metric] > run["best"][metric]:
                 run["best"], run["evals_since_best"] = {"step": step, **scores}, 0
                 best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
@@ -376,11 +381,11 @@ def set_rng_state(state: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate_once(evaluate: Callable[[nn.Module], dict], model: nn.Module, metric: str) -> dict[str, float]:
+def evaluate_once(evaluate: Callable[[nn.Module], dict], model: nn.Module, metric: str | None) -> dict[str, float]:
     model.eval()
     scores = {k: float(v) for k, v in evaluate(model).items()}
     model.train()
-    if metric not in scores:
+    if metric is not None and metric not in scores:
         raise ValueError(f"metric {metric!r} is not among the evaluation's results {sorted(scores)}: "
                          f"pass one of them as `metric`")
     return scores

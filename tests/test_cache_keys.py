@@ -73,17 +73,16 @@ def test_every_setting_changes_its_stage_key(profile_name):
         if key in NOT_COMPUTATION:
             continue
         profile = with_overrides(PROFILES[profile_name], NEEDS.get(key, {}))
-        keys = {stage: key_of(stage, profile) for stage in STAGE_SETTINGS}
+        keys = {stage: own_key(stage, profile) for stage in STAGE_SETTINGS}
         changed = another_valid_value(profile, key, f, value)
         for stage in PROFILE_STAGES.get(key) or [SECTION_STAGE[key.split(".")[0]]]:
-            assert key_of(stage, changed) != keys[stage], f"{key} is not in the {stage} stage's cache key"
+            assert own_key(stage, changed) != keys[stage], f"{key} is not in the {stage} stage's cache key"
         if key in TOKENIZER_VOCABULARY:
             assert tokenizer_settings(changed) != keys["tokenizer"]
         checked += 1
     assert checked >= 50
 
 
-key_of = own_key   # the hash that names the stage's run, its upstream runs left out
 
 
 def test_a_fingerprint_names_the_stages_whose_settings_changed_and_only_those():
@@ -113,10 +112,10 @@ def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
                 "laptop": with_overrides(PROFILES["laptop"], {"pretrain.steps": 4000, "pretrain.warmup_steps": 400,
                                                               "post_pretrain.steps": 9600})}
     for name, hashes in before.items():
-        assert [key_of(s, profiles[name]) for s in ("pretrain", "post_pretrain", "finetune", "distill")] == hashes
-    assert key_of("pretrain", with_overrides(PROFILES["smoke"], {"pretrain.grad_accum": 2})) != before["smoke"][0]
+        assert [own_key(s, profiles[name]) for s in ("pretrain", "post_pretrain", "finetune", "distill")] == hashes
+    assert own_key("pretrain", with_overrides(PROFILES["smoke"], {"pretrain.grad_accum": 2})) != before["smoke"][0]
     for later in ({"distill.hidden_weight": 1.0}, {"pretrain.model.layers": 4, "distill.via_layers": 2}):
-        assert key_of("distill", with_overrides(PROFILES["smoke"], later)) != before["smoke"][3], later
+        assert own_key("distill", with_overrides(PROFILES["smoke"], later)) != before["smoke"][3], later
 
 
 def test_fine_tuning_key_sees_the_input_encoding_and_the_scratch_model_size():
@@ -140,5 +139,5 @@ def test_the_students_arithmetic_is_in_the_distill_key_only():
     for key, value in [("distill.train_precision", "bf16"), ("distill.train_precision", "fp32"),
                        ("distill.serve_precision", "bf16"), ("distill.serve_precision", "int8")]:
         arm = with_overrides(smoke, {key: value})
-        assert key_of("distill", arm) != key_of("distill", smoke), (key, value)
-        assert all(key_of(s, arm) == key_of(s, smoke) for s in STAGE_SETTINGS if s != "distill"), (key, value)
+        assert own_key("distill", arm) != own_key("distill", smoke), (key, value)
+        assert all(own_key(s, arm) == own_key(s, smoke) for s in STAGE_SETTINGS if s != "distill"), (key, value)

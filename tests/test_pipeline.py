@@ -189,6 +189,20 @@ def test_a_killed_stage_resumes_to_the_same_weights(profile, tmp_path, monkeypat
         assert torch.equal(a, b), name
 
 
+def test_stage_2s_learning_curve_is_logged_and_changes_no_weight(profile):
+    from relcourse.train import read_log
+    plain = run_post_pretrain(profile, 0, progress=False)
+    curve = run_post_pretrain(with_overrides(profile, {"post_pretrain.validation_points": 2}), 0, progress=False)
+    assert curve != plain   # a setting of its own, so its own run
+    evaluations = [line for line in read_log(curve / "train") if "eval" in line]
+    steps = profile.post_pretrain.steps
+    assert [line["step"] for line in evaluations] == [steps // 2, steps] and 0 < evaluations[-1]["eval"]["auc"] < 1
+    assert not any("eval" in line for line in read_log(plain / "train"))
+    for (name, a), (_, b) in zip(load_model(plain / MODEL_DIR).state_dict().items(),
+                                 load_model(curve / MODEL_DIR).state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_a_claim_is_measured_on_every_seed_and_recorded(profile):
     two_seeds = load_profile("smoke", {**TINY, "seeds": "0,1"})
     result = run_claim(two_seeds, "F2")
@@ -240,3 +254,6 @@ def test_the_ladder_results_file_is_strict_json_with_every_rung_and_reference(pr
               if "eval" in line]
     assert recipe["valid_auc"] == max(logged)
     assert "alias" in results["summary"]["auc_by_phenomenon"]["LexicalRanker"]
+    # which CPU wrote it: a rebuild on another CPU may round differently
+    import torch
+    assert results["machine"]["cpu"].endswith(torch.backends.cpu.get_cpu_capability())

@@ -7,7 +7,7 @@ import pytest
 import data_gen
 from relcourse import store
 from relcourse.config import load_profile
-from relcourse.store import (StoreError, atomic_dir, cached_stage, ensure_data, load_manifest, require_stage,
+from relcourse.store import (StoreError, atomic_dir, cached_stage, cpu_model, ensure_data, load_manifest, require_stage,
                              stage_dir, write_json_atomic)
 
 SMOKE = load_profile("smoke")
@@ -79,6 +79,8 @@ def test_cached_stage_writes_a_complete_manifest():
     assert m["metrics"] == {"auc": 0.6}
     assert "python" in m["versions"] and "torch" in m["versions"] and "git_commit" in m
     assert m["machine"]["threads"] == SMOKE.threads and m["machine"]["device"] == SMOKE.device
+    import torch
+    assert m["machine"]["cpu"] == cpu_model() and cpu_model().endswith(", " + torch.backends.cpu.get_cpu_capability())
     assert datetime.datetime.fromisoformat(m["created"]).tzinfo is not None
     assert (d / "weights.txt").exists()
 

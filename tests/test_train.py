@@ -258,6 +258,16 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     assert model.training
 
 
+def test_a_learning_curve_is_logged_and_changes_nothing(tmp_path):
+    # evaluations without a metric select nothing: the same weights, bit for bit, as no evaluation
+    plain, curve = make_model(), make_model()
+    run(plain, tmp_path / "plain", config())
+    result = run(curve, tmp_path / "curve", config(eval_every=4), evaluate=held_out_score)
+    assert [line["step"] for line in result.history if "eval" in line] == [4, 8, 12, 16, 20]
+    assert result.best is None and not result.stopped_early
+    assert all(torch.equal(v, curve.state_dict()[k]) for k, v in plain.state_dict().items())
+
+
 @pytest.mark.parametrize("field, value", [
     ("steps", 0), ("lr", 0.0), ("warmup_steps", -1), ("weight_decay", 2.0), ("grad_accum", 0),
     ("max_grad_norm", -1.0), ("checkpoint_every", -5), ("log_every", 0), ("precision", "fp8"),
@@ -275,8 +285,11 @@ def test_invalid_settings_say_what_is_valid():
 
 
 def test_misuse_of_train_is_explained(tmp_path):
-    with pytest.raises(ValueError, match="evaluation needs an `evaluate` function, a `metric`"):
-        run(make_model(), tmp_path, config(eval_every=5), evaluate=held_out_score)
+    with pytest.raises(ValueError, match="evaluation needs an `evaluate` function and cfg.eval_every > 0 "
+                                         r"\(and a `metric` to maximise for early stopping\).*patience=2"):
+        run(make_model(), tmp_path, config(eval_every=5, patience=2), evaluate=held_out_score)
+    with pytest.raises(ValueError, match="evaluation needs an `evaluate` function"):
+        run(make_model(), tmp_path, config(), metric="auc")
     with pytest.raises(ValueError, match=r"metric 'auc' is not among the evaluation's results \['neg_loss'\]"):
         run(make_model(), tmp_path / "auc", config(eval_every=5), evaluate=held_out_score, metric="auc")
     with pytest.raises(ValueError, match=r"must return a dict with a 'loss' entry.*\['mse'\]"):
