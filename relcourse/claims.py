@@ -224,12 +224,33 @@ def seeds_for_half_width(sd: float, half_width: float = 0.02, most: int = 1_000)
     >>> seeds_for_half_width(0.01), seeds_for_half_width(0.03), seeds_for_half_width(0.0)
     (4, 12, 2)
     """
-    if not math.isfinite(sd):
+    if not (math.isfinite(sd) and math.isfinite(half_width)):
         return None
     for n in range(2, most + 1):
         if t_quantile_975(n - 1) * sd / math.sqrt(n) <= half_width:
             return n
     return None
+
+
+AUC_PRECISION = 0.02   # the half-width the course asks of an AUC claim's 95% interval
+SPEED_PRECISION = 0.1  # of a log speed ratio: ±10%; a timing here moves by up to a fifth between runs
+
+
+def precision_target(claim: Claim, baseline_mean: float | None = None) -> float:
+    """The half-width a claim's 95% interval should reach, in its own metric's units: ±0.02 for an
+    AUC (or NDCG); for PNR, the change that ±0.02 of pairwise accuracy p makes at the baseline's
+    level (PNR = p / (1 − p), so dPNR = dp / (1 − p)² = dp · (1 + PNR)²; NaN without a baseline);
+    for a log speed ratio, SPEED_PRECISION.
+
+    >>> by_id = {c.id: c for c in CLAIMS}
+    >>> precision_target(by_id["F3"]), round(precision_target(by_id["F1"], 7.0), 2), precision_target(by_id["D12"])
+    (0.02, 1.28, 0.1)
+    """
+    if claim.metric.startswith("log("):
+        return SPEED_PRECISION
+    if "PNR" in claim.metric:
+        return AUC_PRECISION * (1 + baseline_mean) ** 2 if baseline_mean is not None else math.nan
+    return AUC_PRECISION
 
 
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",

@@ -41,7 +41,6 @@ from relcourse.store import REPO_ROOT, git_commit, runs_root, write_bytes_atomic
 
 FORMAT = 1
 REPORTS_ENV = "RELCOURSE_REPORTS"
-HALF_WIDTH = 0.02   # the precision "seeds for ±0.02" asks of a claim's 95% interval
 
 # What each profile's report reads by default: its committed results files, in order.
 # Oldest first: the last input with a result for a claim wins. results/laptop-distill.json holds the
@@ -122,7 +121,7 @@ def build(profile: str, results_files: list[Path | str] | None = None, live: boo
         registries.append((LIVE, _live_results(name)))
     variants = {key: result.claim_id for _, entries in registries for key, result in entries.items()
                 if key not in CLAIMS_BY_ID}
-    return {"format": FORMAT, "profile": name, "half_width": HALF_WIDTH, "inputs": inputs, "ladders": ladders,
+    return {"format": FORMAT, "profile": name, "inputs": inputs, "ladders": ladders,
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
             "variants": [_claim_row(CLAIMS_BY_ID[variants[key]], name, registries, inputs, key)
                          for key in _in_claims_order(variants)],
@@ -265,6 +264,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
                                   result.design, result.recipe)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
+    target = claims.precision_target(claim, statistics.fmean(result.baseline_values) if result.baseline_values else None)
     source = next((i for i in inputs if i["label"] == label), {})
     world = source.get("claims_world")
     earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(key, {})
@@ -278,7 +278,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
             "mean": _num(result.mean),
             "interval": [_num(x) for x in result.interval], "sd": _num(sd),
             "mde80": _num(claims.minimum_detectable_effect(sd, n)),
-            "seeds_for_half_width": claims.seeds_for_half_width(sd, HALF_WIDTH),
+            "precision_target": _num(target), "seeds_for_half_width": claims.seeds_for_half_width(sd, target),
             "status": result.status, "notes": result.notes,
             "recipe_changed": _recipe_changes(result, profile),
             "no_interval": "not run" if n == 0 else "1 seed: no spread to judge by" if n == 1 else ""}
@@ -368,7 +368,7 @@ def regenerate(out_dir: Path) -> Path:
 
 def claims_table(profile: str) -> str:
     """A Markdown table of every claim and its result in the live registry of `profile`."""
-    return _claims_table(build(profile, results_files=[], live=True)["claims"], HALF_WIDTH)
+    return _claims_table(build(profile, results_files=[], live=True)["claims"])
 
 
 def write_report(profile: str, path: Path) -> Path:

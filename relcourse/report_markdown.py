@@ -16,7 +16,7 @@ LIVE = "live"       # the name of the live registry among a report's inputs
 STAGE_TITLES = {"pretrain": "Stage 1: pretraining", "post_pretrain": "Stage 2: post-pretraining on behaviour logs",
                 "finetune": "Stage 3: fine-tuning on human labels", "distill": "Stage 4: distillation and serving"}
 COLUMNS = ("id", "stage", "claim", "source notes", "the sources' figure", "metric", "from", "effect", "95% interval",
-           "seeds", "per-seed SD", "smallest effect found 80% of the time", "seeds for ±{half_width}", "status",
+           "seeds", "per-seed SD", "smallest effect found 80% of the time", "seeds for the precision target", "status",
            "arm vs baseline")
 
 
@@ -41,8 +41,10 @@ def render(results: dict) -> str:
               "seeds (scipy.stats). A claim **holds** when the interval excludes 0 on the expected side, **does "
               "not hold** when it excludes 0 on the other, and is **inconclusive** otherwise or with one seed. "
               "Power, from the per-seed SD of the effect: the smallest true effect these seeds would find 80% "
-              f"of the time ((t₀.₉₇₅ + t₀.₈) · SD / √seeds), and the seeds a ±{results['half_width']} interval "
-              "needs.", ""]
+              "of the time ((t₀.₉₇₅ + t₀.₈) · SD / √seeds), and the seeds an interval needs to reach the precision "
+              "target: ±0.02 for an AUC; for PNR, the change that ±0.02 of pairwise accuracy makes at the "
+              "baseline's level (PNR = p / (1 − p), so ±0.02 · (1 + PNR)²); ±0.1 for a log speed ratio (timings "
+              "on a shared machine move more than a tenth between runs).", ""]
     for stage in STAGES:
         stage_rows = [r for r in rows if r["stage"] == stage]
         parts += [f"### {STAGE_TITLES[stage]}", ""]
@@ -50,13 +52,13 @@ def render(results: dict) -> str:
             parts += [f"![Forest plot, {stage}](forest-{stage}.png)", ""]
         else:
             parts += ["No claim of this stage has a result in these inputs.", ""]
-        parts += [claims_table(stage_rows, results["half_width"], stage_column=False), ""]
+        parts += [claims_table(stage_rows, stage_column=False), ""]
     if results.get("variants"):
         parts += ["## Variants of a claim's design", "",
                   "A claim run with settings changed beyond its design (`relcourse run claims --set KEY=VALUE`) is "
                   "recorded apart from the claim's own result, under the claim's id and the settings it changed, "
                   "so it never replaces that result; the tables above do not count it.", "",
-                  claims_table([{**r, "id": r["key"]} for r in results["variants"]], results["half_width"]), ""]
+                  claims_table([{**r, "id": r["key"]} for r in results["variants"]]), ""]
     for ladder in results["ladders"]:
         parts += _ladder_section(ladder, results["inputs"])
     parts += _machine_section(results["inputs"])
@@ -96,9 +98,9 @@ def _inputs_table(inputs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def claims_table(rows: list[dict], half_width: float, stage_column: bool = True) -> str:
+def claims_table(rows: list[dict], stage_column: bool = True) -> str:
     """The claims' rows of a report's results.json as one Markdown table."""
-    columns = [c.format(half_width=half_width) for c in COLUMNS if stage_column or c != "stage"]
+    columns = [c for c in COLUMNS if stage_column or c != "stage"]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for r in rows:
         lo, hi = r["interval"]
@@ -116,12 +118,26 @@ def claims_table(rows: list[dict], half_width: float, stage_column: bool = True)
                  "95% interval": f"[{lo:+.4f}, {hi:+.4f}]" if lo is not None else f"— ({r['no_interval']})",
                  "seeds": str(len(r["seeds"])), "per-seed SD": _plain(r["sd"]),
                  "smallest effect found 80% of the time": _plain(r["mde80"]),
-                 f"seeds for ±{half_width}": "—" if r["seeds_for_half_width"] is None else str(r["seeds_for_half_width"]),
+                 "seeds for the precision target": seeds_for_target(r),
                  "status": r["status"],
                  "arm vs baseline": (f"earlier design, baseline: {r['baseline']}; " if r.get("earlier_design") else "")
                  + r["notes"]}
         lines.append("| " + " | ".join(str(cells[c]).replace("|", "/") for c in columns) + " |")
     return "\n".join(lines)
+
+
+def seeds_for_target(row: dict) -> str:
+    """'16 for ±0.02': the seeds a claim's interval needs to reach its precision target.
+
+    >>> seeds_for_target({"seeds_for_half_width": 16, "precision_target": 0.02})
+    '16 for ±0.02'
+    >>> seeds_for_target({"seeds_for_half_width": 3, "precision_target": 1.4451}), seeds_for_target({"seeds_for_half_width": None, "precision_target": 0.02})
+    ('3 for ±1.45', '— (±0.02)')
+    """
+    if row.get("precision_target") is None:   # a PNR claim recorded without its sides' values
+        return "— (no baseline level recorded)"
+    target = f"±{row['precision_target']:.3g}"
+    return f"— ({target})" if row["seeds_for_half_width"] is None else f"{row['seeds_for_half_width']} for {target}"
 
 
 def _recipe_note(changed: list[str] | None) -> str:

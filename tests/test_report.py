@@ -74,11 +74,29 @@ def test_the_interval_is_scipys_student_t_on_a_worked_example(tmp_path):
     assert row["seeds_for_half_width"] == 4 and row["status"] == "inconclusive"
 
 
+def test_each_claim_is_powered_for_a_precision_on_its_own_scale(tmp_path):
+    # ±0.02 means AUC; a PNR claim asks for ±0.02 of pairwise accuracy p at its baseline's level
+    # (PNR = p / (1 - p)), a speed claim for ±10%
+    pnr = {"F1": {0: (7.4, 7.5), 1: (7.6, 7.4), 2: (6.9, 7.5)}, "D12": {0: (10.5, 8.4), 1: (10.7, 8.5), 2: (10.6, 8.5)}}
+    entries = {c: claims.to_json(summarise(c, "laptop", {s: a - b for s, (a, b) in sides.items()}, sides_by_seed=sides))
+               for c, sides in pnr.items()}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"profile": "laptop", "seeds": [0, 1, 2], "claims": entries}))
+    rows = {r["id"]: r for r in report.build("laptop", [path], live=False)["claims"]}
+    p = 7.4667 / 8.4667   # the baseline's mean PNR as a pairwise accuracy
+    assert rows["F1"]["precision_target"] == pytest.approx(0.02 * (1 + 7.4667) ** 2, rel=1e-4)
+    assert rows["F1"]["precision_target"] == pytest.approx(0.02 / (1 - p) ** 2, rel=1e-4)
+    assert (rows["D12"]["precision_target"], rows["P1"]["precision_target"]) == (0.1, 0.02)
+    for c in ("F1", "D12"):
+        sd = statistics.stdev([a - b for a, b in pnr[c].values()])
+        assert rows[c]["seeds_for_half_width"] == claims.seeds_for_half_width(sd, rows[c]["precision_target"])
+
+
 def test_one_seed_shows_no_interval_and_says_why(tmp_path):
     path = results_file(tmp_path / "r.json", {"P1": {0: 0.03}})
     out = report.write("smoke", [path], live=False)
     p1 = next(line for line in out.read_text().splitlines() if line.startswith("| P1 |"))
-    assert "| +0.0300 | — (1 seed: no spread to judge by) | 1 | — | — | — | inconclusive |" in p1
+    assert "| +0.0300 | — (1 seed: no spread to judge by) | 1 | — | — | — (±0.02) | inconclusive |" in p1
     assert (out.parent / "forest-pretrain.png").exists()   # drawn as an open dot
 
 
