@@ -33,7 +33,6 @@ import pandas as pd
 
 from . import claims, compute, metrics
 from .config import PROFILES, ModelConfig, Profile, design_overrides, with_overrides
-from .workers import build_in_processes
 from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
 from .feedback_loop import feedback_effect
 from .finetune import run_finetune
@@ -42,6 +41,7 @@ from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
 from .store import cpu_model, ensure_data, git_commit, load_manifest, package_versions, write_json_atomic
 from .train import best_eval
+from .workers import build_in_processes
 
 RECIPE: dict = {}                               # the course's recipe: the profile as it is
 PROBE = {"finetune.start": "pretrain"}          # fine-tune the pretrained model, no stage 2
@@ -498,7 +498,9 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
 
 def _worker_profile(profile: Profile, workers: int) -> Profile:
     """The profile each of `workers` processes builds with: its share of the profile's threads
-    and data processes."""
+    and data processes. A small model keeps several threads only partly busy (compare
+    `benchmarks/pretrain_throughput.py --threads 1` and `--threads 2`), so separate processes
+    of one thread each usually finish sooner than one process of two."""
     return dataclasses.replace(profile, threads=max(1, profile.threads // workers),
                                data_workers=max(1, profile.data_workers // workers))
 
