@@ -50,8 +50,9 @@ def test_every_claim_appears_with_its_input_and_world():
     text = report.write("laptop").read_text()
     assert all(f"\n| {c.id} | " in text for c in CLAIMS)
     d1 = next(line for line in text.splitlines() if line.startswith("| D1 |"))
-    # the world-3 result of the later input supersedes the world-2 one of the earlier
-    assert "B (world 3); supersedes A" in d1 and "+2% AUC, 48 vs 12 layers" in d1 and "| inconclusive |" in d1
+    # the world-3 results of later inputs supersede the world-2 one of the earliest (A), and the
+    # 14,400-step recipe's (D) that of the 9,600-step one (B)
+    assert "D (world 3); supersedes A, B" in d1 and "+2% AUC, 48 vs 12 layers" in d1 and "| inconclusive |" in d1
     assert "| B | `results/laptop-postpretrain9600.json` | learning ladder + claims registry | ladder 3; claims 3 |" in text
     assert "| C | `results/laptop.json` | learning ladder + claims registry | ladder 3; claims 3 |" in text
     assert "## The learning ladder: input B (world 3)" in text and "## The learning ladder: input C (world 3)" in text
