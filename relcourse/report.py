@@ -5,8 +5,8 @@
 the claims registry). `build` reads those files and this checkout's live registry
 (runs/<profile>/claims/results.json, when present) into one JSON document: every claim with its
 effects per seed, the 95% Student-t interval, the per-seed SD, the smallest effect its seeds
-would find 80% of the time, the seeds that ±0.02 needs, and which input it came from; the learning
-ladder against the course's targets; the inputs' commits, settings and hardware. `render`
+would find 80% of the time, the seeds its precision target needs (claims.precision_target), and
+which input it came from; the learning ladder against the course's targets; the inputs' commits, settings and hardware. `render`
 (relcourse.report_markdown) turns that document, and nothing else, into Markdown, so REPORT.md can
 always be regenerated from results.json (`regenerate`) and any number checked against it.
 
@@ -18,7 +18,7 @@ that agree with it or were superseded.
 >>> import tempfile
 >>> os.environ["RELCOURSE_RUNS"] = tempfile.mkdtemp()   # an empty registry
 >>> print(claims_table("smoke").splitlines()[2])
-| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | 002 |  | test AUC after fine-tuning |  | — | — (not run) | 0 | — | — | — | not run |  |
+| P1 | pretrain | Masking 80/10/10 ([MASK]/random/unchanged) fine-tunes better than all-[MASK] | 002 |  | test AUC after fine-tuning |  | — | — (not run) | 0 | — | — | — (±0.02) | not run |  |
 >>> del os.environ["RELCOURSE_RUNS"]
 """
 from __future__ import annotations
