@@ -6,8 +6,8 @@ the claims registry). `build` reads those files and this checkout's live registr
 (runs/<profile>/claims/results.json, when present) into one JSON document: every claim with its
 effects per seed, the 95% Student-t interval, the per-seed SD, the smallest effect its seeds
 would find 80% of the time, the seeds its precision target needs (claims.precision_target), and
-which input it came from; the learning ladder against the course's targets; the inputs' commits, settings and hardware. `render`
-(relcourse.report_markdown) turns that document, and nothing else, into Markdown, so REPORT.md can
+which input it came from; the learning ladder against the course's targets; the inputs' commits,
+settings and hardware. `render` (relcourse.report_markdown) turns that document, and nothing else, into Markdown, so REPORT.md can
 always be regenerated from results.json (`regenerate`) and any number checked against it.
 
 Which result a claim shows: the inputs are read in order (the profile's committed files, or
@@ -264,7 +264,8 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
                                   result.design, result.recipe)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
-    target = claims.precision_target(claim, statistics.fmean(result.baseline_values) if result.baseline_values else None)
+    baseline = statistics.fmean(result.baseline_values) if result.baseline_values else None
+    target = claims.precision_target(claim, baseline)
     source = next((i for i in inputs if i["label"] == label), {})
     world = source.get("claims_world")
     earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(key, {})

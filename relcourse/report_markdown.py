@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from relcourse.claims import STAGES, STATUSES
+from relcourse.claims import AUC_PRECISION, SPEED_PRECISION, STAGES, STATUSES
 
 LIVE = "live"       # the name of the live registry among a report's inputs
 STAGE_TITLES = {"pretrain": "Stage 1: pretraining", "post_pretrain": "Stage 2: post-pretraining on behaviour logs",
@@ -41,10 +41,11 @@ def render(results: dict) -> str:
               "seeds (scipy.stats). A claim **holds** when the interval excludes 0 on the expected side, **does "
               "not hold** when it excludes 0 on the other, and is **inconclusive** otherwise or with one seed. "
               "Power, from the per-seed SD of the effect: the smallest true effect these seeds would find 80% "
-              "of the time ((t₀.₉₇₅ + t₀.₈) · SD / √seeds), and the seeds an interval needs to reach the precision "
-              "target: ±0.02 for an AUC; for PNR, the change that ±0.02 of pairwise accuracy makes at the "
-              "baseline's level (PNR = p / (1 − p), so ±0.02 · (1 + PNR)²); ±0.1 for a log speed ratio (timings "
-              "on a shared machine move more than a tenth between runs).", ""]
+              "of the time ((t₀.₉₇₅ + t₀.₈) · SD / √seeds), and the seeds an interval needs to reach the "
+              f"precision target: ±{AUC_PRECISION} for an AUC; for PNR, the change that ±{AUC_PRECISION} of "
+              f"pairwise accuracy makes at the baseline's level (PNR = p / (1 − p), so ±{AUC_PRECISION} · "
+              f"(1 + PNR)²); ±{SPEED_PRECISION} for a log speed ratio (timings on a shared machine move more than "
+              "a tenth between runs).", ""]
     for stage in STAGES:
         stage_rows = [r for r in rows if r["stage"] == stage]
         parts += [f"### {STAGE_TITLES[stage]}", ""]
@@ -131,8 +132,10 @@ def seeds_for_target(row: dict) -> str:
 
     >>> seeds_for_target({"seeds_for_half_width": 16, "precision_target": 0.02})
     '16 for ±0.02'
-    >>> seeds_for_target({"seeds_for_half_width": 3, "precision_target": 1.4451}), seeds_for_target({"seeds_for_half_width": None, "precision_target": 0.02})
-    ('3 for ±1.45', '— (±0.02)')
+    >>> seeds_for_target({"seeds_for_half_width": 3, "precision_target": 1.4451})
+    '3 for ±1.45'
+    >>> seeds_for_target({"seeds_for_half_width": None, "precision_target": 0.02})
+    '— (±0.02)'
     """
     if row.get("precision_target") is None:   # a PNR claim recorded without its sides' values
         return "— (no baseline level recorded)"

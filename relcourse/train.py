@@ -129,8 +129,8 @@ def train(model: nn.Module, batch_at: Callable[[int], dict], loss_fn: Callable[[
     The model ends on the training device, in train mode, with the final weights, or with the
     best evaluated ones when `evaluate` and `metric` are given. `evaluate(model)` runs in eval
     mode, without gradients, every cfg.eval_every steps and at the last step; without a `metric`
-    its results are only logged, and the run is the same, bit for bit, as one without them. loss_fn gets the model itself
-    (on the device, its forward autocast to cfg.precision) and may call it, or any of its methods,
+    its results are only logged, and the run is the same, bit for bit, as one without them.
+    loss_fn gets the model itself (on the device, its forward autocast to cfg.precision) and may call it, or any of its methods,
     as often as it needs. Under several processes the main process's `run_dir` is the run's
     folder: the others read its checkpoint and log and write nothing, so theirs may be any
     folder (a scratch one).

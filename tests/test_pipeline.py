@@ -152,6 +152,12 @@ def test_every_pretraining_arm_trains_into_its_own_folder(profile, arm):
         assert metrics["pairs"] > load_manifest(recipe)["metrics"]["pairs"]
 
 
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Bit for bit, parameter by parameter (the first that differs is named)."""
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
 def killed_then_resumed(monkeypatch, module, batch_function: str, kill_step: int, build):
     """Run `build()` with module.batch_function (called with the step as its second argument)
     raising at `kill_step`, then again as it is: the run folder of the resumed run, whose log
@@ -185,8 +191,7 @@ def test_a_killed_stage_resumes_to_the_same_weights(profile, tmp_path, monkeypat
     monkeypatch.setenv(RUNS_ENV, str(tmp_path))
     resumed = killed_then_resumed(monkeypatch, module, batch_function, kill_step,
                                   lambda: build(fresh, 0, progress=False))
-    for (name, a), (_, b) in zip(straight.state_dict().items(), load_model(resumed / MODEL_DIR).state_dict().items()):
-        assert torch.equal(a, b), name
+    assert_same_weights(straight, load_model(resumed / MODEL_DIR))
 
 
 def test_stage_2s_learning_curve_is_logged_and_changes_no_weight(profile):
@@ -198,9 +203,7 @@ def test_stage_2s_learning_curve_is_logged_and_changes_no_weight(profile):
     steps = profile.post_pretrain.steps
     assert [line["step"] for line in evaluations] == [steps // 2, steps] and 0 < evaluations[-1]["eval"]["auc"] < 1
     assert not any("eval" in line for line in read_log(plain / "train"))
-    for (name, a), (_, b) in zip(load_model(plain / MODEL_DIR).state_dict().items(),
-                                 load_model(curve / MODEL_DIR).state_dict().items()):
-        assert torch.equal(a, b), name
+    assert_same_weights(load_model(plain / MODEL_DIR), load_model(curve / MODEL_DIR))
 
 
 def test_a_claim_is_measured_on_every_seed_and_recorded(profile):
