@@ -90,7 +90,7 @@ import data_gen
 from data_gen.rng import rng_for
 
 from . import lexical, metrics
-from .config import FeedbackLoopConfig, Profile
+from .config import FeedbackLoopConfig, Profile, with_overrides
 from .data import UNLABELLED_TEXT_SPLITS, make_pairset
 from .features import FEATURES, behaviour_features, features_of_logs, select_pairs
 from .finetune import finetune, finetune_settings, labelled_splits, score
@@ -287,7 +287,9 @@ def feedback_loop_settings(profile: Profile) -> dict:
     and with the cross-encoder in the loop, the stage-2 and fine-tuning settings it trains with."""
     settings = {"feedback_loop": "lexical-student-v1", "options": dataclasses.asdict(profile.feedback_loop)}
     if profile.feedback_loop.relevance_model == "cross_encoder":
-        settings |= {"post_pretrain": post_pretrain_settings(profile), "finetune": finetune_settings(profile)}
+        # the loop's models log no validation curve, so that setting must not rename the loop's runs
+        without_curve = with_overrides(profile, {"post_pretrain.validation_points": 0})
+        settings |= {"post_pretrain": post_pretrain_settings(without_curve), "finetune": finetune_settings(profile)}
     return settings
 
 

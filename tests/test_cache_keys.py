@@ -141,3 +141,15 @@ def test_the_students_arithmetic_is_in_the_distill_key_only():
         arm = with_overrides(smoke, {key: value})
         assert own_key("distill", arm) != own_key("distill", smoke), (key, value)
         assert all(own_key(s, arm) == own_key(s, smoke) for s in STAGE_SETTINGS if s != "distill"), (key, value)
+
+
+def test_the_stage_2_curve_renames_stage_2_runs_only():
+    """post_pretrain.validation_points logs a validation curve during stage 2 (same weights): the
+    stage-2 run that logs it is another run, but the feedback loop, whose models log no curve,
+    keeps its key."""
+    from relcourse.feedback_loop import feedback_loop_settings
+    loop = with_overrides(PROFILES["smoke"], {"feedback_loop.relevance_model": "cross_encoder"})
+    curve = with_overrides(loop, {"post_pretrain.validation_points": 12})
+    assert own_key("post_pretrain", curve) != own_key("post_pretrain", loop)
+    assert feedback_loop_settings(curve) == feedback_loop_settings(loop)
+    assert feedback_loop_settings(with_overrides(loop, {"post_pretrain.steps": 7})) != feedback_loop_settings(loop)
