@@ -12,8 +12,8 @@ fp32 and int8 (the model exported by `relcourse.export`, the int8 file its dynam
 the MatMul weights). Each model is timed at the profile's input length, at three quarters and at
 half of it (`document_lengths`: the document is cut, the query kept), every batch padded to that
 length, so a length's docs/s is the cost of documents that long. Every batch is timed in each of
-`repeats` passes; docs/s counts each batch's fastest time (the least disturbed by other work on the
-machine); p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with
+`repeats` passes, a model's backends taking turns pass by pass (so that other work on the machine
+slows them alike); docs/s counts each batch's fastest time (the least disturbed by that work); p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with
 few batches, p99 is the slowest one). GPU backends are not measured here. The PyTorch
 arithmetics and the timing are relcourse.serving's, which claims D11 and D12 use too.
 """
@@ -39,7 +39,7 @@ from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
 from relcourse.scoring import OnnxLogits
-from relcourse.serving import (REPEATS, SERVE_BATCH, bf16_supported, document_lengths, in_arithmetic, timed,
+from relcourse.serving import (REPEATS, SERVE_BATCH, bf16_supported, document_lengths, in_arithmetic, timed_together,
                                torch_threads)
 
 BACKEND = {"fp32": "fp32", "int8": "int8 dynamic", "bf16": "bf16 autocast"}   # each PyTorch arithmetic's row name
@@ -97,10 +97,11 @@ def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int,
             served_backends = backends(model, served, threads)
             for length, pairs in pairsets.items():
                 inputs = {k: v.long() for k, v in pairs.inputs.items()}   # PairSets store compact dtypes
-                reference = None
-                for backend, (relevance, context) in served_backends.items():
-                    t = timed(relevance, context, inputs, batch_size, repeats)
-                    reference = t.scores if reference is None else reference
+                timings = timed_together({backend: (relevance, context, inputs)
+                                          for backend, (relevance, context) in served_backends.items()},
+                                         batch_size, repeats)
+                reference = next(iter(timings.values())).scores   # PyTorch fp32, the first backend
+                for backend, t in timings.items():
                     quality = metrics.evaluate(pairs.targets, t.scores, pairs.query_ids).loc["all"]
                     rows.append({"model": name, "layers": model.cfg.layers, "length": length, "backend": backend,
                                  "docs/s": t.docs_per_s, "p50 ms": t.p50_ms, "p99 ms": t.p99_ms,

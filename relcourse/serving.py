@@ -9,9 +9,9 @@ Three arithmetics, all PyTorch (benchmarks/serving.py adds ONNX Runtime beside t
   on the fly, on the CPU (the usual ~2x for a BERT-base there).
 
 `in_arithmetic` gives the model and the context to score it in; `score_in` scores a PairSet
-that way (claim D11 tests the student in its serving arithmetic); `timed` times a scorer batch
-by batch, robustly (claim D12 and the serving benchmark); `serving_sides` measures claim D12's
-two sides: the teacher at full length in fp32 against the student at half length in half
+that way (claim D11 tests the student in its serving arithmetic); `timed_together` times scorers
+batch by batch, in turn and robustly (claim D12 and the serving benchmark); `serving_sides`
+measures claim D12's two sides: the teacher at full length in fp32 against the student at half length in half
 precision (`half_precision`: bf16 where this CPU has it natively, else int8).
 
 >>> document_lengths(max_len=32, max_query_len=8)
@@ -106,34 +106,50 @@ class Timing:
 
 
 @torch.inference_mode()
-def timed(relevance, context, inputs: dict, batch_size: int, repeats: int) -> Timing:
-    """Scores of every row, rows/s, and the latencies of the full batches (a short last batch
-    would pull p50 down). Each batch is timed in every one of `repeats` passes and rows/s counts
-    its fastest time: other work on the machine only ever slows a batch down, so the fastest is
-    the least disturbed. One batch runs untimed first: the first call of a backend allocates and
-    picks its kernels, which is not what serving pays per query.
+def timed_together(scorers: dict[str, tuple], batch_size: int, repeats: int) -> dict[str, Timing]:
+    """Each scorer's scores of every row, its rows/s, and the latencies of its full batches (a short
+    last batch would pull p50 down). `scorers` maps a name to (relevance, context, inputs).
+
+    The scorers take turns: pass 1 of each, then pass 2 of each, and so on, so that whatever else
+    the machine does in those seconds slows them alike and their speed ratio stays put; timed one
+    after the other, a burst of other work would land on one side only. Each batch is timed in
+    every one of `repeats` passes and rows/s counts its fastest time: other work only ever slows a
+    batch down, so the fastest is the least disturbed. One batch of each runs untimed first: the
+    first call of a backend allocates and picks its kernels, which is not what serving pays per query.
 
     >>> inputs = {"x": torch.arange(10.0)}
-    >>> t = timed(lambda batch: batch["x"] * 2, contextlib.nullcontext, inputs, batch_size=4, repeats=2)
+    >>> t = timed_together({"double": (lambda b: b["x"] * 2, contextlib.nullcontext, inputs)}, batch_size=4,
+    ...                    repeats=2)["double"]
     >>> t.scores.tolist() == [2.0 * i for i in range(10)], t.docs_per_s > 0, t.p50_ms <= t.p99_ms
     (True, True, True)
     """
-    n = len(next(iter(inputs.values())))
-    starts = range(0, n, batch_size)
-    seconds, parts = np.zeros((repeats, len(starts))), []
-    with context():
-        relevance({k: v[:batch_size] for k, v in inputs.items()})
-        for r in range(repeats):
-            for b, lo in enumerate(starts):
-                batch = {k: v[lo:lo + batch_size] for k, v in inputs.items()}
-                tick = time.perf_counter()
-                scores = relevance(batch).float()
-                seconds[r, b] = time.perf_counter() - tick
-                if r == 0:
-                    parts.append(scores)
-    full = seconds[:, :max(n // batch_size, 1)]          # the full batches (or the one short batch there is)
-    p50, p99 = np.percentile(full, [50, 99]) * 1e3
-    return Timing(torch.cat(parts).numpy(), float(n / seconds.min(axis=0).sum()), float(p50), float(p99))
+    def rows(batch: dict) -> int:
+        return len(next(iter(batch.values())))
+
+    batches = {name: [{k: v[lo:lo + batch_size] for k, v in inputs.items()} for lo in range(0, rows(inputs), batch_size)]
+               for name, (_, _, inputs) in scorers.items()}
+    seconds = {name: np.zeros((repeats, len(parts))) for name, parts in batches.items()}
+    scores = {name: [] for name in scorers}
+    for name, (relevance, context, _) in scorers.items():
+        with context():
+            relevance(batches[name][0])
+    for r in range(repeats):
+        for name, (relevance, context, _) in scorers.items():
+            with context():
+                for b, batch in enumerate(batches[name]):
+                    tick = time.perf_counter()
+                    part = relevance(batch).float()
+                    seconds[name][r, b] = time.perf_counter() - tick
+                    if r == 0:
+                        scores[name].append(part)
+    timings = {}
+    for name, parts in batches.items():
+        n = sum(rows(batch) for batch in parts)
+        full = seconds[name][:, :max(n // batch_size, 1)]   # the full batches (or the one short batch there is)
+        p50, p99 = np.percentile(full, [50, 99]) * 1e3
+        timings[name] = Timing(torch.cat(scores[name]).numpy(), float(n / seconds[name].min(axis=0).sum()),
+                               float(p50), float(p99))
+    return timings
 
 
 @contextlib.contextmanager
@@ -166,27 +182,30 @@ def serving_sides(profile: Profile, seed: int, teacher_dir: Path, student_dir: P
                   pairs: int = TIMED_PAIRS, repeats: int = REPEATS) -> pd.DataFrame:
     """Claim D12's two sides on this machine's CPU, one row each: the teacher (a fine-tuning run)
     at the profile's full input length in fp32, and the student (a distillation run) at the
-    shortest of `document_lengths` in `half_precision`. docs/s: `timed` on the first `pairs`
-    test pairs, on profile.threads threads; test AUC: over every test pair, the teacher's as its
-    run recorded it (fp32 at full length: this side), the student's scored here at its length
-    and in its arithmetic."""
+    shortest of `document_lengths` in `half_precision`. docs/s: `timed_together` on the first
+    `pairs` test pairs, the two sides taking turns, on profile.threads threads; test AUC: over
+    every test pair, the teacher's as its run recorded it (fp32 at full length: this side), the
+    student's scored here at its length and in its arithmetic."""
     encoding = profile.tokenizer
     lengths = document_lengths(encoding.max_len, encoding.max_query_len)
     sides = {"teacher": (teacher_dir, lengths[0], "fp32"), "student": (student_dir, lengths[-1], half_precision())}
     pairsets = test_pairsets(profile, seed, (lengths[0], lengths[-1]))
-    rows = {}
+    models, served, scorers = {}, {}, {}
+    for name, (run, length, arithmetic) in sides.items():
+        models[name] = load_model(run / MODEL_DIR).eval()
+        served[name] = in_arithmetic(models[name], arithmetic)
+        inputs = {k: v[:pairs].long() for k, v in pairsets[length].inputs.items()}   # PairSets store compact dtypes
+        scorers[name] = (served[name][0].relevance, served[name][1], inputs)
     with torch_threads(profile.threads):
+        timings = timed_together(scorers, SERVE_BATCH, repeats)
+        rows = {}
         for name, (run, length, arithmetic) in sides.items():
-            model = load_model(run / MODEL_DIR).eval()
-            served, context = in_arithmetic(model, arithmetic)
-            test = pairsets[length]
-            inputs = {k: v[:pairs].long() for k, v in test.inputs.items()}   # PairSets store compact dtypes
-            timing = timed(served.relevance, context, inputs, SERVE_BATCH, repeats)
             if name == "teacher":
                 auc = load_manifest(run)["metrics"]["test"]["all"]["auc"]
             else:
+                model, context = served[name]
                 with context():
-                    auc = metrics.auc(test.targets, score(served, test))
-            rows[name] = {"layers": model.cfg.layers, "length": length, "arithmetic": arithmetic,
-                          "docs/s": timing.docs_per_s, "test AUC": float(auc)}
+                    auc = metrics.auc(pairsets[length].targets, score(model, pairsets[length]))
+            rows[name] = {"layers": models[name].cfg.layers, "length": length, "arithmetic": arithmetic,
+                          "docs/s": timings[name].docs_per_s, "test AUC": float(auc)}
     return pd.DataFrame.from_dict(rows, orient="index")

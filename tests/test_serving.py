@@ -65,12 +65,34 @@ def test_half_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     assert serving.half_precision() == "int8"
 
 
+def timed_alone(relevance, x, batch_size=4, repeats=2):
+    return serving.timed_together({"one": (relevance, contextlib.nullcontext, {"x": x})}, batch_size, repeats)["one"]
+
+
+def test_scorers_take_turns_pass_by_pass():
+    """Two scorers, two passes: warm-ups first, then A's pass 1, B's pass 1, A's pass 2, B's pass 2,
+    so a slow spell of the machine lands on both sides of a speed ratio, not on one."""
+    calls = []
+
+    def scorer(name):
+        def relevance(batch):
+            calls.append(name)
+            return batch["x"]
+        return relevance
+
+    x = torch.arange(8.0)   # two batches of 4
+    timings = serving.timed_together({"a": (scorer("a"), contextlib.nullcontext, {"x": x}),
+                                      "b": (scorer("b"), contextlib.nullcontext, {"x": x[:4]})}, batch_size=4, repeats=2)
+    assert "".join(calls) == "ab" + "aab" + "aab"
+    assert timings["a"].scores.tolist() == x.tolist() and timings["b"].scores.tolist() == x[:4].tolist()
+
+
 def test_latencies_are_of_full_batches_only():
     def relevance(batch):             # 20 ms a row: a full batch of 4 takes 80 ms, the short last one 40
         time.sleep(0.02 * len(batch["x"]))
         return batch["x"]
 
-    t = serving.timed(relevance, contextlib.nullcontext, {"x": torch.arange(6.0)}, batch_size=4, repeats=2)
+    t = timed_alone(relevance, torch.arange(6.0))
     assert t.p50_ms >= 75 and t.scores.tolist() == list(range(6))
 
 
@@ -81,7 +103,7 @@ def test_docs_per_second_counts_each_batch_at_its_fastest():
         time.sleep(next(delays))
         return batch["x"]
 
-    t = serving.timed(relevance, contextlib.nullcontext, {"x": torch.arange(8.0)}, batch_size=4, repeats=2)
+    t = timed_alone(relevance, torch.arange(8.0))
     assert t.docs_per_s > 8 / 0.1            # both passes took 0.21 s; the batches' fastest times add to 0.02 s
 
 
