@@ -162,6 +162,10 @@ class ClaimResult:
     # (relcourse.stage_keys.fingerprint), so a report can tell which stages changed since; {} in
     # entries recorded before fingerprints were kept
     recipe: dict = field(default_factory=dict)
+    # the machine that measured it (relcourse.store.machine_name: device and CPU or GPU model):
+    # runs built on different CPUs can differ in float rounding, and speeds (D12) are the
+    # machine's own; "" in entries recorded before it was kept
+    machine: str = ""
 
     @property
     def key(self) -> str:
@@ -256,11 +260,11 @@ def precision_target(claim: Claim, baseline_mean: float | None = None) -> float:
 
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",
               sides_by_seed: dict[int, tuple[float, float]] | None = None, design: dict | None = None,
-              recipe: dict | None = None) -> ClaimResult:
+              recipe: dict | None = None, machine: str = "") -> ClaimResult:
     """Mean effect, its 95% interval over seeds, and the status that interval implies; with
     `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too, with
-    `design` the settings that make the result a variant of the claim's design, and with `recipe`
-    the fingerprint of the stages it was measured through."""
+    `design` the settings that make the result a variant of the claim's design, with `recipe`
+    the fingerprint of the stages it was measured through, and with `machine` what measured it."""
     claim = get_claim(claim_id)
     if not effects_by_seed:
         raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
@@ -278,7 +282,8 @@ def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], no
             status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
     sides = [tuple(float(v) for v in sides_by_seed[s]) for s in seeds] if sides_by_seed else []
     return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes,
-                       tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}), dict(recipe or {}))
+                       tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}), dict(recipe or {}),
+                       machine)
 
 
 # --- results on disk: runs/<profile>/claims/results.json, one entry per claim and design ----------
@@ -336,7 +341,7 @@ def to_json(result: ClaimResult) -> dict:
     entry = dataclasses.asdict(result)
     entry["mean"] = _nan_to_none(result.mean)
     entry["interval"] = [_nan_to_none(x) for x in result.interval]
-    for optional in ("design", "recipe"):   # absent when empty: entries read as before these were kept
+    for optional in ("design", "recipe", "machine"):   # absent when empty: entries read as before these were kept
         if not entry[optional]:
             del entry[optional]
     return entry
@@ -347,7 +352,7 @@ def from_json(entry: dict) -> ClaimResult:
                        _none_to_nan(entry["mean"]), tuple(_none_to_nan(x) for x in entry["interval"]),
                        entry["status"], entry.get("notes", ""), tuple(entry.get("arm_values", ())),
                        tuple(entry.get("baseline_values", ())), dict(entry.get("design", {})),
-                       dict(entry.get("recipe", {})))
+                       dict(entry.get("recipe", {})), entry.get("machine", ""))
 
 
 def _nan_to_none(x: float) -> float | None:

@@ -39,7 +39,8 @@ from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
-from .store import cpu_model, ensure_data, git_commit, load_manifest, package_versions, write_json_atomic
+from .store import (cpu_model, ensure_data, git_commit, load_manifest, machine_name, package_versions,
+                    write_json_atomic)
 from .train import best_eval
 from .workers import build_in_processes
 
@@ -343,7 +344,8 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
     notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
     notes += "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in also.items())
     result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes, per_seed,
-                              design_overrides(profile), fingerprint(profile, claim_stages(claim_id, profile)))
+                              design_overrides(profile), fingerprint(profile, claim_stages(claim_id, profile)),
+                              machine_name(profile.device))
     claims.record(result)
     return result
 

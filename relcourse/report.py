@@ -261,7 +261,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     if found:
         sides = dict(zip(result.seeds, zip(result.arm_values, result.baseline_values)))
         result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides,
-                                  result.design, result.recipe)
+                                  result.design, result.recipe, result.machine)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     baseline = statistics.fmean(result.baseline_values) if result.baseline_values else None
@@ -280,7 +280,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
             "interval": [_num(x) for x in result.interval], "sd": _num(sd),
             "mde80": _num(claims.minimum_detectable_effect(sd, n)),
             "precision_target": _num(target), "seeds_for_half_width": claims.seeds_for_half_width(sd, target),
-            "status": result.status, "notes": result.notes,
+            "status": result.status, "notes": result.notes, "machine": result.machine or None,
             "recipe_changed": _recipe_changes(result, profile),
             "no_interval": "not run" if n == 0 else "1 seed: no spread to judge by" if n == 1 else ""}
 

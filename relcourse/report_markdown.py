@@ -62,7 +62,7 @@ def render(results: dict) -> str:
                   claims_table([{**r, "id": r["key"]} for r in results["variants"]]), ""]
     for ladder in results["ladders"]:
         parts += _ladder_section(ladder, results["inputs"])
-    parts += _machine_section(results["inputs"])
+    parts += _machine_section(results["inputs"]) + claims_by_machine(rows)
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -206,6 +206,26 @@ def _machine_section(inputs: list[dict]) -> list[str]:
             lines.append(f"| {stage} | {r['runs']} | {machines} | {', '.join(c[:10] for c in r['git_commits'])} | "
                          f"{len(r['config_hashes'])} distinct | {time} |")
     return lines + [""]
+
+
+def claims_by_machine(rows: list[dict]) -> list[str]:
+    """A line naming, for each machine that measured a claim shown, the claims it measured: runs
+    built on different CPUs can differ in float rounding, and a speed is its machine's own.
+
+    >>> claims_by_machine([{"id": "D1", "from": "a", "machine": "cpu: X"}, {"id": "D2", "from": "a", "machine": None},
+    ...                    {"id": "D3", "from": None, "machine": None}])
+    ['Claims by the machine that measured them: **cpu: X**: D1; **not recorded** (measured before the registry kept it): D2.', '']
+    """
+    shown = [r for r in rows if r["from"] is not None]
+    if not shown:
+        return []
+    by_machine: dict[str, list[str]] = {}
+    for r in shown:
+        by_machine.setdefault(r.get("machine") or "", []).append(r["id"])
+    parts = [f"**{machine}**: {', '.join(ids)}" for machine, ids in by_machine.items() if machine]
+    if "" in by_machine:
+        parts.append(f"**not recorded** (measured before the registry kept it): {', '.join(by_machine[''])}")
+    return ["Claims by the machine that measured them: " + "; ".join(parts) + ".", ""]
 
 
 def _size(model: dict) -> str:

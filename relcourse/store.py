@@ -191,6 +191,15 @@ def cpu_model() -> str:
     return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
 
 
+def machine_name(device: str) -> str:
+    """What computes on `device`: 'cpu: AMD EPYC, AVX512' (`cpu_model`) or, on a GPU, its name
+    ('cuda: NVIDIA H100 80GB HBM3')."""
+    if device.startswith("cuda"):
+        import torch
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu: {cpu_model()}"
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)

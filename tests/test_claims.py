@@ -150,6 +150,19 @@ def test_run_claim_records_the_recipe_it_measured_and_the_registry_keeps_it(monk
     assert load_results("smoke")["P1"].recipe == {}
 
 
+def test_run_claim_records_the_machine_that_measured_it(monkeypatch):
+    from relcourse import experiments
+    from relcourse.config import load_profile
+    from relcourse.store import cpu_model
+
+    monkeypatch.setitem(experiments.MEASURED_CLAIMS, "T1", lambda profile, seed, progress: (0.9 + seed / 100, 0.8))
+    experiments.run_claim(load_profile("smoke", {"seeds": "0,1"}), "T1", progress=False)
+    assert load_results("smoke")["T1"].machine == f"cpu: {cpu_model()}"
+    record(summarise("P1", "smoke", {0: 0.01}))      # an entry without one reads back as ""
+    assert "machine" not in json.loads(results_path("smoke").read_text())["P1"]
+    assert load_results("smoke")["P1"].machine == ""
+
+
 def test_corrupt_results_file_says_how_to_fix_it():
     path = results_path("smoke")
     path.parent.mkdir(parents=True)
