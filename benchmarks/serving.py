@@ -13,8 +13,9 @@ the MatMul weights). Each model is timed at the profile's input length, at three
 half of it (`document_lengths`: the document is cut, the query kept), every batch padded to that
 length, so a length's docs/s is the cost of documents that long. Every batch is timed in each of
 `repeats` passes, a model's backends taking turns pass by pass (so that other work on the machine
-slows them alike); docs/s counts each batch's fastest time (the least disturbed by that work); p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with
-few batches, p99 is the slowest one). GPU backends are not measured here. The PyTorch
+slows them alike); docs/s counts each batch's fastest time (the least disturbed by that work);
+p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with few
+batches, p99 is the slowest one). GPU backends are not measured here. The PyTorch
 arithmetics and the timing are relcourse.serving's, which claims D11 and D12 use too.
 """
 from __future__ import annotations

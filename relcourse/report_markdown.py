@@ -212,9 +212,10 @@ def claims_by_machine(rows: list[dict]) -> list[str]:
     """A line naming, for each machine that measured a claim shown, the claims it measured: runs
     built on different CPUs can differ in float rounding, and a speed is its machine's own.
 
-    >>> claims_by_machine([{"id": "D1", "from": "a", "machine": "cpu: X"}, {"id": "D2", "from": "a", "machine": None},
-    ...                    {"id": "D3", "from": None, "machine": None}])
-    ['Claims by the machine that measured them: **cpu: X**: D1; **not recorded** (measured before the registry kept it): D2.', '']
+    >>> rows = [{"id": "D1", "from": "a", "machine": "cpu: X"}, {"id": "D2", "from": "a", "machine": None},
+    ...         {"id": "D3", "from": None, "machine": None}]
+    >>> print(claims_by_machine(rows)[0])
+    Claims by the machine that measured them: **cpu: X**: D1; **not recorded** (older entries): D2.
     """
     shown = [r for r in rows if r["from"] is not None]
     if not shown:
@@ -224,7 +225,7 @@ def claims_by_machine(rows: list[dict]) -> list[str]:
         by_machine.setdefault(r.get("machine") or "", []).append(r["id"])
     parts = [f"**{machine}**: {', '.join(ids)}" for machine, ids in by_machine.items() if machine]
     if "" in by_machine:
-        parts.append(f"**not recorded** (measured before the registry kept it): {', '.join(by_machine[''])}")
+        parts.append(f"**not recorded** (older entries): {', '.join(by_machine[''])}")
     return ["Claims by the machine that measured them: " + "; ".join(parts) + ".", ""]
 
 

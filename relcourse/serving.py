@@ -11,8 +11,8 @@ Three arithmetics, all PyTorch (benchmarks/serving.py adds ONNX Runtime beside t
 `in_arithmetic` gives the model and the context to score it in; `score_in` scores a PairSet
 that way (claim D11 tests the student in its serving arithmetic); `timed_together` times scorers
 batch by batch, in turn and robustly (claim D12 and the serving benchmark); `serving_sides`
-measures claim D12's two sides: the teacher at full length in fp32 against the student at half length in half
-precision (`half_precision`: bf16 where this CPU has it natively, else int8).
+measures claim D12's two sides: the teacher at full length in fp32 against the student at half
+length in half precision (`half_precision`: bf16 where this CPU has it natively, else int8).
 
 >>> document_lengths(max_len=32, max_query_len=8)
 (32, 24, 16)
@@ -126,7 +126,8 @@ def timed_together(scorers: dict[str, tuple], batch_size: int, repeats: int) -> 
     def rows(batch: dict) -> int:
         return len(next(iter(batch.values())))
 
-    batches = {name: [{k: v[lo:lo + batch_size] for k, v in inputs.items()} for lo in range(0, rows(inputs), batch_size)]
+    batches = {name: [{k: v[lo:lo + batch_size] for k, v in inputs.items()}
+                      for lo in range(0, rows(inputs), batch_size)]
                for name, (_, _, inputs) in scorers.items()}
     seconds = {name: np.zeros((repeats, len(parts))) for name, parts in batches.items()}
     scores = {name: [] for name in scorers}

@@ -81,8 +81,9 @@ def test_scorers_take_turns_pass_by_pass():
         return relevance
 
     x = torch.arange(8.0)   # two batches of 4
-    timings = serving.timed_together({"a": (scorer("a"), contextlib.nullcontext, {"x": x}),
-                                      "b": (scorer("b"), contextlib.nullcontext, {"x": x[:4]})}, batch_size=4, repeats=2)
+    scorers = {"a": (scorer("a"), contextlib.nullcontext, {"x": x}),
+               "b": (scorer("b"), contextlib.nullcontext, {"x": x[:4]})}
+    timings = serving.timed_together(scorers, batch_size=4, repeats=2)
     assert "".join(calls) == "ab" + "aab" + "aab"
     assert timings["a"].scores.tolist() == x.tolist() and timings["b"].scores.tolist() == x[:4].tolist()
 
