@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
 from relcourse.scoring import OnnxLogits
+from relcourse.store import cpu_model
 from relcourse.serving import (REPEATS, SERVE_BATCH, bf16_supported, document_lengths, in_arithmetic, timed_together,
                                torch_threads)
 
@@ -55,15 +55,12 @@ MS_MARCO_CROSS_ENCODERS = pd.DataFrame(
 
 
 def machine(threads: int) -> str:
-    """One line on where the timings come from: the CPU, its logical cores, the threads used."""
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:   # Linux names the CPU model here; platform.processor() often does not
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    """One line on where the timings come from: the CPU (and the vector ISA torch uses on it), its
+    logical cores, the threads used."""
     load = ""
     if hasattr(os, "getloadavg"):   # above the thread count, other work competes for the cores: timings jitter
         load = f"; load average {os.getloadavg()[0]:.1f} over the last minute"
-    return (f"{name}: {os.cpu_count()} logical cores, timed on {threads} thread(s); native bf16: "
+    return (f"{cpu_model()}: {os.cpu_count()} logical cores, timed on {threads} thread(s); native bf16: "
             f"{'yes' if bf16_supported() else 'no'}; torch {torch.__version__}{load}")
 
 

@@ -7,8 +7,9 @@ the claims registry). `build` reads those files and this checkout's live registr
 effects per seed, the 95% Student-t interval, the per-seed SD, the smallest effect its seeds
 would find 80% of the time, the seeds its precision target needs (claims.precision_target), and
 which input it came from; the learning ladder against the course's targets; the inputs' commits,
-settings and hardware. `render` (relcourse.report_markdown) turns that document, and nothing else, into Markdown, so REPORT.md can
-always be regenerated from results.json (`regenerate`) and any number checked against it.
+settings and hardware. `render` (relcourse.report_markdown) turns that document, and nothing else,
+into Markdown, so REPORT.md can always be regenerated from results.json (`regenerate`) and any
+number checked against it.
 
 Which result a claim shows: the inputs are read in order (the profile's committed files, or
 --results FILE ... as given), the live registry last; the last input with a result for the claim
