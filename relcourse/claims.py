@@ -258,6 +258,21 @@ def precision_target(claim: Claim, baseline_mean: float | None = None) -> float:
     return AUC_PRECISION
 
 
+def within_target(interval: tuple[float, float], target: float) -> bool:
+    """Whether a 95% interval lies wholly inside ±target. For an inconclusive claim this is a
+    finding, not an unknown: whatever the effect is, it is smaller than the precision the course
+    asks a claim to resolve (the report calls such a claim *level*). The target was fixed before
+    any claim was run, so the label cannot be fitted to a result.
+
+    >>> within_target((-0.012, 0.018), 0.02), within_target((-0.015, 0.021), 0.02)
+    (True, False)
+    >>> within_target((math.nan, math.nan), 0.02)   # one seed: no interval, so nothing is level
+    False
+    """
+    lo, hi = interval
+    return -target <= lo and hi <= target   # False for NaN: one seed, or a PNR claim without its baseline
+
+
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",
               sides_by_seed: dict[int, tuple[float, float]] | None = None, design: dict | None = None,
               recipe: dict | None = None, machine: str = "") -> ClaimResult:

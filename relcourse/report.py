@@ -282,6 +282,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
             "mde80": _num(claims.minimum_detectable_effect(sd, n)),
             "precision_target": _num(target), "seeds_for_half_width": claims.seeds_for_half_width(sd, target),
             "status": result.status, "notes": result.notes, "machine": result.machine or None,
+            "level": result.status == "inconclusive" and claims.within_target(result.interval, target),
             "recipe_changed": _recipe_changes(result, profile),
             "no_interval": "not run" if n == 0 else "1 seed: no spread to judge by" if n == 1 else ""}
 

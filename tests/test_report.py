@@ -101,6 +101,22 @@ def test_one_seed_shows_no_interval_and_says_why(tmp_path):
     assert (out.parent / "forest-pretrain.png").exists()   # drawn as an open dot
 
 
+def test_an_inconclusive_claim_inside_its_precision_target_is_marked_level(tmp_path):
+    effects = {"D8": {0: 0.0002, 1: 0.0011, 2: 0.0024},     # a tie: the interval is inside ±0.02
+               "D9": {0: 0.0040, 1: 0.0098, 2: -0.0046},    # [-0.015, +0.021]: narrow, not inside
+               "D5": {0: 0.023, 1: 0.024, 2: 0.033}}        # holds: never level, however narrow
+    path = results_file(tmp_path / "r.json", effects)
+    rows = {r["id"]: r for r in report.build("smoke", [path], live=False)["claims"]}
+    assert [rows[c]["status"] for c in effects] == ["inconclusive", "inconclusive", "holds"]
+    assert [rows[c]["level"] for c in effects] == [True, False, False]
+    lo, hi = rows["D9"]["interval"]
+    assert hi - lo <= 2 * 0.02 < 2 * max(abs(lo), abs(hi))   # precise enough, yet its upper end is past +0.02
+    markdown = report.write("smoke", [path], live=False).read_text()
+    assert "| inconclusive, level within ±0.02 |" in next(l for l in markdown.splitlines() if l.startswith("| D8 |"))
+    assert "level" not in next(l for l in markdown.splitlines() if l.startswith("| D9 |"))
+    assert "(inconclusive but level: D8)" in markdown
+
+
 def test_a_live_result_wins_and_the_row_says_so(tmp_path):
     path = results_file(tmp_path / "r.json", {"D5": {0: 0.02, 1: 0.03}})
     claims.record(summarise("D5", "smoke", {0: 0.01, 1: 0.012, 2: 0.011}))
