@@ -80,15 +80,15 @@ def _older_recipe_line(rows: list[dict]) -> list[str]:
 
 
 def _level_count(rows: list[dict]) -> str:
-    """' (inconclusive but level: D8, D11)': the inconclusive claims whose interval lies inside their target.
+    """'; of the inconclusive, level: D8, D11': those whose interval lies inside their precision target.
 
     >>> _level_count([{"id": "D8", "level": True}, {"id": "D6", "level": False}, {"id": "P1"}])
-    ' (inconclusive but level: D8)'
+    '; of the inconclusive, level: D8'
     >>> _level_count([{"id": "D6", "level": False}])
     ''
     """
     level = [r["id"] for r in rows if r.get("level")]
-    return f" (inconclusive but level: {', '.join(level)})" if level else ""
+    return f"; of the inconclusive, level: {', '.join(level)}" if level else ""
 
 
 def summary_table(results: dict) -> str:

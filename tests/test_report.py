@@ -114,7 +114,7 @@ def test_an_inconclusive_claim_inside_its_precision_target_is_marked_level(tmp_p
     markdown = report.write("smoke", [path], live=False).read_text()
     assert "| inconclusive, level within ±0.02 |" in next(l for l in markdown.splitlines() if l.startswith("| D8 |"))
     assert "level" not in next(l for l in markdown.splitlines() if l.startswith("| D9 |"))
-    assert "(inconclusive but level: D8)" in markdown
+    assert "; of the inconclusive, level: D8." in markdown
 
 
 def test_a_live_result_wins_and_the_row_says_so(tmp_path):
