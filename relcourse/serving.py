@@ -44,7 +44,12 @@ ARITHMETICS = ("fp32", "bf16", "int8")
 HALF_PRECISION = ("bf16", "int8")   # claim D12's "half precision", in order of preference
 REPEATS = 3            # timed passes: each batch's fastest is the least disturbed by other work on the machine
 SERVE_BATCH = 256      # pairs per timed batch
-TIMED_PAIRS = 512      # test pairs claim D12 times: enough for several batches, seconds on the CPU profiles
+# Test pairs claim D12 times: 16 batches a pass, seconds on the CPU profiles. Sustained work is what
+# a serving machine does. At 512 pairs (two batches; a student pass of ~25 ms on laptop) the log
+# ratio read higher: +0.15 on average, +0.11 to +0.21 in each of five rounds that timed both
+# amounts back to back on laptop's three seeds (idle machine), while the level of both drifted by
+# ±0.1 from minute to minute. A short burst flatters the small model.
+TIMED_PAIRS = 4_096
 LENGTH_SHARES = (1, 3 / 4, 1 / 2)   # of the profile's max_len: the serving lengths measured
 
 
