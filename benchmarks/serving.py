@@ -39,9 +39,9 @@ from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
 from relcourse.scoring import OnnxLogits
-from relcourse.store import cpu_model
 from relcourse.serving import (REPEATS, SERVE_BATCH, bf16_supported, document_lengths, in_arithmetic, timed_together,
                                torch_threads)
+from relcourse.store import cpu_model
 
 BACKEND = {"fp32": "fp32", "int8": "int8 dynamic", "bf16": "bf16 autocast"}   # each PyTorch arithmetic's row name
 HALF_PRECISION = tuple(BACKEND[a] for a in serving.HALF_PRECISION)   # D12's "half precision", in order of preference

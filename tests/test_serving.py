@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from relcourse import serving
+from relcourse.claims import CLAIMS_BY_ID
 from relcourse.config import ModelConfig
 from relcourse.data import COMPACT, PairSet
 from relcourse.export import random_batch
@@ -86,6 +87,13 @@ def test_scorers_take_turns_pass_by_pass():
     timings = serving.timed_together(scorers, batch_size=4, repeats=2)
     assert "".join(calls) == "ab" + "aab" + "aab"
     assert timings["a"].scores.tolist() == x.tolist() and timings["b"].scores.tolist() == x[:4].tolist()
+
+
+def test_d12s_metric_names_what_serving_times():
+    # the claim's text is typed in relcourse.claims (which must not import torch): it has to name
+    # the amounts serving.py really times, or the registry describes another measurement
+    metric = CLAIMS_BY_ID["D12"].metric
+    assert f"{serving.TIMED_PAIRS:,} test pairs" in metric and f"fastest of {serving.REPEATS} passes" in metric
 
 
 def test_latencies_are_of_full_batches_only():
