@@ -129,7 +129,7 @@ CLAIMS_BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
 def short_metric(metric: str) -> str:
     """A claim's metric up to its first detail, for labels and sentences.
 
-    >>> short_metric("log(docs/s) on this CPU (512 test pairs); test AUC beside it"), short_metric("test PNR")
+    >>> short_metric("log(docs/s) on this CPU (4,096 test pairs); test AUC beside it"), short_metric("test PNR")
     ('log(docs/s) on this CPU', 'test PNR')
     """
     return metric.split(" (")[0].split(";")[0]

@@ -85,7 +85,7 @@ def _label(row: dict) -> str:
     """'D5 · student test AUC', the metric up to its first detail, then the world it was
     measured on when known.
 
-    >>> _label({"id": "D12", "metric": "log(docs/s) on this CPU (512 test pairs); test AUC beside it", "world": 3})
+    >>> _label({"id": "D12", "metric": "log(docs/s) on this CPU (4,096 test pairs); test AUC beside it", "world": 3})
     'D12 · log(docs/s) on this CPU (world 3)'
     """
     world = f" (world {row['world']})" if row.get("world") is not None else ""

@@ -191,7 +191,7 @@ def test_cli_writes_the_report_folder(tmp_path, capsys):
     assert main(["report", "--profile", "laptop", "--no-live"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == str(tmp_path / "reports" / "laptop" / "REPORT.md")
-    assert "| Stage 4: distillation and serving | D3, D5, D7, D12 |" in out
+    assert "| Stage 4: distillation and serving | D2, D3, D5, D7, D12 |" in out
 
 
 def test_the_committed_report_and_readme_are_current(tmp_path):
