@@ -200,12 +200,14 @@ def run_course(
     ``overrides`` parameter; they are checked here first, so a bad key fails before any kernel
     starts. Writes ``<out_dir>/<name>.ipynb`` (default ``build/<profile>/``), prints each notebook's
     wall time, and stops at the first failure with a :class:`CourseError` naming the notebook
-    and the cell.
+    and the cell. Run whole on a profile whose notebooks read their claims (laptop, on CPU), it
+    first builds the runs the notebooks train, two chains at once (relcourse.experiments.course_jobs).
     """
     from relcourse.config import load_profile
+    from relcourse.experiments import build_course_runs, builds_course_first
 
     overrides = dict(overrides or {})
-    load_profile(profile, overrides)   # raises ConfigError naming the key and its valid values
+    cfg = load_profile(profile, overrides)   # raises ConfigError naming the key and its valid values
     out_dir = Path(out_dir) if out_dir is not None else BUILD_DIR / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = _select(list_notebooks(), only)
@@ -217,6 +219,12 @@ def run_course(
     print(f"[course] profile={profile}{shown} seed={seed}: {len(notebooks)} notebook(s) -> {out_dir}")
     done = []
     t_all = time.perf_counter()
+    if not only and builds_course_first(cfg):
+        # The notebooks train one stage after another; first building their runs, one chain per
+        # 1-thread process, keeps both cores busy (README, "Profiles"). The notebooks then read them back.
+        print(f"[course] building the notebooks' training runs first, one chain per process (seed {seed})")
+        build_course_runs(cfg, seed)
+        print(f"[course] runs built in {time.perf_counter() - t_all:.1f} s")
     # The kernels inherit the environment: code that reads RELCOURSE_PROFILE (the notebooks'
     # parameter defaults, subprocesses) agrees with the injected parameters.
     with _profile_env(profile):

@@ -32,9 +32,10 @@ from typing import Callable
 import pandas as pd
 
 from . import claims, compute, metrics
-from .config import PROFILES, ModelConfig, Profile, design_overrides, with_overrides
-from .distill import distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect
-from .feedback_loop import feedback_effect
+from .config import PROFILES, FinetuneConfig, ModelConfig, Profile, design_overrides, with_overrides
+from .distill import (distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect,
+                      student_profile)
+from .feedback_loop import feedback_effect, run_feedback_loop
 from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
@@ -167,6 +168,14 @@ EXTRA_ARMS: dict[str, dict[str, dict]] = {
     "P6": {"static masking": {**PROBE, "pretrain.static": True}},
     "F1": {"mse": {"finetune.loss": "mse"}, "pairwise": {"finetune.loss": "pairwise"}},
     "D10": {"margin_mse": {"distill.loss": "margin_mse"}},
+}
+# Notebook 03's feedback loops (claim T4) on its seed: the design as registered, and the two
+# variants it shows beside it (each a registry entry of its own).
+FEEDBACK_DESIGNS: dict[str, dict] = {
+    "world's labels": {},
+    "labels of what the model showed first": {"feedback_loop.teacher_labels": "shown_top"},
+    "... by annotators anchored on its suggestion": {"feedback_loop.teacher_labels": "shown_top",
+                                                     "feedback_loop.annotator_anchoring": 0.3},
 }
 # The learning ladder (notebook 04): the same labels and test set, one more stage at each rung.
 LADDER: dict[str, dict] = {
@@ -359,8 +368,8 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     result, the profile's committed results files (of the current world); it prints the command
     for the claims neither has (they are left out of what it returns). Every arm of a claim
     recorded here is built, and `run claims` also builds the extra arms the notebook shows on the
-    first seed, so a notebook can read any arm of such a claim back at once; a committed result's
-    arms are built when the notebook first reads one (hours on a fresh checkout).
+    first seed, so a notebook can read any arm of such a claim back at once. A committed result's
+    arms were trained elsewhere: the notebooks read back only what arms_built_here allows.
     """
     if profile.notebook_claims == "run":
         return dict(zip(claim_ids, run_claims(profile, claim_ids=claim_ids, workers=notebook_workers(profile),
@@ -373,14 +382,56 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
                 for c, r in claims.load_results(profile.name, design).items()}
     missing = [c for c in claim_ids if recorded[c].status == "not run"]
     if missing:
-        # on CPU, suggest one 1-thread worker per thread of the profile (see run_claims)
-        workers = f" --workers {profile.threads}" if profile.device == "cpu" and profile.threads > 1 else ""
         print(f"The '{profile.name}' claims registry has no result yet for {', '.join(missing)}. On this profile "
               f"a claim takes hours, so the notebook does not run it; run it in the background, then come back:\n"
-              f"    python -m relcourse run claims --profile {profile.name} "
-              f"{' '.join('--claim ' + c for c in missing)}{workers}"
-              + claims.set_options(design))
+              + run_claims_command(profile, missing))
     return {c: recorded[c] for c in claim_ids if c not in missing}
+
+
+def run_claims_command(profile: Profile, claim_ids: list[str]) -> str:
+    """The shell command that runs these claims on every seed of the profile, indented for a
+    notebook's printout: on CPU one 1-thread worker per thread of the profile (see run_claims).
+
+    >>> from relcourse.config import load_profile
+    >>> print(run_claims_command(load_profile("laptop"), ["D4", "D9"]))
+        python -m relcourse run claims --profile laptop --claim D4 --claim D9 --workers 2
+    """
+    workers = f" --workers {profile.threads}" if profile.device == "cpu" and profile.threads > 1 else ""
+    return (f"    python -m relcourse run claims --profile {profile.name} "
+            f"{' '.join('--claim ' + c for c in claim_ids)}{workers}" + claims.set_options(design_overrides(profile)))
+
+
+def arms_built_here(profile: Profile, results: dict[str, claims.ClaimResult]) -> dict[str, claims.ClaimResult]:
+    """Those of a notebook's `results` (notebook_claims) whose arms this checkout has built, so
+    that reading an arm back costs nothing: all of them on a 'run' profile (the notebook just
+    built them); on a 'read' profile, the claims this checkout's registry holds (`relcourse run
+    claims` built their arms on every seed). A claim known only from the committed results files
+    is left out: its arms were trained on another machine, and building them here would turn a
+    one-hour course into many hours (a 4-layer teacher alone is over an hour and a half on a CPU).
+
+    >>> from relcourse.config import load_profile
+    >>> from relcourse.store import runs_in
+    >>> import tempfile
+    >>> committed = {"D4": claims.ClaimResult("D4", "laptop", seeds=(0, 1, 2), status="inconclusive")}
+    >>> with tempfile.TemporaryDirectory() as empty, runs_in(empty):   # a fresh checkout: no registry
+    ...     arms_built_here(load_profile("laptop"), committed), list(arms_built_here(load_profile("smoke"), committed))
+    ({}, ['D4'])
+    """
+    if profile.notebook_claims == "run":
+        return dict(results)
+    live = claims.load_results(profile.name, design_overrides(profile))
+    return {c: r for c, r in results.items() if c in live and live[c].status != "not run"}
+
+
+def arms_not_built_note(profile: Profile, results: dict[str, claims.ClaimResult]) -> str:
+    """A sentence on the claims of `results` whose arms are not built here (see arms_built_here),
+    with the command that builds them; "" when there are none."""
+    absent = [c for c in results if c not in arms_built_here(profile, results)]
+    if not absent:
+        return ""
+    return (f"{', '.join(absent)}: the committed results; their arms were trained on another machine and are "
+            f"not built here, so this notebook does not read them back (it would train them first, hours on "
+            f"'{profile.name}'). To build them on every seed, in the background:\n" + run_claims_command(profile, absent))
 
 
 def runnable_claims(stage: str, profile_name: str | None = None) -> list[str]:
@@ -522,3 +573,54 @@ def build_arms(profile: Profile, seed: int, arms: dict[str, dict], workers: int 
     worker_profile = _worker_profile(profile, workers)
     return build_in_processes({name: functools.partial(run_arm, worker_profile, seed, arm, progress=False, stage=stage)
                                for name, arm in arms.items()}, workers, progress=False)
+
+
+# Notebook 04's loss comparison: the recipe fine-tuned with every loss stage 3 offers.
+LOSSES: tuple[str, ...] = next(f for f in dataclasses.fields(FinetuneConfig) if f.name == "loss").metadata["choices"]
+
+
+def course_jobs(profile: Profile, seed: int) -> dict[str, functools.partial]:
+    """The training runs the notebooks read on one seed, as named jobs for build_in_processes.
+
+    A name's part before ':' is its group, the chain its job shares (relcourse.workers): the
+    teacher's recipe (notebooks 02-03), the student's own recipe at its size (notebook 05's warm
+    start), the two ladder rungs that train from scratch (04) and the feedback loops (03) each
+    lead a group, so two workers build two chains at once; the other rungs and loss arms (04)
+    and the distilled student (05) follow the teacher's chain.
+
+    >>> from relcourse.config import load_profile
+    >>> list(course_jobs(load_profile("laptop"), 0))[:4]
+    ['teacher: recipe', 'student: recipe', 'from scratch: fine-tuned', 'from scratch + exact-match input: fine-tuned']
+    >>> len(course_jobs(load_profile("laptop"), 0))   # + 3 feedback loops, pretrained rung, 4 losses, the student
+    13
+    """
+    def finetuned(arm: dict, of: Profile = profile) -> functools.partial:
+        return functools.partial(run_finetune, with_overrides(of, arm), seed, progress=False)
+
+    from_scratch = {rung: arm for rung, arm in LADDER.items() if arm.get("finetune.start") == "scratch"}
+    jobs = {"teacher: recipe": finetuned(RECIPE), "student: recipe": finetuned(RECIPE, student_profile(profile))}
+    jobs |= {f"{rung}: fine-tuned": finetuned(arm) for rung, arm in from_scratch.items()}
+    jobs |= {f"feedback loop, {design}: rounds": functools.partial(run_feedback_loop, with_overrides(profile, arm),
+                                                                    seed, progress=False)
+             for design, arm in FEEDBACK_DESIGNS.items()}
+    jobs |= {f"teacher: {rung}": finetuned(arm) for rung, arm in LADDER.items() if rung not in from_scratch and arm}
+    jobs |= {f"teacher: loss {loss}": finetuned({"finetune.loss": loss}) for loss in LOSSES
+             if loss != profile.finetune.loss}
+    jobs["teacher: distilled student"] = functools.partial(run_distill, profile, seed, progress=False)
+    return jobs
+
+
+def builds_course_first(profile: Profile) -> bool:
+    """Whether `relcourse course` builds the notebooks' runs (course_jobs) before it executes
+    them: on the profiles whose notebooks read their claims (hours of claims are not the
+    course's) and that have more than one notebook worker (CPU threads), where two 1-thread
+    processes, one chain each, beat one 2-thread process training stage after stage."""
+    return profile.notebook_claims == "read" and notebook_workers(profile) > 1
+
+
+def build_course_runs(profile: Profile, seed: int, progress: bool = True) -> dict:
+    """Build course_jobs in notebook_workers(profile) processes of one thread each; cached runs
+    are read back at once, so a second course costs nothing here."""
+    workers = notebook_workers(profile)
+    jobs = course_jobs(_worker_profile(profile, workers), seed)
+    return build_in_processes(jobs, workers, progress, group_of=lambda name: name.split(":")[0])

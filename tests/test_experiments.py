@@ -69,6 +69,14 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
         assert read["F1"].effects == (0.020, 0.021, 0.022)
         assert ("F3" in read) == (world == 3) and read.get("F3", read["F1"]).effects != (0.5, 0.6)
 
+    # the notebooks read back the arms of the claims this checkout recorded, never those of a
+    # committed result (trained elsewhere: reading one would train it here first, for hours)
+    assert list(experiments.arms_built_here(laptop, read)) == ["F1"]
+    note = experiments.arms_not_built_note(laptop, read)
+    assert note.startswith("F3: the committed results") and "run claims --profile laptop --claim F3 --workers 2" in note
+    assert experiments.arms_not_built_note(laptop, {"F1": read["F1"]}) == ""
+    assert list(experiments.arms_built_here(smoke, read)) == ["F1", "F3"]   # 'run': the notebook built them
+
 
 def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monkeypatch):
     # Two spawned 1-thread workers must record what one 1-thread process records, bit for bit:
@@ -134,3 +142,34 @@ def test_claims_with_fixed_sizes_run_only_where_they_suit_and_the_gpu_profiles_h
     assert [with_overrides(p, arms[p.name, "D9"].baseline).distill.via_layers for p in (gpu, xl)] == [6, 8]
     assert list(experiments.claim_jobs(gpu, "D4"))[0] == "seed 0 distill pretrain.model.layers=24"
     assert experiments.claim_arms("D4", "laptop") is experiments.CLAIM_ARMS["D4"]
+
+
+def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path, monkeypatch):
+    # On a profile whose notebooks read their claims, `relcourse course` first builds the runs the
+    # notebooks train (two chains at once); then what notebooks 04 and 05 ask for is all cached:
+    # the same runs, bit for bit, so the notebooks train nothing more.
+    from relcourse.distill import run_distill, student_profile
+    from relcourse.config import with_overrides
+    from relcourse.experiments import (FEEDBACK_DESIGNS, LADDER, LOSSES, build_arms, build_course_runs,
+                                       builds_course_first, course_jobs, notebook_workers)
+    from relcourse.feedback_loop import run_feedback_loop
+    from relcourse.finetune import run_finetune
+
+    from test_distill import TINY_DISTILL
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    cfg = load_profile("smoke", {**TINY_DISTILL, "notebook_claims": "read"})
+    assert builds_course_first(cfg) and not builds_course_first(load_profile("smoke"))   # smoke runs its claims
+    assert not builds_course_first(load_profile("smoke", {"notebook_claims": "read", "threads": 1}))
+    built = build_course_runs(cfg, 0, progress=False)
+    assert list(built) == list(course_jobs(cfg, 0))
+    runs = sorted(tmp_path.glob("smoke/*/0-*"))
+
+    # what the notebooks call (03: the feedback loops; 04: the five losses and the ladder, two
+    # processes; 05: the student's own recipe and the distilled student)
+    read = [*(run_feedback_loop(with_overrides(cfg, arm), 0, progress=False) for arm in FEEDBACK_DESIGNS.values()),
+            *build_arms(cfg, 0, {loss: {"finetune.loss": loss} for loss in LOSSES}, notebook_workers(cfg)).values(),
+            *build_arms(cfg, 0, LADDER, notebook_workers(cfg)).values(),
+            run_finetune(student_profile(cfg), 0, progress=False), run_distill(cfg, 0, progress=False)]
+    assert sorted(tmp_path.glob("smoke/*/0-*")) == runs          # nothing new was trained
+    assert set(read) == set(built.values())
