@@ -584,26 +584,27 @@ def course_jobs(profile: Profile, seed: int) -> dict[str, functools.partial]:
 
     A name's part before ':' is its group, the chain its job shares (relcourse.workers): the
     teacher's recipe (notebooks 02-03), the student's own recipe at its size (notebook 05's warm
-    start), the two ladder rungs that train from scratch (04) and the feedback loops (03) each
-    lead a group, so two workers build two chains at once; the other rungs and loss arms (04)
-    and the distilled student (05) follow the teacher's chain.
+    start), the ladder's three rungs without stage 2 (04) and the feedback loops (03) each lead a
+    group, so two workers build two chains at once; the loss arms (04) and the distilled student
+    (05) follow the teacher's chain.
 
     >>> from relcourse.config import load_profile
     >>> list(course_jobs(load_profile("laptop"), 0))[:4]
-    ['teacher: recipe', 'student: recipe', 'from scratch: fine-tuned', 'from scratch + exact-match input: fine-tuned']
-    >>> len(course_jobs(load_profile("laptop"), 0))   # + 3 feedback loops, pretrained rung, 4 losses, the student
+    ['teacher: recipe', 'student: recipe', 'from scratch: fine-tuned', 'pretrained, fine-tuned: fine-tuned']
+    >>> len(course_jobs(load_profile("laptop"), 0))   # + exact-match rung, 3 feedback loops, 4 losses, the student
     13
     """
     def finetuned(arm: dict, of: Profile = profile) -> functools.partial:
         return functools.partial(run_finetune, with_overrides(of, arm), seed, progress=False)
 
-    from_scratch = {rung: arm for rung, arm in LADDER.items() if arm.get("finetune.start") == "scratch"}
+    # The rungs without stage 2 need at most the teacher's pretraining, built a third of the way
+    # into its chain: their own groups, so the second worker takes them while the first trains on.
+    no_stage_2 = {rung: arm for rung, arm in LADDER.items() if arm.get("finetune.start") in ("scratch", "pretrain")}
     jobs = {"teacher: recipe": finetuned(RECIPE), "student: recipe": finetuned(RECIPE, student_profile(profile))}
-    jobs |= {f"{rung}: fine-tuned": finetuned(arm) for rung, arm in from_scratch.items()}
+    jobs |= {f"{rung}: fine-tuned": finetuned(arm) for rung, arm in no_stage_2.items()}
     jobs |= {f"feedback loop, {design}: rounds": functools.partial(run_feedback_loop, with_overrides(profile, arm),
                                                                     seed, progress=False)
              for design, arm in FEEDBACK_DESIGNS.items()}
-    jobs |= {f"teacher: {rung}": finetuned(arm) for rung, arm in LADDER.items() if rung not in from_scratch and arm}
     jobs |= {f"teacher: loss {loss}": finetuned({"finetune.loss": loss}) for loss in LOSSES
              if loss != profile.finetune.loss}
     jobs["teacher: distilled student"] = functools.partial(run_distill, profile, seed, progress=False)
