@@ -406,8 +406,8 @@ def arms_built_here(profile: Profile, results: dict[str, claims.ClaimResult]) ->
     that reading an arm back costs nothing: all of them on a 'run' profile (the notebook just
     built them); on a 'read' profile, the claims this checkout's registry holds (`relcourse run
     claims` built their arms on every seed). A claim known only from the committed results files
-    is left out: its arms were trained on another machine, and building them here would turn a
-    one-hour course into many hours (a 4-layer teacher alone is over an hour and a half on a CPU).
+    is left out: its arms were trained on another machine, and building them here would turn an
+    hour's course into many hours (a 4-layer teacher alone is over an hour and a half on a CPU).
 
     >>> from relcourse.config import load_profile
     >>> from relcourse.store import runs_in

@@ -146,10 +146,10 @@ def test_claims_with_fixed_sizes_run_only_where_they_suit_and_the_gpu_profiles_h
 
 def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path, monkeypatch):
     # On a profile whose notebooks read their claims, `relcourse course` first builds the runs the
-    # notebooks train (two chains at once); then what notebooks 04 and 05 ask for is all cached:
-    # the same runs, bit for bit, so the notebooks train nothing more.
-    from relcourse.distill import run_distill, student_profile
+    # notebooks train (two chains at once); then what notebooks 03 to 05 ask for is all cached:
+    # the same runs, so the notebooks train nothing more.
     from relcourse.config import with_overrides
+    from relcourse.distill import run_distill, student_profile
     from relcourse.experiments import (FEEDBACK_DESIGNS, LADDER, LOSSES, build_arms, build_course_runs,
                                        builds_course_first, course_jobs, notebook_workers)
     from relcourse.feedback_loop import run_feedback_loop
