@@ -40,8 +40,8 @@ from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
-from .store import (cpu_model, ensure_data, git_commit, load_manifest, machine_name, package_versions,
-                    write_json_atomic)
+from .store import (NotBuilt, cached_only, cpu_model, ensure_data, git_commit, load_manifest, machine_name,
+                    package_versions, write_json_atomic)
 from .train import best_eval
 from .workers import build_in_processes
 
@@ -401,37 +401,49 @@ def run_claims_command(profile: Profile, claim_ids: list[str]) -> str:
             f"{' '.join('--claim ' + c for c in claim_ids)}{workers}" + claims.set_options(design_overrides(profile)))
 
 
-def arms_built_here(profile: Profile, results: dict[str, claims.ClaimResult]) -> dict[str, claims.ClaimResult]:
-    """Those of a notebook's `results` (notebook_claims) whose arms this checkout has built, so
-    that reading an arm back costs nothing: all of them on a 'run' profile (the notebook just
-    built them); on a 'read' profile, the claims this checkout's registry holds (`relcourse run
-    claims` built their arms on every seed). A claim known only from the committed results files
-    is left out: its arms were trained on another machine, and building them here would turn an
-    hour's course into many hours (a 4-layer teacher alone is over an hour and a half on a CPU).
+def arms_built_here(profile: Profile, results: dict[str, claims.ClaimResult], seed: int
+                    ) -> dict[str, claims.ClaimResult]:
+    """Those of a notebook's `results` (notebook_claims) whose runs on `seed` are built here, so
+    that reading one back costs nothing: all of them on a 'run' profile (the notebook just built
+    them); on a 'read' profile, those whose arms (and extra arms) are on disk, asked of their
+    builders without building anything (store.cached_only), and the claims measured by a function
+    (MEASURED_CLAIMS), whose runs the notebooks do not read back. A claim known only from the
+    committed results files usually has its arms on another machine: building them here would
+    turn an hour's course into many hours (a 4-layer teacher alone is over an hour and a half).
 
     >>> from relcourse.config import load_profile
     >>> from relcourse.store import runs_in
     >>> import tempfile
     >>> committed = {"D4": claims.ClaimResult("D4", "laptop", seeds=(0, 1, 2), status="inconclusive")}
-    >>> with tempfile.TemporaryDirectory() as empty, runs_in(empty):   # a fresh checkout: no registry
-    ...     arms_built_here(load_profile("laptop"), committed), list(arms_built_here(load_profile("smoke"), committed))
+    >>> with tempfile.TemporaryDirectory() as empty, runs_in(empty):   # a fresh checkout: nothing built
+    ...     arms_built_here(load_profile("laptop"), committed, 0), list(arms_built_here(load_profile("smoke"), committed, 0))
     ({}, ['D4'])
     """
     if profile.notebook_claims == "run":
         return dict(results)
-    live = claims.load_results(profile.name, design_overrides(profile))
-    return {c: r for c, r in results.items() if c in live and live[c].status != "not run"}
+    return {c: r for c, r in results.items() if c in MEASURED_CLAIMS or _arms_on_disk(profile, c, seed)}
 
 
-def arms_not_built_note(profile: Profile, results: dict[str, claims.ClaimResult]) -> str:
+def _arms_on_disk(profile: Profile, claim_id: str, seed: int) -> bool:
+    spec = claim_arms(claim_id, profile.name)
+    try:
+        with cached_only():
+            for arm in (spec.arm, spec.baseline, *EXTRA_ARMS.get(claim_id, {}).values()):
+                run_arm(profile, seed, arm, progress=False, stage=spec.stage)
+    except NotBuilt:
+        return False
+    return True
+
+
+def arms_not_built_note(profile: Profile, results: dict[str, claims.ClaimResult], seed: int) -> str:
     """A sentence on the claims of `results` whose arms are not built here (see arms_built_here),
     with the command that builds them; "" when there are none."""
-    absent = [c for c in results if c not in arms_built_here(profile, results)]
+    absent = [c for c in results if c not in arms_built_here(profile, results, seed)]
     if not absent:
         return ""
-    return (f"{', '.join(absent)}: the committed results; their arms were trained on another machine and are "
-            f"not built here, so this notebook does not read them back (it would train them first, hours on "
-            f"'{profile.name}'). To build them on every seed, in the background:\n" + run_claims_command(profile, absent))
+    return (f"{', '.join(absent)}: the committed results; their arms are not built here, so this notebook "
+            f"does not read them back (it would train them first, hours on '{profile.name}'). To build "
+            f"them on every seed, in the background:\n" + run_claims_command(profile, absent))
 
 
 def runnable_claims(stage: str, profile_name: str | None = None) -> list[str]:

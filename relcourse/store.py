@@ -56,6 +56,25 @@ class StoreError(ValueError):
     """A stage folder is missing or unreadable; the message says how to (re)build it."""
 
 
+class NotBuilt(StoreError):
+    """Inside `cached_only()`: a stage run that would have to be built first."""
+
+
+_cached_only = False
+
+
+@contextmanager
+def cached_only() -> Iterator[None]:
+    """While the block runs, a stage run that is not built raises NotBuilt instead of being
+    built: whether a run exists, asked through the stage's own builder, without training it."""
+    global _cached_only
+    previous, _cached_only = _cached_only, True
+    try:
+        yield
+    finally:
+        _cached_only = previous
+
+
 def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ENV) or REPO_ROOT / "runs")
 
@@ -264,6 +283,8 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
     final = stage_dir(profile.name, stage, seed, run_hash)
     if _finished(final):
         return final
+    if _cached_only:
+        raise NotBuilt(f"{stage} run {final.name} of profile {profile.name!r} is not built")
     rank, processes = launch_rank()
     if resumable and processes > 1 and rank > 0:
         # Under torchrun every process trains a training stage (relcourse.train gives each its share

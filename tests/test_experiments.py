@@ -69,13 +69,6 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
         assert read["F1"].effects == (0.020, 0.021, 0.022)
         assert ("F3" in read) == (world == 3) and read.get("F3", read["F1"]).effects != (0.5, 0.6)
 
-    # the notebooks read back the arms of the claims this checkout recorded, never those of a
-    # committed result (trained elsewhere: reading one would train it here first, for hours)
-    assert list(experiments.arms_built_here(laptop, read)) == ["F1"]
-    note = experiments.arms_not_built_note(laptop, read)
-    assert note.startswith("F3: the committed results") and "run claims --profile laptop --claim F3 --workers 2" in note
-    assert experiments.arms_not_built_note(laptop, {"F1": read["F1"]}) == ""
-    assert list(experiments.arms_built_here(smoke, read)) == ["F1", "F3"]   # 'run': the notebook built them
 
 
 def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monkeypatch):
@@ -150,8 +143,10 @@ def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path,
     # the same runs, so the notebooks train nothing more.
     from relcourse.config import with_overrides
     from relcourse.distill import run_distill, student_profile
-    from relcourse.experiments import (FEEDBACK_DESIGNS, LADDER, LOSSES, build_arms, build_course_runs,
-                                       builds_course_first, course_jobs, notebook_workers)
+    from relcourse import claims
+    from relcourse.experiments import (FEEDBACK_DESIGNS, LADDER, LOSSES, arms_built_here, arms_not_built_note,
+                                       build_arms, build_course_runs, builds_course_first, course_jobs,
+                                       notebook_workers)
     from relcourse.feedback_loop import run_feedback_loop
     from relcourse.finetune import run_finetune
 
@@ -173,3 +168,15 @@ def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path,
             run_finetune(student_profile(cfg), 0, progress=False), run_distill(cfg, 0, progress=False)]
     assert sorted(tmp_path.glob("smoke/*/0-*")) == runs          # nothing new was trained
     assert set(read) == set(built.values())
+
+    # A notebook reads back the arms of a recorded claim only where they are on disk: F1's and
+    # F2's are course runs (the recipe, soft_ce, mse, pairwise, multiclass), F3's label plans are
+    # not, and T1 (measured by a function) has none to read. Asking builds nothing.
+    recorded = {c: claims.summarise(c, "smoke", {0: 0.01, 1: 0.02}) for c in ("T1", "F1", "F2", "F3")}
+    assert list(arms_built_here(cfg, recorded, 0)) == ["T1", "F1", "F2"]
+    assert list(arms_built_here(cfg, recorded, 1)) == ["T1"]            # seed 1: nothing built
+    assert sorted(tmp_path.glob("smoke/*/0-*")) == runs and not list(tmp_path.glob("smoke/*/1-*"))
+    note = arms_not_built_note(cfg, recorded, 0)
+    assert note.startswith("F3: the committed results") and "run claims --profile smoke --claim F3 --workers 2" in note
+    assert arms_not_built_note(cfg, {"F1": recorded["F1"]}, 0) == ""
+    assert list(arms_built_here(load_profile("smoke"), recorded, 1)) == list(recorded)   # 'run': the notebook built them
