@@ -595,16 +595,18 @@ def course_jobs(profile: Profile, seed: int) -> dict[str, functools.partial]:
     """The training runs the notebooks read on one seed, as named jobs for build_in_processes.
 
     A name's part before ':' is its group, the chain its job shares (relcourse.workers): the
-    teacher's recipe (notebooks 02-03), the student's own recipe at its size (notebook 05's warm
-    start), the ladder's three rungs without stage 2 (04) and the feedback loops (03) each lead a
-    group, so two workers build two chains at once; the loss arms (04) and the distilled student
-    (05) follow the teacher's chain.
+    teacher's stages 1-2 (notebooks 02-03), the student's own recipe at its size (notebook 05's
+    warm start), the ladder's three rungs without stage 2 (04) and the feedback loops (03) each
+    lead a group, so two workers build two chains at once. The teacher's fine-tuning, the other
+    losses (04) and the distilled student (05) follow its stage 2: each fine-tuning needs only
+    that, so both workers take them the moment it is built (the student waits on the file lock of
+    the teacher's fine-tuning if the other worker is still training it).
 
     >>> from relcourse.config import load_profile
     >>> list(course_jobs(load_profile("laptop"), 0))[:4]
-    ['teacher: recipe', 'student: recipe', 'from scratch: fine-tuned', 'pretrained, fine-tuned: fine-tuned']
-    >>> len(course_jobs(load_profile("laptop"), 0))   # + exact-match rung, 3 feedback loops, 4 losses, the student
-    13
+    ['teacher: post-pretrained', 'student: recipe', 'from scratch: fine-tuned', 'pretrained, fine-tuned: fine-tuned']
+    >>> len(course_jobs(load_profile("laptop"), 0))   # + exact-match rung, 3 loops, the recipe, 4 losses, the student
+    14
     """
     def finetuned(arm: dict, of: Profile = profile) -> functools.partial:
         return functools.partial(run_finetune, with_overrides(of, arm), seed, progress=False)
@@ -612,11 +614,14 @@ def course_jobs(profile: Profile, seed: int) -> dict[str, functools.partial]:
     # The rungs without stage 2 need at most the teacher's pretraining, built a third of the way
     # into its chain: their own groups, so the second worker takes them while the first trains on.
     no_stage_2 = {rung: arm for rung, arm in LADDER.items() if arm.get("finetune.start") in ("scratch", "pretrain")}
-    jobs = {"teacher: recipe": finetuned(RECIPE), "student: recipe": finetuned(RECIPE, student_profile(profile))}
+    recipe = with_overrides(profile, RECIPE)
+    jobs = {"teacher: post-pretrained": functools.partial(run_post_pretrain, recipe, seed, progress=False),
+            "student: recipe": finetuned(RECIPE, student_profile(profile))}
     jobs |= {f"{rung}: fine-tuned": finetuned(arm) for rung, arm in no_stage_2.items()}
     jobs |= {f"feedback loop, {design}: rounds": functools.partial(run_feedback_loop, with_overrides(profile, arm),
                                                                     seed, progress=False)
              for design, arm in FEEDBACK_DESIGNS.items()}
+    jobs["teacher: recipe"] = finetuned(RECIPE)   # first of the followers: the distilled student needs it
     jobs |= {f"teacher: loss {loss}": finetuned({"finetune.loss": loss}) for loss in LOSSES
              if loss != profile.finetune.loss}
     jobs["teacher: distilled student"] = functools.partial(run_distill, profile, seed, progress=False)
