@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,9 +142,10 @@ def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path,
     # On a profile whose notebooks read their claims, `relcourse course` first builds the runs the
     # notebooks train (two chains at once); then what notebooks 03 to 05 ask for is all cached:
     # the same runs, so the notebooks train nothing more.
-    from relcourse.config import with_overrides
+    from relcourse.config import design_overrides, with_overrides
     from relcourse.distill import run_distill, student_profile
     from relcourse import claims
+    from relcourse.course import run_course
     from relcourse.experiments import (FEEDBACK_DESIGNS, LADDER, LOSSES, arms_built_here, arms_not_built_note,
                                        build_arms, build_course_runs, builds_course_first, course_jobs,
                                        notebook_workers)
@@ -181,3 +183,20 @@ def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path,
     assert note.startswith("F3: the committed results") and "run claims --profile smoke --claim F3 --workers 2" in note
     assert arms_not_built_note(cfg, {"F1": recorded["F1"]}, 0) == ""
     assert list(arms_built_here(load_profile("smoke"), recorded, 1)) == list(recorded)   # 'run': the notebook built them
+
+    # End to end, as on a fresh checkout that reads results recorded elsewhere: every claim has a
+    # result but none of its arms is built beyond the course's runs. Notebooks 02-05 run through,
+    # print the command for what is not built, and train nothing.
+    design = design_overrides(cfg)   # the tiny world's settings: the registry keeps its results apart
+    for claim in claims.CLAIMS:
+        claims.record(claims.summarise(claim.id, "smoke", {0: 0.01, 1: 0.02}, sides_by_seed={0: (0.61, 0.6), 1: (0.62, 0.6)},
+                                       design=design))
+    executed = run_course("smoke", 0, tmp_path / "executed", only=["02", "03", "04", "05"],
+                          overrides={**TINY_DISTILL, "notebook_claims": "read"})
+    # (notebook 02 also trains a tokenizer of laptop's vocabulary, seconds, to compare the two)
+    assert [p for p in sorted(tmp_path.glob("smoke/*/0-*")) if p.parent.name != "tokenizer"] == \
+        [p for p in runs if p.parent.name != "tokenizer"]
+    for path in executed:
+        printed = "".join(o.get("text", "") for c in nbformat.read(path, as_version=4).cells
+                          for o in c.get("outputs", []) if o.output_type == "stream")
+        assert "their arms are not built here" in printed, path.name
