@@ -340,12 +340,36 @@ def size_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[flo
             test_auc(run_finetune(student_profile(profile), seed, progress)))
 
 
-def distillation_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float]:
+def distillation_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float, dict]:
     """Claim D2: the distilled student against the same small model trained on labels only (the
     recipe at the student's size, which is also where a warm student starts). Not equal compute:
-    the distilled student has its distillation steps on top, as in the sources' comparison."""
-    return (test_auc(run_distill(profile, seed, progress)),
-            test_auc(run_finetune(student_profile(profile), seed, progress)))
+    the distilled student has its distillation steps on top, as in the sources' comparison. So
+    beside the effect goes the check at equal compute: the small model fine-tuned on labels for as
+    many steps as the distilled student took in all (labels_at_equal_steps)."""
+    distilled, on_labels = run_distill(profile, seed, progress), run_finetune(student_profile(profile), seed, progress)
+    equal = run_finetune(labels_at_equal_steps(profile, on_labels, distilled), seed, progress)
+    return test_auc(distilled), test_auc(on_labels), {"labels only, equal steps": test_auc(equal)}
+
+
+def labels_at_equal_steps(profile: Profile, on_labels: Path, distilled: Path) -> Profile:
+    """The student's recipe (student_profile) with its fine-tuning given the steps that the
+    distilled student took in all: those of its warm start, the run `on_labels`, then those of
+    its distillation, the run `distilled`, counted in fine-tuning batches (both stages read rows
+    of the same length through the same model, so rows are the compute). Its own early stopping
+    may still end it sooner: validation decides, as for every fine-tuning.
+
+    >>> import json, tempfile
+    >>> from relcourse.config import load_profile
+    >>> runs = [Path(tempfile.mkdtemp()) for _ in range(2)]
+    >>> for run, steps in zip(runs, (1_400, 3_000)):   # a warm start stopped early, then 3,000 steps
+    ...     _ = (run / "run.json").write_text(json.dumps({"status": "complete", "metrics": {"steps": steps}}))
+    >>> labels_at_equal_steps(load_profile("laptop"), *runs).finetune.steps   # 1,400 + 3,000 x 64 / 64
+    4400
+    """
+    student = student_profile(profile)
+    warm_steps = load_manifest(on_labels)["metrics"]["steps"]
+    rows = load_manifest(distilled)["metrics"]["steps"] * profile.distill.batch_size
+    return with_overrides(student, {"finetune.steps": warm_steps + round(rows / student.finetune.batch_size)})
 
 
 def serving_effect(profile: Profile, seed: int, progress: bool = True) -> tuple[float, float, dict]:

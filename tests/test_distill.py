@@ -117,6 +117,20 @@ def test_distillation_claims_are_measured_and_recorded(profile):
     assert experiments.select_claims("distill") == ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10", "D11", "D12"]
 
 
+def test_d2_is_checked_at_equal_compute(profile):
+    # D2's baseline has fewer steps than the distilled student (its warm start); beside the effect
+    # goes the small model fine-tuned on labels for the steps the distilled student took in all.
+    distilled, on_labels, also = distill.distillation_effect(profile, 0, progress=False)
+    assert distilled == distill.test_auc(run_distill(profile, 0, progress=False))
+    warm = run_finetune(student_profile(profile), 0, progress=False)
+    assert on_labels == distill.test_auc(warm)
+    took = load_manifest(warm)["metrics"]["steps"] + load_manifest(run_distill(profile, 0, progress=False))["metrics"]["steps"]
+    equal = distill.labels_at_equal_steps(profile, warm, run_distill(profile, 0, progress=False))
+    assert equal.finetune.steps == took > student_profile(profile).finetune.steps   # same batch size on both stages
+    assert equal.pretrain == student_profile(profile).pretrain                      # the same small model
+    assert also == {"labels only, equal steps": distill.test_auc(run_finetune(equal, 0, progress=False))}
+
+
 # --- D3, D4, D8, D9: the student's size, the teacher's size, layer-wise terms, a chain -------
 
 def test_d3_compares_the_recipes_student_with_one_of_half_its_width():
