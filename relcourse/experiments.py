@@ -333,13 +333,13 @@ def claim_stages(claim_id: str, profile: Profile) -> tuple[str, ...]:
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
-    also: dict[str, list[float]] = {}
+    extras: dict[int, dict[str, float]] = {}
     for seed in profile.seeds:
         if claim_id in MEASURED_CLAIMS:
             arm, baseline, *more = MEASURED_CLAIMS[claim_id](profile, seed, progress)
             per_seed[seed] = (arm, baseline)
-            for name, value in (more[0] if more else {}).items():
-                also.setdefault(name, []).append(value)
+            if more:
+                extras[seed] = more[0]
             continue
         spec = claim_arms(claim_id, profile.name)
         per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
@@ -348,13 +348,11 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
             compute.check_equal_compute(claim_id, spec.equal_compute,
                                         *(compute.run_compute(with_overrides(profile, side), seed, spec.equal_compute)
                                           for side in (spec.arm, spec.baseline)))
-    arm_mean = statistics.fmean(a for a, _ in per_seed.values())
-    base_mean = statistics.fmean(b for _, b in per_seed.values())
-    notes = f"arm {arm_mean:.4f}, baseline {base_mean:.4f} (mean over seeds {list(per_seed)})"
-    notes += "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in also.items())
-    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, notes, per_seed,
+    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, "", per_seed,
                               design_overrides(profile), fingerprint(profile, claim_stages(claim_id, profile)),
-                              machine_name(profile.device))
+                              machine_name(profile.device), extras or None)
+    result = dataclasses.replace(result, notes=claims.sides_note(result.seeds, result.arm_values,
+                                                                 result.baseline_values, result.extra_values))
     claims.record(result)
     return result
 
@@ -435,10 +433,18 @@ def _arms_on_disk(profile: Profile, claim_id: str, seed: int) -> bool:
     return True
 
 
-def arms_not_built_note(profile: Profile, results: dict[str, claims.ClaimResult], seed: int) -> str:
-    """A sentence on the claims of `results` whose arms are not built here (see arms_built_here),
-    with the command that builds them; "" when there are none."""
-    absent = [c for c in results if c not in arms_built_here(profile, results, seed)]
+def arms_not_built_note(profile: Profile, results: dict[str, claims.ClaimResult], built: dict) -> str:
+    """A sentence on the claims of `results` that are not in `built` (what arms_built_here
+    returned for them: asking again would probe the store twice), with the command that builds
+    them; "" when there are none.
+
+    >>> from relcourse.config import load_profile
+    >>> done = claims.ClaimResult("F1", "laptop", seeds=(0, 1, 2), status="inconclusive")
+    >>> print(arms_not_built_note(load_profile("laptop"), {"F1": done, "F3": done}, built={"F1": done}))
+    F3: the committed results; their arms are not built here, so this notebook does not read them back (it would train them first, hours on 'laptop'). To build them on every seed, in the background:
+        python -m relcourse run claims --profile laptop --claim F3 --workers 2
+    """
+    absent = [c for c in results if c not in built]
     if not absent:
         return ""
     return (f"{', '.join(absent)}: the committed results; their arms are not built here, so this notebook "

@@ -179,9 +179,9 @@ def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path,
     assert list(arms_built_here(cfg, recorded, 0)) == ["T1", "F1", "F2"]
     assert list(arms_built_here(cfg, recorded, 1)) == ["T1"]            # seed 1: nothing built
     assert sorted(tmp_path.glob("smoke/*/0-*")) == runs and not list(tmp_path.glob("smoke/*/1-*"))
-    note = arms_not_built_note(cfg, recorded, 0)
+    note = arms_not_built_note(cfg, recorded, arms_built_here(cfg, recorded, 0))
     assert note.startswith("F3: the committed results") and "run claims --profile smoke --claim F3 --workers 2" in note
-    assert arms_not_built_note(cfg, {"F1": recorded["F1"]}, 0) == ""
+    assert arms_not_built_note(cfg, {"F1": recorded["F1"]}, {"F1": recorded["F1"]}) == ""
     assert list(arms_built_here(load_profile("smoke"), recorded, 1)) == list(recorded)   # 'run': the notebook built them
 
     # End to end, as on a fresh checkout that reads results recorded elsewhere: every claim has a
