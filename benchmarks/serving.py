@@ -11,12 +11,14 @@ a BERT-base on a CPU); bf16 autocast where the CPU has native bf16 (AVX512-BF16 
 fp32 and int8 (the model exported by `relcourse.export`, the int8 file its dynamic quantisation of
 the MatMul weights). Each model is timed at the profile's input length, at three quarters and at
 half of it (`document_lengths`: the document is cut, the query kept), every batch padded to that
-length, so a length's docs/s is the cost of documents that long. Every batch is timed in each of
-`repeats` passes, a model's backends taking turns pass by pass (so that other work on the machine
-slows them alike); docs/s counts each batch's fastest time (the least disturbed by that work);
-p50/p99 are over the full batches of every pass, after one untimed warm-up batch (with few
-batches, p99 is the slowest one). GPU backends are not measured here. The PyTorch
-arithmetics and the timing are relcourse.serving's, which claims D11 and D12 use too.
+length, so a length's docs/s is the cost of documents that long. Speed is timed on the first
+`timed_pairs` test pairs (TIMED_PAIRS, as claim D12 times them: long enough to be sustained work),
+each batch in each of `repeats` passes, a model's backends taking turns pass by pass (so that
+other work on the machine slows them alike); docs/s counts each batch's fastest time (the least
+disturbed by that work); p50/p99 are over the full batches of every pass, after one untimed
+warm-up batch (with few batches, p99 is the slowest one). Quality is one more pass, untimed, over
+every test pair. GPU backends are not measured here. The PyTorch arithmetics and the timing are
+relcourse.serving's, which claims D11 and D12 use too.
 """
 from __future__ import annotations
 
@@ -39,8 +41,8 @@ from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
 from relcourse.scoring import OnnxLogits
-from relcourse.serving import (REPEATS, SERVE_BATCH, bf16_supported, document_lengths, in_arithmetic, timed_together,
-                               torch_threads)
+from relcourse.serving import (REPEATS, SERVE_BATCH, TIMED_PAIRS, bf16_supported, document_lengths, in_arithmetic,
+                               scores_of, timed_together, torch_threads)
 from relcourse.store import cpu_model
 
 BACKEND = {"fp32": "fp32", "int8": "int8 dynamic", "bf16": "bf16 autocast"}   # each PyTorch arithmetic's row name
@@ -84,32 +86,36 @@ def backends(model: torch.nn.Module, served: Path, threads: int) -> dict[str, tu
 
 
 def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int, PairSet], threads: int,
-              batch_size: int = SERVE_BATCH, repeats: int = REPEATS) -> pd.DataFrame:
-    """One row per model x input length x backend: docs/s, p50/p99 ms per batch, test AUC, PNR and
-    the largest |score difference| from PyTorch fp32 at the same length. `models` maps a name to
-    (the course's model, its export folder with both ONNX files); `pairsets` maps a length to the
-    test pairs encoded at that length."""
+              batch_size: int = SERVE_BATCH, repeats: int = REPEATS, timed_pairs: int = TIMED_PAIRS) -> pd.DataFrame:
+    """One row per model x input length x backend: docs/s and p50/p99 ms per batch on the first
+    `timed_pairs` pairs; test AUC, PNR and the largest |score difference| from PyTorch fp32 at the
+    same length on all of them. `models` maps a name to (the course's model, its export folder with
+    both ONNX files); `pairsets` maps a length to the test pairs encoded at that length."""
     rows = []
     with torch_threads(threads):
         for name, (model, served) in models.items():
             served_backends = backends(model, served, threads)
             for length, pairs in pairsets.items():
                 inputs = {k: v.long() for k, v in pairs.inputs.items()}   # PairSets store compact dtypes
-                timings = timed_together({backend: (relevance, context, inputs)
+                timed = {k: v[:timed_pairs] for k, v in inputs.items()}
+                timings = timed_together({backend: (relevance, context, timed)
                                           for backend, (relevance, context) in served_backends.items()},
                                          batch_size, repeats)
-                reference = next(iter(timings.values())).scores   # PyTorch fp32, the first backend
+                scores = {backend: scores_of(relevance, context, inputs, batch_size)
+                          for backend, (relevance, context) in served_backends.items()}
+                reference = scores[BACKEND["fp32"]]
                 for backend, t in timings.items():
-                    quality = metrics.evaluate(pairs.targets, t.scores, pairs.query_ids).loc["all"]
+                    quality = metrics.evaluate(pairs.targets, scores[backend], pairs.query_ids).loc["all"]
                     rows.append({"model": name, "layers": model.cfg.layers, "length": length, "backend": backend,
                                  "docs/s": t.docs_per_s, "p50 ms": t.p50_ms, "p99 ms": t.p99_ms,
                                  "test AUC": quality["auc"], "PNR": quality["pnr"],
-                                 "max |Δ| vs fp32": float(np.abs(t.scores - reference).max())})
+                                 "max |Δ| vs fp32": float(np.abs(scores[backend] - reference).max())})
     return pd.DataFrame(rows)
 
 
 def measure(profile: Profile, seed: int = 0, batch_size: int = SERVE_BATCH, repeats: int = REPEATS,
-            lengths: tuple[int, ...] | None = None, progress: bool = False) -> pd.DataFrame:
+            lengths: tuple[int, ...] | None = None, progress: bool = False, timed_pairs: int = TIMED_PAIRS
+            ) -> pd.DataFrame:
     """`benchmark` of the profile's teacher and distilled student (built or read from the cache)
     on its test pairs, at `lengths` (default `document_lengths`), on `profile.threads` threads."""
     runs = served_runs(profile, seed, progress)
@@ -119,7 +125,7 @@ def measure(profile: Profile, seed: int = 0, batch_size: int = SERVE_BATCH, repe
     with tempfile.TemporaryDirectory() as tmp:
         models = {name: (load_model(run / MODEL_DIR), export_model(run, Path(tmp) / name, onnx=True, int8=True))
                   for name, run in runs.items()}
-        return benchmark(models, pairsets, profile.threads, batch_size, repeats)
+        return benchmark(models, pairsets, profile.threads, batch_size, repeats, timed_pairs)
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,7 @@ def table(tmp_path_factory):
         models[name] = (model, served)
     threads = torch.get_num_threads()
     out = serving.benchmark(models, {MAX_LEN: pairset(MAX_LEN), 12: pairset(12)}, threads=1, batch_size=16,
-                            repeats=2)
+                            repeats=2, timed_pairs=ROWS - 16)   # timed on 32 rows; quality on all 48
     assert torch.get_num_threads() == threads           # the benchmark's thread count does not leak out
     return out
 
