@@ -166,6 +166,10 @@ class ClaimResult:
     # runs built on different CPUs can differ in float rounding, and speeds (D12) are the
     # machine's own; "" in entries recorded before it was kept
     machine: str = ""
+    # what a claim measures beside its effect, by name, one value per seed in the order of `seeds`
+    # (D2: the small model fine-tuned on labels for the distilled student's steps); {} for claims
+    # without any, and in entries recorded before they were kept (their notes give the means)
+    extra_values: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -275,11 +279,13 @@ def within_target(interval: tuple[float, float], target: float) -> bool:
 
 def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], notes: str = "",
               sides_by_seed: dict[int, tuple[float, float]] | None = None, design: dict | None = None,
-              recipe: dict | None = None, machine: str = "") -> ClaimResult:
+              recipe: dict | None = None, machine: str = "",
+              extras_by_seed: dict[int, dict[str, float]] | None = None) -> ClaimResult:
     """Mean effect, its 95% interval over seeds, and the status that interval implies; with
     `sides_by_seed` ({seed: (arm, baseline)}) each side's metric per seed is kept too, with
     `design` the settings that make the result a variant of the claim's design, with `recipe`
-    the fingerprint of the stages it was measured through, and with `machine` what measured it."""
+    the fingerprint of the stages it was measured through, with `machine` what measured it, and
+    with `extras_by_seed` ({seed: {name: value}}) what else it measured on each seed."""
     claim = get_claim(claim_id)
     if not effects_by_seed:
         raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
@@ -296,9 +302,74 @@ def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], no
         if lo > 0 or hi < 0:
             status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
     sides = [tuple(float(v) for v in sides_by_seed[s]) for s in seeds] if sides_by_seed else []
+    extras = {name: tuple(float(extras_by_seed[s][name]) for s in seeds)
+              for name in (extras_by_seed[seeds[0]] if extras_by_seed else {})}
     return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes,
                        tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}), dict(recipe or {}),
-                       machine)
+                       machine, extras)
+
+
+def sides_note(seeds, arm_values, baseline_values, extra_values: dict | None = None) -> str:
+    """The registry's note on a result measured arm by arm: each side's mean, and each extra's.
+
+    >>> sides_note((0, 1), (0.61, 0.63), (0.60, 0.60), {"teacher AUC": (0.9, 0.92)})
+    'arm 0.6200, baseline 0.6000 (mean over seeds [0, 1]); teacher AUC 0.9100'
+    """
+    note = (f"arm {statistics.fmean(arm_values):.4f}, baseline {statistics.fmean(baseline_values):.4f} "
+            f"(mean over seeds {list(seeds)})")
+    return note + "".join(f"; {name} {statistics.fmean(values):.4f}" for name, values in (extra_values or {}).items())
+
+
+def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> ClaimResult:
+    """One result over the seeds of both: how seeds measured in separate sittings add up, since
+    runs/ dies with the machine and a claim may need more seeds than one sitting can train (the
+    committed results file banks each seed's values). Both must be the same claim and design,
+    measured through the same recipe (its stages' keys), arm by arm (with each side's values, and
+    the same extras per seed), on the same machine where both say which. A seed measured in both
+    must agree within `tolerance`: on one CPU a run is deterministic, so a difference means the
+    code or the machine now computes something else, and the seeds do not belong together.
+    Raises ValueError saying which condition fails.
+
+    >>> a = summarise("P2", "laptop", {0: 0.01, 1: 0.03}, sides_by_seed={0: (0.61, 0.60), 1: (0.63, 0.60)},
+    ...               recipe={"pretrain": "4b62fec72434"})
+    >>> b = summarise("P2", "laptop", {1: 0.03, 2: 0.02}, sides_by_seed={1: (0.63, 0.60), 2: (0.62, 0.60)},
+    ...               recipe={"pretrain": "4b62fec72434"})
+    >>> both = pool(a, b)
+    >>> both.seeds, round(both.mean, 4), both.notes
+    ((0, 1, 2), 0.02, 'arm 0.6200, baseline 0.6000 (mean over seeds [0, 1, 2])')
+    """
+    what = f"{new.key} on {new.profile}"
+    problems = []
+    if (banked.key, banked.profile) != (new.key, new.profile):
+        problems.append(f"they are different results ({banked.key} on {banked.profile})")
+    if not banked.recipe or banked.recipe != new.recipe:
+        problems.append(f"they were measured through different recipes (stage keys {banked.recipe or 'not recorded'} "
+                        f"and {new.recipe or 'not recorded'})")
+    if not (len(banked.arm_values) == len(banked.seeds) and len(new.arm_values) == len(new.seeds)):
+        problems.append("one of them does not keep each side's values per seed")
+    if set(banked.extra_values) != set(new.extra_values) or (banked.notes.count(";") and not banked.extra_values):
+        problems.append("their extra measurements differ, or one keeps them only as means in its notes")
+    if banked.machine and new.machine and banked.machine != new.machine:
+        problems.append(f"different machines measured them ({banked.machine}; {new.machine})")
+    if problems:
+        raise ValueError(f"cannot pool the seeds of {what}: {'; '.join(problems)}. Record it from one sitting "
+                         f"instead (`relcourse report --keep` without --pool-seeds replaces the banked result)")
+    per_seed = {}
+    for result in (banked, new):
+        for i, seed in enumerate(result.seeds):
+            values = (result.arm_values[i], result.baseline_values[i], *(v[i] for v in result.extra_values.values()))
+            if seed in per_seed and max(abs(x - y) for x, y in zip(per_seed[seed], values)) > tolerance:
+                raise ValueError(f"cannot pool the seeds of {what}: seed {seed} measured {per_seed[seed]} before and "
+                                 f"{values} now (arm, baseline, extras); the code or the machine changed what a run "
+                                 f"computes, so re-run every seed in one sitting and record that")
+            per_seed[seed] = values
+    names = list(new.extra_values)
+    result = summarise(new.claim_id, new.profile, {s: v[0] - v[1] for s, v in per_seed.items()},
+                       sides_by_seed={s: v[:2] for s, v in per_seed.items()}, design=new.design, recipe=new.recipe,
+                       machine=new.machine or banked.machine,
+                       extras_by_seed={s: dict(zip(names, v[2:])) for s, v in per_seed.items()} if names else None)
+    return dataclasses.replace(result, notes=sides_note(result.seeds, result.arm_values, result.baseline_values,
+                                                        result.extra_values))
 
 
 # --- results on disk: runs/<profile>/claims/results.json, one entry per claim and design ----------
@@ -356,7 +427,7 @@ def to_json(result: ClaimResult) -> dict:
     entry = dataclasses.asdict(result)
     entry["mean"] = _nan_to_none(result.mean)
     entry["interval"] = [_nan_to_none(x) for x in result.interval]
-    for optional in ("design", "recipe", "machine"):   # absent when empty: entries read as before these were kept
+    for optional in ("design", "recipe", "machine", "extra_values"):   # absent when empty: entries read as before these were kept
         if not entry[optional]:
             del entry[optional]
     return entry
@@ -367,7 +438,8 @@ def from_json(entry: dict) -> ClaimResult:
                        _none_to_nan(entry["mean"]), tuple(_none_to_nan(x) for x in entry["interval"]),
                        entry["status"], entry.get("notes", ""), tuple(entry.get("arm_values", ())),
                        tuple(entry.get("baseline_values", ())), dict(entry.get("design", {})),
-                       dict(entry.get("recipe", {})), entry.get("machine", ""))
+                       dict(entry.get("recipe", {})), entry.get("machine", ""),
+                       {name: tuple(values) for name, values in entry.get("extra_values", {}).items()})
 
 
 def _nan_to_none(x: float) -> float | None:

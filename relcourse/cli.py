@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--keep", type=Path, metavar="JSON",
                         help="instead: copy the live registry's claims into this results file (created, or its "
                              "claims updated), to commit: runs/ is not committed (e.g. results/laptop-claims.json)")
+    report.add_argument("--pool-seeds", action="store_true",
+                        help="with --keep: add the live registry's seeds to those the file holds for the same claim "
+                             "and recipe (a claim run on more seeds than one sitting trains: run the next seeds with "
+                             "--set seeds=..., then keep them pooled), instead of replacing its result")
 
     course = command("course", _course, "execute the course notebooks in order (papermill)", overrides=True)
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
@@ -170,8 +174,10 @@ def _report(args) -> None:
         print(reports.ladder_table(json.loads(args.ladder.read_text())))
         return
     name = load_profile(args.profile).name  # validates the name
+    if args.pool_seeds and not args.keep:
+        raise ValueError("--pool-seeds adds seeds to a results file: give the file with --keep JSON")
     if args.keep:
-        kept = reports.keep_registry(name, args.keep)
+        kept = reports.keep_registry(name, args.keep, pool_seeds=args.pool_seeds)
         print(f"{args.keep}: {len(kept)} claims ({', '.join(kept)})")
         return
     if args.out:

@@ -129,11 +129,14 @@ def build(profile: str, results_files: list[Path | str] | None = None, live: boo
             "not_in_files": NOT_IN_FILES.get(name, "") if results_files is None else ""}
 
 
-def keep_registry(profile: str, path: Path | str) -> list[str]:
+def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> list[str]:
     """Copy the live registry's claims (runs/<profile>/claims/results.json) into the results file
     `path`, created or its claims replaced claim by claim, atomically; the claims it then holds.
     runs/ dies with the machine: this is how claims run after the last `run ladder --out` are
-    committed (name the file in DEFAULT_INPUTS so the report reads it)."""
+    committed (name the file in DEFAULT_INPUTS so the report reads it). With `pool_seeds`, a
+    claim the file already holds gets the live seeds added to its own (claims.pool: same recipe,
+    and a seed in both must agree), so a claim that needs more seeds than one sitting can train
+    is banked sitting by sitting; a condition pool refuses raises, and the file is left as it was."""
     live = _live_results(profile)
     if not live:
         raise ValueError(f"the live registry {claims.results_path(profile)} holds no claim result for {profile!r}; "
@@ -142,6 +145,9 @@ def keep_registry(profile: str, path: Path | str) -> list[str]:
     data = _read_json(path) if path.exists() else {"profile": profile, "claims": {}}
     if data.get("profile", profile) != profile:
         raise ValueError(f"{path} holds results of profile {data['profile']!r}, not {profile!r}")
+    banked = _parse_registry(data.get("claims", {}), path)
+    if pool_seeds:
+        live = {key: claims.pool(banked[key], result) if key in banked else result for key, result in live.items()}
     data["claims"] = {**data.get("claims", {}), **{c: claims.to_json(r) for c, r in live.items()}}
     data["git_commit"] = git_commit()
     write_json_atomic(path, data)
@@ -261,8 +267,10 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     label, result = found[-1] if found else (None, ClaimResult(claim.id, profile))
     if found:
         sides = dict(zip(result.seeds, zip(result.arm_values, result.baseline_values)))
+        extras = {s: {name: values[i] for name, values in result.extra_values.items()}
+                  for i, s in enumerate(result.seeds)}
         result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides,
-                                  result.design, result.recipe, result.machine)
+                                  result.design, result.recipe, result.machine, extras)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     baseline = statistics.fmean(result.baseline_values) if result.baseline_values else None

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import re
@@ -7,7 +8,7 @@ import pytest
 
 from relcourse.claims import (CLAIMS, CLAIMS_BY_ID, STAGES, ClaimResult, get_claim, load_results,
                               load_variants,
-                              minimum_detectable_effect, record, results_path, summarise, t_quantile_975)
+                              minimum_detectable_effect, pool, record, results_path, summarise, t_quantile_975)
 from relcourse.report import claims_table, write_report
 from relcourse.store import StoreError
 
@@ -161,6 +162,48 @@ def test_run_claim_records_the_machine_that_measured_it(monkeypatch):
     record(summarise("P1", "smoke", {0: 0.01}))      # an entry without one reads back as ""
     assert "machine" not in json.loads(results_path("smoke").read_text())["P1"]
     assert load_results("smoke")["P1"].machine == ""
+
+
+def test_run_claim_keeps_each_seeds_extra_measurements(monkeypatch):
+    from relcourse import experiments
+    from relcourse.config import load_profile
+
+    monkeypatch.setitem(experiments.MEASURED_CLAIMS, "D2", lambda profile, seed, progress:
+                        (0.86 + seed / 100, 0.84, {"labels only, equal steps": 0.83 + seed / 1000}))
+    experiments.run_claim(load_profile("smoke", {"seeds": "0,1"}), "D2", progress=False)
+    result = load_results("smoke")["D2"]
+    assert result.extra_values == {"labels only, equal steps": (0.83, 0.831)}
+    assert result.notes == "arm 0.8650, baseline 0.8400 (mean over seeds [0, 1]); labels only, equal steps 0.8305"
+
+
+RECIPE = {"data": "6e5843ab295f", "pretrain": "4b62fec72434"}
+
+
+def sitting(seeds, arm=lambda s: 0.60 + s / 100, **extra):
+    """A result of P2 measured on `seeds` in one sitting: arm 0.60 + seed/100, baseline 0.60."""
+    return summarise("P2", "laptop", {s: arm(s) - 0.6 for s in seeds}, sides_by_seed={s: (arm(s), 0.6) for s in seeds},
+                     recipe=extra.pop("recipe", RECIPE), **extra)
+
+
+def test_pooling_adds_the_seeds_of_another_sitting():
+    both = pool(sitting([0, 1, 2]), sitting([2, 3, 4, 5]))   # seed 2 in both, measured alike
+    at_once = sitting(range(6))                              # as if all six had run in one sitting
+    assert dataclasses.replace(both, notes="") == at_once and both.status == "holds"
+    assert both.notes == "arm 0.6250, baseline 0.6000 (mean over seeds [0, 1, 2, 3, 4, 5])"
+
+
+@pytest.mark.parametrize("banked, new, message", [
+    (sitting([0, 1]), sitting([1, 2], arm=lambda s: 0.7), "seed 1 measured .* before and .* now"),
+    (sitting([0, 1], recipe={"pretrain": "000000000000"}), sitting([2, 3]), "different recipes"),
+    (sitting([0, 1], recipe={}), sitting([2, 3]), "not recorded"),
+    (sitting([0, 1], machine="cpu: A"), sitting([2, 3], machine="cpu: B"), "different machines"),
+    (summarise("P2", "laptop", {0: 0.01, 1: 0.02}, recipe=RECIPE), sitting([2, 3]), "each side's values"),
+    (sitting([0, 1], notes="arm 0.6, baseline 0.6; teacher AUC 0.9"), sitting([2, 3]), "only as means"),
+    (sitting([0, 1], design={"pretrain.steps": 10}), sitting([2, 3]), "different results"),
+])
+def test_pooling_refuses_seeds_that_do_not_belong_together(banked, new, message):
+    with pytest.raises(ValueError, match=f"cannot pool the seeds of P2.*{message}"):
+        pool(banked, new)
 
 
 def test_corrupt_results_file_says_how_to_fix_it():

@@ -140,6 +140,34 @@ def test_keep_copies_the_live_registry_into_a_results_file_the_report_reads(tmp_
     assert rows["D5"]["seeds"] == [0, 1, 2] and rows["D6"]["seeds"] == [0, 1]   # the live one replaced D5 only
 
 
+def test_keep_can_pool_the_seeds_of_several_sittings(tmp_path, capsys):
+    # a claim that needs more seeds than one sitting trains: seeds 0-1 banked in the committed
+    # file, seeds 1-3 run now (seed 1 again: it must measure the same), kept pooled
+    recipe = {"pretrain": "4b62fec72434"}
+
+    def sitting(seeds, arm=lambda s: 0.60 + s / 100):
+        return summarise("P2", "smoke", {s: arm(s) - 0.6 for s in seeds},
+                         sides_by_seed={s: (arm(s), 0.6) for s in seeds}, recipe=recipe)
+
+    kept = tmp_path / "kept.json"
+    claims.record(sitting([0, 1]))
+    report.keep_registry("smoke", kept)
+    (tmp_path / "runs").rename(tmp_path / "first sitting")
+    claims.record(sitting([1, 2, 3]))
+    assert main(["report", "--profile", "smoke", "--keep", str(kept), "--pool-seeds"]) == 0
+    rows = {r["id"]: r for r in report.build("smoke", [kept], live=False)["claims"]}
+    assert rows["P2"]["seeds"] == [0, 1, 2, 3] and rows["P2"]["effects"] == pytest.approx([0, 0.01, 0.02, 0.03])
+
+    before = kept.read_bytes()
+    claims.record(sitting([3, 4], arm=lambda s: 0.7))                  # seed 3 now measures otherwise
+    with pytest.raises(SystemExit):
+        main(["report", "--profile", "smoke", "--keep", str(kept), "--pool-seeds"])
+    assert "seed 3 measured" in capsys.readouterr().err and kept.read_bytes() == before   # nothing written
+    with pytest.raises(SystemExit):
+        main(["report", "--profile", "smoke", "--pool-seeds"])         # pooling needs the file
+    assert "give the file with --keep" in capsys.readouterr().err
+
+
 def test_a_variant_shows_in_its_own_table_and_survives_keep(tmp_path):
     design = {"feedback_loop.teacher_labels": "shown_top"}
     claims.record(summarise("T4", "smoke", {0: 0.01, 1: 0.02}))
