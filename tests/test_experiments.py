@@ -185,18 +185,20 @@ def test_the_course_builds_what_its_notebooks_read_before_it_runs_them(tmp_path,
     assert list(arms_built_here(load_profile("smoke"), recorded, 1)) == list(recorded)   # 'run': the notebook built them
 
     # End to end, as on a fresh checkout that reads results recorded elsewhere: every claim has a
-    # result but none of its arms is built beyond the course's runs. Notebooks 02-05 run through,
-    # print the command for what is not built, and train nothing.
+    # result but none of its arms is built beyond the course's runs. Notebooks 02-06 run through,
+    # 02-05 print the command for what is not built, and none trains anything (06 serves the
+    # course's teacher and distilled student).
     design = design_overrides(cfg)   # the tiny world's settings: the registry keeps its results apart
     for claim in claims.CLAIMS:
         claims.record(claims.summarise(claim.id, "smoke", {0: 0.01, 1: 0.02}, sides_by_seed={0: (0.61, 0.6), 1: (0.62, 0.6)},
                                        design=design))
-    executed = run_course("smoke", 0, tmp_path / "executed", only=["02", "03", "04", "05"],
+    executed = run_course("smoke", 0, tmp_path / "executed", only=["02", "03", "04", "05", "06"],
                           overrides={**TINY_DISTILL, "notebook_claims": "read"})
     # (notebook 02 also trains a tokenizer of laptop's vocabulary, seconds, to compare the two)
     assert [p for p in sorted(tmp_path.glob("smoke/*/0-*")) if p.parent.name != "tokenizer"] == \
         [p for p in runs if p.parent.name != "tokenizer"]
-    for path in executed:
+    assert [p.name[:2] for p in executed] == ["02", "03", "04", "05", "06"]
+    for path in executed[:-1]:
         printed = "".join(o.get("text", "") for c in nbformat.read(path, as_version=4).cells
                           for o in c.get("outputs", []) if o.output_type == "stream")
         assert "their arms are not built here" in printed, path.name
