@@ -325,7 +325,8 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
     runs/ dies with the machine and a claim may need more seeds than one sitting can train (the
     committed results file banks each seed's values). Both must be the same claim and design,
     measured through the same recipe (its stages' keys), arm by arm (with each side's values, and
-    the same extras per seed), on the same machine where both say which. A seed measured in both
+    the same extras per seed, and notes that say no more than those), on the same machine where
+    both say which. A seed measured in both
     must agree within `tolerance`: on one CPU a run is deterministic, so a difference means the
     code or the machine now computes something else, and the seeds do not belong together.
     Raises ValueError saying which condition fails.
@@ -345,10 +346,15 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
     if not banked.recipe or banked.recipe != new.recipe:
         problems.append(f"they were measured through different recipes (stage keys {banked.recipe or 'not recorded'} "
                         f"and {new.recipe or 'not recorded'})")
-    if not (len(banked.arm_values) == len(banked.seeds) and len(new.arm_values) == len(new.seeds)):
-        problems.append("one of them does not keep each side's values per seed")
-    if set(banked.extra_values) != set(new.extra_values) or (banked.notes.count(";") and not banked.extra_values):
-        problems.append("their extra measurements differ, or one keeps them only as means in its notes")
+    if set(banked.extra_values) != set(new.extra_values):
+        problems.append(f"they measured different extras ({sorted(banked.extra_values)}, {sorted(new.extra_values)})")
+    for result in (banked, new):
+        if len(result.arm_values) != len(result.seeds):
+            problems.append("one of them does not keep each side's values per seed")
+        elif result.notes not in ("", sides_note(result.seeds, result.arm_values, result.baseline_values,
+                                                 result.extra_values)):
+            # what the notes say beyond the values (extras kept as means only) would be lost
+            problems.append(f"the notes of one say more than its per-seed values ({result.notes!r})")
     if banked.machine and new.machine and banked.machine != new.machine:
         problems.append(f"different machines measured them ({banked.machine}; {new.machine})")
     if problems:

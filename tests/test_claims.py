@@ -198,7 +198,9 @@ def test_pooling_adds_the_seeds_of_another_sitting():
     (sitting([0, 1], recipe={}), sitting([2, 3]), "not recorded"),
     (sitting([0, 1], machine="cpu: A"), sitting([2, 3], machine="cpu: B"), "different machines"),
     (summarise("P2", "laptop", {0: 0.01, 1: 0.02}, recipe=RECIPE), sitting([2, 3]), "each side's values"),
-    (sitting([0, 1], notes="arm 0.6, baseline 0.6; teacher AUC 0.9"), sitting([2, 3]), "only as means"),
+    (sitting([0, 1], notes="arm 0.6050, baseline 0.6000 (mean over seeds [0, 1]); teacher AUC 0.9100"),
+     sitting([2, 3]), "notes of one say more than its per-seed values"),
+    (sitting([0, 1], extras_by_seed={0: {"x": 1.0}, 1: {"x": 2.0}}), sitting([2, 3]), "different extras"),
     (sitting([0, 1], design={"pretrain.steps": 10}), sitting([2, 3]), "different results"),
 ])
 def test_pooling_refuses_seeds_that_do_not_belong_together(banked, new, message):
