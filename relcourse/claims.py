@@ -326,10 +326,9 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
     committed results file banks each seed's values). Both must be the same claim and design,
     measured through the same recipe (its stages' keys), arm by arm (with each side's values, and
     the same extras per seed, and notes that say no more than those), on the same machine where
-    both say which. A seed measured in both
-    must agree within `tolerance`: on one CPU a run is deterministic, so a difference means the
-    code or the machine now computes something else, and the seeds do not belong together.
-    Raises ValueError saying which condition fails.
+    both say which. A seed measured in both must agree within `tolerance`: on one CPU a run is
+    deterministic, so a difference means the code or the machine now computes something else,
+    and the seeds do not belong together. Raises ValueError saying which condition fails.
 
     >>> a = summarise("P2", "laptop", {0: 0.01, 1: 0.03}, sides_by_seed={0: (0.61, 0.60), 1: (0.63, 0.60)},
     ...               recipe={"pretrain": "4b62fec72434"})

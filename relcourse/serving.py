@@ -11,9 +11,9 @@ Three arithmetics, all PyTorch (benchmarks/serving.py adds ONNX Runtime beside t
 `in_arithmetic` gives the model and the context to score it in; `score_in` scores a PairSet
 that way (claim D11 tests the student in its serving arithmetic); `timed_together` times scorers
 batch by batch, in turn and robustly (claim D12 and the serving benchmark), and `scores_of` gives
-a scorer's scores, untimed; `serving_sides`
-measures claim D12's two sides: the teacher at full length in fp32 against the student at half
-length in half precision (`half_precision`: bf16 where this CPU has it natively, else int8).
+a scorer's scores, untimed; `serving_sides` measures claim D12's two sides: the teacher at full
+length in fp32 against the student at half length in half precision (`half_precision`: bf16
+where this CPU has it natively, else int8).
 
 >>> document_lengths(max_len=32, max_query_len=8)
 (32, 24, 16)
