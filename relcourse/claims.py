@@ -325,10 +325,12 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
     runs/ dies with the machine and a claim may need more seeds than one sitting can train (the
     committed results file banks each seed's values). Both must be the same claim and design,
     measured through the same recipe (its stages' keys), arm by arm (with each side's values, and
-    the same extras per seed, and notes that say no more than those), on the same machine where
-    both say which. A seed measured in both must agree within `tolerance`: on one CPU a run is
-    deterministic, so a difference means the code or the machine now computes something else,
-    and the seeds do not belong together. Raises ValueError saying which condition fails.
+    the same extras per seed, and notes that say no more than those). A seed measured in both
+    must agree within `tolerance`: on one CPU model with the same threads a run rebuilds bit for
+    bit, so a difference means the code or the layout now computes something else, and the seeds
+    do not belong together. Where the two name different machines or thread layouts, or one names
+    none (entries recorded before they were kept), such a seed is required: it is the evidence
+    that both sittings compute alike. Raises ValueError saying which condition fails.
 
     >>> a = summarise("P2", "laptop", {0: 0.01, 1: 0.03}, sides_by_seed={0: (0.61, 0.60), 1: (0.63, 0.60)},
     ...               recipe={"pretrain": "4b62fec72434"})
@@ -354,8 +356,11 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
                                                  result.extra_values)):
             # what the notes say beyond the values (extras kept as means only) would be lost
             problems.append(f"the notes of one say more than its per-seed values ({result.notes!r})")
-    if banked.machine and new.machine and banked.machine != new.machine:
-        problems.append(f"different machines measured them ({banked.machine}; {new.machine})")
+    overlap = set(banked.seeds) & set(new.seeds)
+    if not (banked.machine and banked.machine == new.machine) and not overlap:
+        problems.append(f"they name different machines or thread layouts ({banked.machine or 'not recorded'}; "
+                        f"{new.machine or 'not recorded'}) and share no seed that would show they compute alike: "
+                        f"rerun one banked seed with the new ones")
     if problems:
         raise ValueError(f"cannot pool the seeds of {what}: {'; '.join(problems)}. Record it from one sitting "
                          f"instead (`relcourse report --keep` without --pool-seeds replaces the banked result)")
@@ -365,8 +370,8 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
             values = (result.arm_values[i], result.baseline_values[i], *(v[i] for v in result.extra_values.values()))
             if seed in per_seed and max(abs(x - y) for x, y in zip(per_seed[seed], values)) > tolerance:
                 raise ValueError(f"cannot pool the seeds of {what}: seed {seed} measured {per_seed[seed]} before and "
-                                 f"{values} now (arm, baseline, extras); the code or the machine changed what a run "
-                                 f"computes, so re-run every seed in one sitting and record that")
+                                 f"{values} now (arm, baseline, extras); the code, the machine or the threads a run "
+                                 f"had changed what it computes, so re-run every seed with one layout and record that")
             per_seed[seed] = values
     names = list(new.extra_values)
     result = summarise(new.claim_id, new.profile, {s: v[0] - v[1] for s, v in per_seed.items()},

@@ -330,6 +330,20 @@ def claim_stages(claim_id: str, profile: Profile) -> tuple[str, ...]:
                              for stage in finetune_path(with_overrides(profile, arm)))
 
 
+def measured_on(profile: Profile) -> str:
+    """The machine a claim's runs are built on, and on a CPU their threads: on one CPU model a run
+    rebuilds bit for bit only with the same threads (more of them add floats in another order),
+    so claims.pool tells sittings apart by it.
+
+    >>> from relcourse.config import load_profile
+    >>> measured_on(load_profile("laptop", {"threads": 1})).endswith(", 1 thread a run")
+    True
+    """
+    if profile.device != "cpu":
+        return machine_name(profile.device)
+    return f"{machine_name(profile.device)}, {profile.threads} thread{'s' if profile.threads > 1 else ''} a run"
+
+
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
@@ -350,7 +364,7 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
                                           for side in (spec.arm, spec.baseline)))
     result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, "", per_seed,
                               design_overrides(profile), fingerprint(profile, claim_stages(claim_id, profile)),
-                              machine_name(profile.device), extras or None)
+                              measured_on(profile), extras or None)
     result = dataclasses.replace(result, notes=claims.sides_note(result.seeds, result.arm_values,
                                                                  result.baseline_values, result.extra_values))
     claims.record(result)
@@ -560,7 +574,8 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     def record_finished(built: set[str]) -> str:
         for claim_id in ids:
             if claim_id not in results and built >= needs[claim_id].keys():
-                results[claim_id] = run_claim(profile, claim_id, progress=False)   # all cached: quick
+                # all cached: quick; with the workers' profile, so the result names their layout
+                results[claim_id] = run_claim(worker_profile, claim_id, progress=False)
         return f"claims recorded: {', '.join(results) or 'none yet'}"
 
     build_in_processes(jobs, workers, progress, record_finished, group_of=_job_seed)

@@ -158,7 +158,7 @@ def test_run_claim_records_the_machine_that_measured_it(monkeypatch):
 
     monkeypatch.setitem(experiments.MEASURED_CLAIMS, "T1", lambda profile, seed, progress: (0.9 + seed / 100, 0.8))
     experiments.run_claim(load_profile("smoke", {"seeds": "0,1"}), "T1", progress=False)
-    assert load_results("smoke")["T1"].machine == f"cpu: {cpu_model()}"
+    assert load_results("smoke")["T1"].machine == f"cpu: {cpu_model()}, 2 threads a run"
     record(summarise("P1", "smoke", {0: 0.01}))      # an entry without one reads back as ""
     assert "machine" not in json.loads(results_path("smoke").read_text())["P1"]
     assert load_results("smoke")["P1"].machine == ""
@@ -185,6 +185,15 @@ def sitting(seeds, arm=lambda s: 0.60 + s / 100, **extra):
                      recipe=extra.pop("recipe", RECIPE), **extra)
 
 
+def test_sittings_on_other_layouts_pool_only_through_a_seed_that_agrees():
+    # a banked entry that names no machine (or another thread layout) pools once a seed measured
+    # in both comes out the same: the evidence that both sittings compute alike
+    both = pool(sitting([0, 1, 2]), sitting([2, 3], machine="cpu: X, 1 thread a run"))
+    assert both.seeds == (0, 1, 2, 3) and both.machine == "cpu: X, 1 thread a run"
+    assert pool(sitting([0, 1], machine="cpu: X, 1 thread a run"),
+                sitting([2, 3], machine="cpu: X, 1 thread a run")).seeds == (0, 1, 2, 3)   # same layout: no seed needed
+
+
 def test_pooling_adds_the_seeds_of_another_sitting():
     both = pool(sitting([0, 1, 2]), sitting([2, 3, 4, 5]))   # seed 2 in both, measured alike
     at_once = sitting(range(6))                              # as if all six had run in one sitting
@@ -196,7 +205,8 @@ def test_pooling_adds_the_seeds_of_another_sitting():
     (sitting([0, 1]), sitting([1, 2], arm=lambda s: 0.7), "seed 1 measured .* before and .* now"),
     (sitting([0, 1], recipe={"pretrain": "000000000000"}), sitting([2, 3]), "different recipes"),
     (sitting([0, 1], recipe={}), sitting([2, 3]), "not recorded"),
-    (sitting([0, 1], machine="cpu: A"), sitting([2, 3], machine="cpu: B"), "different machines"),
+    (sitting([0, 1], machine="cpu: A"), sitting([2, 3], machine="cpu: B"), "different machines.*share no seed"),
+    (sitting([0, 1]), sitting([2, 3], machine="cpu: B"), "not recorded; cpu: B.*share no seed"),
     (summarise("P2", "laptop", {0: 0.01, 1: 0.02}, recipe=RECIPE), sitting([2, 3]), "each side's values"),
     (sitting([0, 1], notes="arm 0.6050, baseline 0.6000 (mean over seeds [0, 1]); teacher AUC 0.9100"),
      sitting([2, 3]), "notes of one say more than its per-seed values"),

@@ -84,6 +84,7 @@ def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monke
         [result] = experiments.run_claims(cfg, claim_ids=["P6"], workers=workers, progress=False)
         assert claims.load_results("smoke", result.design)["P6"].effects == result.effects
         recorded[workers] = result.effects
+        assert result.machine.endswith(", 1 thread a run")   # each worker's layout, not the profile's 2 threads
         # 2 arms x 2 seeds, and the static-masking arm notebook 02 shows beside them, on seed 0
         assert len(list((tmp_path / f"workers{workers}" / "smoke" / "finetune").glob("[0-9]*"))) == 5
         arms = {"probe": experiments.PROBE, "span": experiments.CLAIM_ARMS["P6"].arm}
