@@ -162,9 +162,10 @@ class ClaimResult:
     # (relcourse.stage_keys.fingerprint), so a report can tell which stages changed since; {} in
     # entries recorded before fingerprints were kept
     recipe: dict = field(default_factory=dict)
-    # the machine that measured it (relcourse.store.machine_name: device and CPU or GPU model):
-    # runs built on different CPUs can differ in float rounding, and speeds (D12) are the
-    # machine's own; "" in entries recorded before it was kept
+    # the machine that measured it (relcourse.experiments.measured_on: device, CPU or GPU model,
+    # and on a CPU the threads a run had): runs built on other CPUs or with other threads differ
+    # in float rounding, and speeds (D12) are the machine's own; "" in entries recorded before
+    # it was kept (those of before 2026-12-06, session 15, name no threads)
     machine: str = ""
     # what a claim measures beside its effect, by name, one value per seed in the order of `seeds`
     # (D2: the small model fine-tuned on labels for the distilled student's steps); {} for claims
