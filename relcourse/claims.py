@@ -287,27 +287,59 @@ def summarise(claim_id: str, profile: str, effects_by_seed: dict[int, float], no
     `design` the settings that make the result a variant of the claim's design, with `recipe`
     the fingerprint of the stages it was measured through, with `machine` what measured it, and
     with `extras_by_seed` ({seed: {name: value}}) what else it measured on each seed."""
-    claim = get_claim(claim_id)
     if not effects_by_seed:
         raise ValueError(f"no effects given for {claim_id}; pass {{seed: arm - baseline}} for at least one seed")
     seeds = tuple(sorted(effects_by_seed))
     effects = tuple(float(effects_by_seed[s]) for s in seeds)
     if not all(math.isfinite(e) for e in effects):
         raise ValueError(f"{claim_id}: effects must be finite numbers, got {dict(zip(seeds, effects))}")
-    mean = statistics.fmean(effects)
-    interval, status = (math.nan, math.nan), "inconclusive"
-    if len(effects) > 1:
-        half = t_quantile_975(len(effects) - 1) * statistics.stdev(effects) / math.sqrt(len(effects))
-        interval = (mean - half, mean + half)
-        lo, hi = interval
-        if lo > 0 or hi < 0:
-            status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
+    mean, interval, status = _verdict(get_claim(claim_id), effects)
     sides = [tuple(float(v) for v in sides_by_seed[s]) for s in seeds] if sides_by_seed else []
     extras = {name: tuple(float(extras_by_seed[s][name]) for s in seeds)
               for name in (extras_by_seed[seeds[0]] if extras_by_seed else {})}
     return ClaimResult(claim_id, profile, seeds, effects, mean, interval, status, notes,
                        tuple(a for a, _ in sides), tuple(b for _, b in sides), dict(design or {}), dict(recipe or {}),
                        machine, extras)
+
+
+def _verdict(claim: Claim, effects: tuple[float, ...]) -> tuple[float, tuple[float, float], str]:
+    """The mean effect, its 95% interval over seeds (Student's t) and the status that implies."""
+    mean = statistics.fmean(effects)
+    if len(effects) < 2:
+        return mean, (math.nan, math.nan), "inconclusive"
+    half = t_quantile_975(len(effects) - 1) * statistics.stdev(effects) / math.sqrt(len(effects))
+    lo, hi = mean - half, mean + half
+    status = "inconclusive"
+    if lo > 0 or hi < 0:
+        status = "holds" if (lo > 0) == (claim.direction > 0) else "does not hold"
+    return mean, (lo, hi), status
+
+
+def restated(result: ClaimResult) -> ClaimResult:
+    """The result with its mean, interval and status recomputed from its per-seed effects, so an
+    entry recorded by older code (another t table) reads as today's code would have written it.
+
+    >>> old = dataclasses.replace(summarise("P2", "smoke", {0: 0.02, 1: 0.03, 2: 0.025}), status="inconclusive")
+    >>> restated(old).status
+    'holds'
+    """
+    return dataclasses.replace(result, **dict(zip(("mean", "interval", "status"),
+                                                  _verdict(get_claim(result.claim_id), result.effects))))
+
+
+def measured_arm_by_arm(claim_id: str, profile: str, sides_by_seed: dict[int, tuple[float, float]],
+                        extras_by_seed: dict[int, dict[str, float]] | None = None, **kwargs) -> ClaimResult:
+    """A result measured arm by arm ({seed: (arm, baseline)}): effect = arm − baseline on each
+    seed, each side's values and each extra's kept per seed, and notes that give their means
+    (sides_note); `kwargs` are summarise's design, recipe and machine.
+
+    >>> measured_arm_by_arm("P2", "laptop", {0: (0.61, 0.60), 1: (0.63, 0.60)}).notes
+    'arm 0.6200, baseline 0.6000 (mean over seeds [0, 1])'
+    """
+    result = summarise(claim_id, profile, {s: a - b for s, (a, b) in sides_by_seed.items()},
+                       sides_by_seed=sides_by_seed, extras_by_seed=extras_by_seed, **kwargs)
+    return dataclasses.replace(result, notes=sides_note(result.seeds, result.arm_values, result.baseline_values,
+                                                        result.extra_values))
 
 
 def sides_note(seeds, arm_values, baseline_values, extra_values: dict | None = None) -> str:
@@ -375,12 +407,9 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
                                  f"had changed what it computes, so re-run every seed with one layout and record that")
             per_seed[seed] = values
     names = list(new.extra_values)
-    result = summarise(new.claim_id, new.profile, {s: v[0] - v[1] for s, v in per_seed.items()},
-                       sides_by_seed={s: v[:2] for s, v in per_seed.items()}, design=new.design, recipe=new.recipe,
-                       machine=new.machine or banked.machine,
-                       extras_by_seed={s: dict(zip(names, v[2:])) for s, v in per_seed.items()} if names else None)
-    return dataclasses.replace(result, notes=sides_note(result.seeds, result.arm_values, result.baseline_values,
-                                                        result.extra_values))
+    return measured_arm_by_arm(new.claim_id, new.profile, {s: v[:2] for s, v in per_seed.items()},
+                               {s: dict(zip(names, v[2:])) for s, v in per_seed.items()} if names else None,
+                               design=new.design, recipe=new.recipe, machine=new.machine or banked.machine)
 
 
 # --- results on disk: runs/<profile>/claims/results.json, one entry per claim and design ----------

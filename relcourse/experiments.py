@@ -362,11 +362,10 @@ def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.
             compute.check_equal_compute(claim_id, spec.equal_compute,
                                         *(compute.run_compute(with_overrides(profile, side), seed, spec.equal_compute)
                                           for side in (spec.arm, spec.baseline)))
-    result = claims.summarise(claim_id, profile.name, {s: a - b for s, (a, b) in per_seed.items()}, "", per_seed,
-                              design_overrides(profile), fingerprint(profile, claim_stages(claim_id, profile)),
-                              measured_on(profile), extras or None)
-    result = dataclasses.replace(result, notes=claims.sides_note(result.seeds, result.arm_values,
-                                                                 result.baseline_values, result.extra_values))
+    result = claims.measured_arm_by_arm(claim_id, profile.name, per_seed, extras or None,
+                                        design=design_overrides(profile),
+                                        recipe=fingerprint(profile, claim_stages(claim_id, profile)),
+                                        machine=measured_on(profile))
     claims.record(result)
     return result
 

@@ -266,11 +266,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     found = [(label, entries[key]) for label, entries in registries if key in entries]
     label, result = found[-1] if found else (None, ClaimResult(claim.id, profile))
     if found:
-        sides = dict(zip(result.seeds, zip(result.arm_values, result.baseline_values)))
-        extras = {s: {name: values[i] for name, values in result.extra_values.items()}
-                  for i, s in enumerate(result.seeds)}
-        result = claims.summarise(claim.id, profile, dict(zip(result.seeds, result.effects)), result.notes, sides,
-                                  result.design, result.recipe, result.machine, extras)
+        result = claims.restated(result)
     n = len(result.effects)
     sd = statistics.stdev(result.effects) if n > 1 else math.nan
     baseline = statistics.fmean(result.baseline_values) if result.baseline_values else None
