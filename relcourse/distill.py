@@ -299,7 +299,7 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
         result = train(trainee, batch_at, loss_fn, tcfg, out / "train", evaluate=validate, metric="auc",
                        progress=progress)
         save_model(student, out / MODEL_DIR)
-        student_scores, student_rate = timed_score(student, splits.test, cfg.serve_precision)
+        student_scores = score_in(student, splits.test, cfg.serve_precision)
         teacher_test = pd.read_parquet(teacher_dir / "test_scores.parquet").set_index("doc_id").loc[
             splits.test.doc_ids, "score"].to_numpy()
         pd.DataFrame({"doc_id": splits.test.doc_ids, "query_id": splits.test.query_ids, "label": splits.test.targets,
@@ -316,11 +316,8 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
                 "pairs": len(pairs), "queries": int(pool["query_id"].nunique()), "steps": result.steps_done,
                 "epochs": round(steps * cfg.batch_size / len(pairs), 3),
                 "parameters": {"student": student.num_parameters(), "teacher": teacher.num_parameters()}, **chain,
-                "arithmetic": {"train": train_precision(profile), "serve": cfg.serve_precision},
-                # timings vary from run to run: kept apart from the metrics that must reproduce
-                "serving": {"docs_per_s": {"student": round(student_rate),
-                                           "teacher": round(timed_score(teacher, splits.test)[1])},
-                            "cpu_native_bf16": bf16_supported()},
+                "arithmetic": {"train": train_precision(profile), "serve": cfg.serve_precision,
+                               "cpu_native_bf16": bf16_supported()},
                 "train_s": next(line["elapsed_s"] for line in reversed(result.history) if "elapsed_s" in line)}
 
     upstream = {"data": run_hash(data_dir), "tokenizer": run_hash(ensure_tokenizer(profile, seed, progress)),

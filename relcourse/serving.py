@@ -206,14 +206,10 @@ def serving_sides(profile: Profile, seed: int, teacher_dir: Path, student_dir: P
     lengths = document_lengths(encoding.max_len, encoding.max_query_len)
     sides = {"teacher": (teacher_dir, lengths[0], "fp32"), "student": (student_dir, lengths[-1], half_precision())}
     pairsets = test_pairsets(profile, seed, (lengths[0], lengths[-1]))
-    models, served, scorers = {}, {}, {}
-    for name, (run, length, arithmetic) in sides.items():
-        models[name] = load_model(run / MODEL_DIR).eval()
-        served[name] = in_arithmetic(models[name], arithmetic)
-        inputs = {k: v[:pairs].long() for k, v in pairsets[length].inputs.items()}   # PairSets store compact dtypes
-        scorers[name] = (served[name][0].relevance, served[name][1], inputs)
+    models = {name: load_model(run / MODEL_DIR).eval() for name, (run, _, _) in sides.items()}
+    served = {name: in_arithmetic(models[name], arithmetic) for name, (_, _, arithmetic) in sides.items()}
     with torch_threads(profile.threads):
-        timings = timed_together(scorers, SERVE_BATCH, repeats)
+        timings = _timed(served, {name: pairsets[length] for name, (_, length, _) in sides.items()}, pairs, repeats)
         rows = {}
         for name, (run, length, arithmetic) in sides.items():
             if name == "teacher":
@@ -225,3 +221,25 @@ def serving_sides(profile: Profile, seed: int, teacher_dir: Path, student_dir: P
             rows[name] = {"layers": models[name].cfg.layers, "length": length, "arithmetic": arithmetic,
                           "docs/s": timings[name].docs_per_s, "test AUC": float(auc)}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def docs_per_second(profile: Profile, seed: int, runs: dict[str, Path], pairs: int = TIMED_PAIRS,
+                    repeats: int = REPEATS) -> dict[str, float]:
+    """Each run's model (a fine-tuning or distillation run) timed now, on this machine: docs/s in
+    fp32 PyTorch at the profile's input length on the first `pairs` test pairs, the models taking
+    turns (`timed_together`) on profile.threads threads. A run's manifest is no place for a speed:
+    it would keep whatever load the machine had the day the run was built."""
+    pairset = test_pairsets(profile, seed, (profile.tokenizer.max_len,))[profile.tokenizer.max_len]
+    served = {name: in_arithmetic(load_model(run / MODEL_DIR).eval(), "fp32") for name, run in runs.items()}
+    with torch_threads(profile.threads):
+        timings = _timed(served, dict.fromkeys(runs, pairset), pairs, repeats)
+    return {name: timing.docs_per_s for name, timing in timings.items()}
+
+
+def _timed(served: dict[str, tuple], pairsets: dict[str, PairSet], pairs: int, repeats: int) -> dict[str, Timing]:
+    """`timed_together` of served models ({name: in_arithmetic(...)}), each on the first `pairs`
+    rows of its PairSet."""
+    scorers = {name: (model.relevance, context,
+                      {k: v[:pairs].long() for k, v in pairsets[name].inputs.items()})   # PairSets store compact dtypes
+               for name, (model, context) in served.items()}
+    return timed_together(scorers, SERVE_BATCH, repeats)
