@@ -242,6 +242,8 @@ def seeds_for_half_width(sd: float, half_width: float = 0.02, most: int = 1_000)
     return None
 
 
+MIXED = "mixed: "   # how a result built from runs of several machines or thread layouts names them (experiments.measured_on)
+
 AUC_PRECISION = 0.02   # the half-width the course asks of an AUC claim's 95% interval
 SPEED_PRECISION = 0.1  # of a log speed ratio: ±10%; a timing here moves by up to a fifth between runs
 
@@ -390,7 +392,7 @@ def pool(banked: ClaimResult, new: ClaimResult, tolerance: float = 1e-9) -> Clai
             # what the notes say beyond the values (extras kept as means only) would be lost
             problems.append(f"the notes of one say more than its per-seed values ({result.notes!r})")
     overlap = set(banked.seeds) & set(new.seeds)
-    if not (banked.machine and banked.machine == new.machine) and not overlap:
+    if not (banked.machine and banked.machine == new.machine and not new.machine.startswith(MIXED)) and not overlap:
         problems.append(f"they name different machines or thread layouts ({banked.machine or 'not recorded'}; "
                         f"{new.machine or 'not recorded'}) and share no seed that would show they compute alike: "
                         f"rerun one banked seed with the new ones")

@@ -22,6 +22,7 @@ with the arms' mean metrics in the notes.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import statistics
@@ -40,8 +41,9 @@ from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
-from .store import (NotBuilt, cached_only, cpu_model, ensure_data, git_commit, load_manifest, machine_name,
-                    package_versions, write_json_atomic)
+from .claims import MIXED
+from .store import (NotBuilt, cached_only, cpu_model, ensure_data, git_commit, layout, load_manifest, machine_name,
+                    machine_record, machines_read, package_versions, write_json_atomic)
 from .train import best_eval
 from .workers import build_in_processes
 
@@ -330,42 +332,54 @@ def claim_stages(claim_id: str, profile: Profile) -> tuple[str, ...]:
                              for stage in finetune_path(with_overrides(profile, arm)))
 
 
-def measured_on(profile: Profile) -> str:
-    """The machine a claim's runs are built on, and on a CPU their threads: on one CPU model a run
+def measured_on(profile: Profile, machines: list[dict] | None = None) -> str:
+    """The machine a claim's runs were built on, and on a CPU their threads: on one CPU model a run
     rebuilds bit for bit only with the same threads (more of them add floats in another order),
-    so claims.pool tells sittings apart by it.
+    so claims.pool tells sittings apart by it. With `machines`, the records of the runs the claim
+    read (store.machines_read): a cached run is reused whatever threads ask for it, so what built
+    them is what counts; runs built in different layouts give 'mixed: ...', naming each.
 
     >>> from relcourse.config import load_profile
-    >>> measured_on(load_profile("laptop", {"threads": 1})).endswith(", 1 thread a run")
+    >>> one = load_profile("laptop", {"threads": 1})
+    >>> measured_on(one).endswith(", 1 thread a run")
     True
+    >>> built = [{"device": "cpu", "cpu": "X", "threads": 2}, {"device": "cpu", "cpu": "X", "threads": 1}]
+    >>> measured_on(one, built[:1]), measured_on(one, built)
+    ('cpu: X, 2 threads a run', 'mixed: 1 run cpu: X, 2 threads a run; 1 run cpu: X, 1 thread a run')
     """
-    if profile.device != "cpu":
-        return machine_name(profile.device)
-    return f"{machine_name(profile.device)}, {profile.threads} thread{'s' if profile.threads > 1 else ''} a run"
+    here = machine_name(profile.device) if profile.device != "cpu" else layout(machine_record(profile))
+    layouts = collections.Counter(layout(m) for m in machines or [])
+    if not layouts or set(layouts) == {layout(machine_record(profile))}:
+        return here   # on a GPU the name of the card, which the manifests do not record
+    if len(layouts) == 1:
+        return next(iter(layouts))
+    return MIXED + "; ".join(f"{n} run{'s' if n > 1 else ''} {name}" for name, n in layouts.items())
 
 
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
     """Both arms on every seed of the profile; the result is recorded in the registry."""
     per_seed: dict[int, tuple[float, float]] = {}
     extras: dict[int, dict[str, float]] = {}
-    for seed in profile.seeds:
-        if claim_id in MEASURED_CLAIMS:
-            arm, baseline, *more = MEASURED_CLAIMS[claim_id](profile, seed, progress)
-            per_seed[seed] = (arm, baseline)
-            if more:
-                extras[seed] = more[0]
-            continue
-        spec = claim_arms(claim_id, profile.name)
-        per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
-                          arm_metric(profile, seed, spec.baseline, spec.metric, progress, spec.stage))
-        if spec.equal_compute:
-            compute.check_equal_compute(claim_id, spec.equal_compute,
-                                        *(compute.run_compute(with_overrides(profile, side), seed, spec.equal_compute)
-                                          for side in (spec.arm, spec.baseline)))
+    with machines_read() as machines:
+        for seed in profile.seeds:
+            if claim_id in MEASURED_CLAIMS:
+                arm, baseline, *more = MEASURED_CLAIMS[claim_id](profile, seed, progress)
+                per_seed[seed] = (arm, baseline)
+                if more:
+                    extras[seed] = more[0]
+                continue
+            spec = claim_arms(claim_id, profile.name)
+            per_seed[seed] = (arm_metric(profile, seed, spec.arm, spec.metric, progress, spec.stage),
+                              arm_metric(profile, seed, spec.baseline, spec.metric, progress, spec.stage))
+            if spec.equal_compute:
+                compute.check_equal_compute(claim_id, spec.equal_compute,
+                                            *(compute.run_compute(with_overrides(profile, side), seed,
+                                                                  spec.equal_compute)
+                                              for side in (spec.arm, spec.baseline)))
     result = claims.measured_arm_by_arm(claim_id, profile.name, per_seed, extras or None,
                                         design=design_overrides(profile),
                                         recipe=fingerprint(profile, claim_stages(claim_id, profile)),
-                                        machine=measured_on(profile))
+                                        machine=measured_on(profile, machines))
     claims.record(result)
     return result
 

@@ -61,6 +61,10 @@ class NotBuilt(StoreError):
 
 
 _cached_only = False
+_machines_read: list[dict] | None = None
+# Stages whose outputs no thread count or CPU changes (numpy generators, the tokenizer's counts):
+# left out of what `machines_read` collects, so runs built by another process do not count.
+THREAD_FREE_STAGES = frozenset({"data", "tokenizer"})
 
 
 @contextmanager
@@ -73,6 +77,41 @@ def cached_only() -> Iterator[None]:
         yield
     finally:
         _cached_only = previous
+
+
+@contextmanager
+def machines_read() -> Iterator[list[dict]]:
+    """While the block runs, collects the machine record (a manifest's "machine") of every run
+    `cached_stage` returns, built here or read back, bar THREAD_FREE_STAGES: what a result computed
+    from those runs was really measured on. A cached run is reused whatever threads asked for it,
+    so the threads of this process need not be the threads that built what it reads."""
+    global _machines_read
+    outer, _machines_read = _machines_read, []
+    try:
+        yield _machines_read
+    finally:
+        if outer is not None:
+            outer.extend(_machines_read)
+        _machines_read = outer
+
+
+def machine_record(profile: Profile, processes: int = 1) -> dict:
+    """What a run built now with `profile` records of its machine (not in the key: these should not
+    change results, but on a CPU they can, since a sum split over other threads rounds differently)."""
+    return {"threads": profile.threads, "device": profile.device, "cpu": cpu_model(),
+            **({"processes": processes} if processes > 1 else {})}
+
+
+def layout(machine: dict) -> str:
+    """A machine record in words: on a CPU its model and the threads a run had, else its device.
+
+    >>> layout({"threads": 1, "device": "cpu", "cpu": "AMD EPYC, AVX512"}), layout({"device": "cuda", "threads": 2})
+    ('cpu: AMD EPYC, AVX512, 1 thread a run', 'cuda')
+    """
+    if machine.get("device", "cpu") != "cpu":
+        return str(machine["device"])
+    threads = machine.get("threads")
+    return f"cpu: {machine.get('cpu', 'CPU not recorded')}, {threads} thread{'' if threads == 1 else 's'} a run"
 
 
 def runs_root() -> Path:
@@ -278,7 +317,14 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
     that outlives a crash or a kill (see atomic_dir), so a training stage resumes from its last
     checkpoint when asked again.
     """
-    upstream = dict(upstream or {})
+    final = _built_or_reused(profile, stage, seed, config, build, dict(upstream or {}), resumable)
+    if _machines_read is not None and stage not in THREAD_FREE_STAGES:
+        _machines_read.append(load_manifest(final).get("machine", {}))
+    return final
+
+
+def _built_or_reused(profile: Profile, stage: str, seed: int, config: dict, build: Callable[[Path], dict],
+                     upstream: dict[str, str], resumable: bool) -> Path:
     run_hash = stage_hash(config, upstream)
     final = stage_dir(profile.name, stage, seed, run_hash)
     if _finished(final):
@@ -301,10 +347,7 @@ def cached_stage(profile: Profile, stage: str, seed: int, config: dict,
                     "stage": stage, "profile": profile.name, "seed": seed,
                     "config": config, "config_hash": run_hash, "upstream": upstream,
                     "versions": package_versions(), "git_commit": git_commit(),
-                    # Not in the key (they should not change results), recorded because on CPU they can:
-                    # a sum split over another number of threads rounds differently.
-                    "machine": {"threads": profile.threads, "device": profile.device, "cpu": cpu_model(),
-                                **({"processes": processes} if resumable and processes > 1 else {})},
+                    "machine": machine_record(profile, processes if resumable else 1),
                     "metrics": metrics, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                     "status": "complete",
                 })

@@ -1,4 +1,5 @@
 """Experiment arms: an arm is a function of (profile, seed), whatever the process ran before."""
+import dataclasses
 import json
 import shutil
 
@@ -92,6 +93,22 @@ def test_claims_built_by_parallel_workers_match_a_single_process(tmp_path, monke
         assert list(experiments.build_arms(cfg, 1, arms, workers).items()) == [
             (name, run_arm(cfg, 1, arm, progress=False)) for name, arm in arms.items()]
     assert len(recorded[2]) == 2 and recorded[2] == recorded[1]
+
+
+def test_a_claim_names_the_layout_that_built_the_runs_it_read(tmp_path, monkeypatch):
+    # Threads are not in a run's key, so a claim asked for with 2 threads reads back runs that
+    # 1-thread workers built: it must say so, and say "mixed" once it also reads a 2-thread run.
+    from relcourse import claims, experiments
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    one_thread = load_profile("smoke", {**TINY, "seeds": "0", "threads": 1})
+    assert experiments.run_claim(one_thread, "P1", progress=False).machine.endswith(", 1 thread a run")
+    two_threads = load_profile("smoke", {**TINY, "seeds": "0", "threads": 2})
+    assert experiments.run_claim(two_threads, "P1", progress=False).machine.endswith(", 1 thread a run")
+    mixed = experiments.run_claim(load_profile("smoke", {**TINY, "seeds": "0,1", "threads": 2}), "P1", progress=False)
+    assert mixed.machine.startswith(claims.MIXED) and ", 2 threads a run" in mixed.machine
+    with pytest.raises(ValueError, match="share no seed"):   # a mixed result is no layout to pool by
+        claims.pool(dataclasses.replace(mixed, seeds=(5, 6)), mixed)
 
 
 def test_claim_jobs_name_what_each_arm_changes():

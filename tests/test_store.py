@@ -92,6 +92,20 @@ def test_cached_stage_reuses_a_matching_run():
     assert first == again and build.calls == 1
 
 
+def test_machines_read_names_what_built_the_runs_returned_inside_it():
+    one, two = (load_profile("smoke", {"threads": n}) for n in (1, 2))
+    cached_stage(one, "pretrain", 0, {"steps": 5}, Builder())             # built by a 1-thread process
+    with store.machines_read() as outer:
+        cached_stage(two, "data", 0, {"rows": 1}, Builder())              # thread-free: not counted
+        with store.machines_read() as inner:
+            cached_stage(two, "pretrain", 0, {"steps": 5}, Builder())     # read back: its builder counts
+        cached_stage(two, "finetune", 0, {"steps": 5}, Builder())         # built here, with 2 threads
+    assert [store.layout(m) for m in inner] == [f"cpu: {cpu_model()}, 1 thread a run"]
+    assert [m["threads"] for m in outer] == [1, 2]                         # the inner block's runs count outside too
+    cached_stage(two, "finetune", 0, {"steps": 5}, Builder())              # outside any block: nothing collected
+    assert len(outer) == 2
+
+
 def test_cached_stage_rebuilds_when_config_upstream_or_seed_change():
     build = Builder()
     runs = {cached_stage(SMOKE, "pretrain", 0, {"steps": 5}, build),
