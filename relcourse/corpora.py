@@ -9,12 +9,15 @@ Three claims of the course are decided by what goes in here (relcourse.claims):
   of the MIXES; `task_texts` is the task's text without labels: query + title + body of the
   TRAIN queries' documents only, so valid and test text never leaks into pretraining.
 - P2, SOP vs NSP. `sentence_pairs` cuts each paragraph into two segments at a sentence boundary.
-  NSP's negative replaces the second segment by one from a random other paragraph, which almost
-  always changes the topic, so a model can solve NSP by topic mismatch alone. SOP's negative
-  swaps the two segments: the topic stays and only the order is wrong ("it ..." before the
-  sentence that names "it"), so the model has to learn how sentences cohere. That is why ALBERT
-  (Lan et al. 2019) found SOP harder and more useful downstream. Both tasks draw the same cuts
-  and labels from the seed: the two arms of P2 see the same segments, only the negatives differ.
+  NSP's negative replaces the second segment by one from a random other paragraph; SOP's swaps
+  the two segments, so only the order is wrong. In web text another paragraph usually changes
+  the topic, which gives NSP away, and ALBERT (Lan et al. 2019) found SOP harder and more useful
+  downstream. Here the domain paragraphs all describe products of one shop in one style: another
+  paragraph changes the product, not the topic, so NSP asks whether both segments name the same
+  product, while SOP's order shows in how a product paragraph opens. On `laptop` that made SOP
+  the easier task and NSP the better pretraining for relevance (results/laptop.md). Both tasks
+  draw the same cuts and labels from the seed: the two arms of P2 see the same segments, only the
+  negatives differ.
 
 >>> clean(["the bus runs daily. it is busy.", "The bus  runs daily. it is busy.",
 ...        "🔥 💯 the lamp is new. it is bright. $$$", "👉 ok !!!"])
