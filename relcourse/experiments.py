@@ -41,7 +41,6 @@ from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
-from .claims import MIXED
 from .store import (NotBuilt, cached_only, cpu_model, ensure_data, git_commit, layout, load_manifest, machine_name,
                     machine_record, machines_read, package_versions, write_json_atomic)
 from .train import best_eval
@@ -347,13 +346,14 @@ def measured_on(profile: Profile, machines: list[dict] | None = None) -> str:
     >>> measured_on(one, built[:1]), measured_on(one, built)
     ('cpu: X, 2 threads a run', 'mixed: 1 run cpu: X, 2 threads a run; 1 run cpu: X, 1 thread a run')
     """
-    here = machine_name(profile.device) if profile.device != "cpu" else layout(machine_record(profile))
+    own = layout(machine_record(profile))
     layouts = collections.Counter(layout(m) for m in machines or [])
-    if not layouts or set(layouts) == {layout(machine_record(profile))}:
-        return here   # on a GPU the name of the card, which the manifests do not record
+    if not layouts or set(layouts) == {own}:
+        # on a GPU the name of the card, which the manifests do not record
+        return own if profile.device == "cpu" else machine_name(profile.device)
     if len(layouts) == 1:
         return next(iter(layouts))
-    return MIXED + "; ".join(f"{n} run{'s' if n > 1 else ''} {name}" for name, n in layouts.items())
+    return claims.MIXED + "; ".join(f"{n} run{'s' if n > 1 else ''} {name}" for name, n in layouts.items())
 
 
 def run_claim(profile: Profile, claim_id: str, progress: bool = True) -> claims.ClaimResult:
@@ -587,7 +587,8 @@ def run_claims(profile: Profile, stage: str | None = None, claim_ids: list[str] 
     def record_finished(built: set[str]) -> str:
         for claim_id in ids:
             if claim_id not in results and built >= needs[claim_id].keys():
-                # all cached: quick; with the workers' profile, so the result names their layout
+                # all cached: quick; with the workers' profile, which computed its jobs (the result names
+                # the layout that built its runs from their manifests: measured_on)
                 results[claim_id] = run_claim(worker_profile, claim_id, progress=False)
         return f"claims recorded: {', '.join(results) or 'none yet'}"
 
