@@ -131,6 +131,10 @@ class PretrainConfig(Section):
     mask_prob: float = setting(0.15, "share of tokens selected for masked-language-model prediction", 0.01, 0.8)
     sentence_task: str = setting("sop", "the second pretraining task: sop (swapped segment order) "
                                         "or nsp (random next segment)", choices=("sop", "nsp"))
+    nsp_negatives: str = setting("any_paragraph", "where NSP's negative second segment comes from: any other "
+                                 "paragraph, or another paragraph about the same product, so that names agree "
+                                 "on both sides and only coherence tells (P2's mechanism; no effect on SOP)",
+                                 choices=("any_paragraph", "same_product"))
     mlm_weight: float = setting(1.0, "weight of the MLM loss against the sentence-task loss", 0.0, 10.0)
     replacement: str = setting("80/10/10", "what a selected token becomes (claim P1): 80% [MASK] / 10% random / "
                                            "10% unchanged, or all [MASK]", choices=("80/10/10", "all_mask"))
@@ -556,7 +560,7 @@ def canonical_json(obj) -> str:
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
                   "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
                   "relevance_model": "lexical", "teacher_labels": "world", "annotator_anchoring": 0.0,
-                  "validation_points": 0}
+                  "validation_points": 0, "nsp_negatives": "any_paragraph"}
 
 
 def without_later_defaults(settings):

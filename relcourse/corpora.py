@@ -15,9 +15,11 @@ Three claims of the course are decided by what goes in here (relcourse.claims):
   downstream. Here the domain paragraphs all describe products of one shop in one style: another
   paragraph changes the product, not the topic, so NSP asks whether both segments name the same
   product, while SOP's order shows in how a product paragraph opens. On `laptop` that made SOP
-  the easier task and NSP the better pretraining for relevance (results/laptop.md). Both tasks
-  draw the same cuts and labels from the seed: the two arms of P2 see the same segments, only the
-  negatives differ.
+  the easier task and NSP the better pretraining for relevance (results/laptop.md). To test that
+  reading, NSP can draw its negative from another paragraph about the *same* product
+  (`groups=product_groups(...)`, the setting pretrain.nsp_negatives): names then agree on both
+  sides of every pair, and only coherence is left to judge. Both tasks draw the same cuts and
+  labels from the seed: the arms of P2 see the same segments, only the negatives differ.
 
 >>> clean(["the bus runs daily. it is busy.", "The bus  runs daily. it is busy.",
 ...        "🔥 💯 the lamp is new. it is bright. $$$", "👉 ok !!!"])
@@ -25,6 +27,9 @@ Three claims of the course are decided by what goes in here (relcourse.claims):
 >>> first, second, labels = sentence_pairs(["the lamp is new. it is bright."] * 3, "sop", seed=1)
 >>> [(a, b, int(y)) for a, b, y in zip(first, second, labels)]  # label 1: the order was swapped
 [('the lamp is new.', 'it is bright.', 0), ('it is bright.', 'the lamp is new.', 1), ('it is bright.', 'the lamp is new.', 1)]
+>>> product_groups(["meet the Lumka K51. it is new.", "i bought Lumka K51 and the Vix A1.", "ferries run daily."],
+...                ["Vix A1", "Lumka K51"])
+array([ 1,  1, -1])
 """
 from __future__ import annotations
 
@@ -152,16 +157,39 @@ def split_in_two(paragraph: str, draw: float) -> tuple[str, str] | None:
     return " ".join(words[:len(words) // 2]), " ".join(words[len(words) // 2:])
 
 
-def sentence_pairs(paragraphs: list[str], task: str, seed: int) -> tuple[list[str], list[str], np.ndarray]:
+def product_names(data_dir: str | Path) -> list[str]:
+    """The names of the world's products (its entities table), as the corpus writes them."""
+    return read_table(data_dir, "entities", columns=["name"]).name.tolist()
+
+
+def product_groups(paragraphs: list[str], names: list[str]) -> np.ndarray:
+    """For each paragraph, the index in `names` of the first product name it mentions (whole
+    words, case as written), -1 where it names none (general text, routes, synonym lines)."""
+    if not names:
+        return np.full(len(paragraphs), -1)
+    # Longest names first, so that a name containing another ("Vix A1" in "Vix A10") is not cut short.
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\b")
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[m.group()] if (m := pattern.search(p)) else -1 for p in paragraphs])
+
+
+def sentence_pairs(paragraphs: list[str], task: str, seed: int, groups: np.ndarray | None = None
+                   ) -> tuple[list[str], list[str], np.ndarray]:
     """(first segments, second segments, labels) for the sentence task, one pair a paragraph
     (single-word paragraphs are dropped). Half the pairs, at random, are negatives (label 1):
-    "sop" swaps the two segments, "nsp" takes the second segment of a random other paragraph.
-    Deterministic given seed; cuts and labels do not depend on the task."""
+    "sop" swaps the two segments, "nsp" takes the second segment of a random other paragraph —
+    with `groups` (one id per paragraph, -1 for none; `product_groups`), of another paragraph of
+    the same group where there is one. Deterministic given seed; cuts and labels do not depend on
+    the task."""
     if task not in TASKS:
         raise ValueError(f"unknown sentence task {task!r}; choose one of: {', '.join(TASKS)}")
+    if groups is not None and len(groups) != len(paragraphs):
+        raise ValueError(f"groups has {len(groups)} ids for {len(paragraphs)} paragraphs: give one id a paragraph")
     rng = np.random.default_rng(seed)
     draws = rng.random(len(paragraphs))
-    pairs = [p for p in map(split_in_two, paragraphs, draws) if p is not None]
+    cuts = [split_in_two(p, u) for p, u in zip(paragraphs, draws)]
+    kept = np.array([c is not None for c in cuts], dtype=bool)
+    pairs = [c for c in cuts if c is not None]
     first, second = [a for a, _ in pairs], [b for _, b in pairs]
     labels = (rng.random(len(pairs)) < 0.5).astype(np.int64)
     if task == "sop":
@@ -172,4 +200,21 @@ def sentence_pairs(paragraphs: list[str], task: str, seed: int) -> tuple[list[st
     # A uniform draw over the n - 1 other paragraphs: draw from 0..n-2, then step over oneself.
     other = rng.integers(max(len(pairs) - 1, 1), size=len(pairs))
     other += other >= np.arange(len(pairs))
+    if groups is not None:   # drawn after, so that the ungrouped negatives stay what they always were
+        other = _same_group(np.asarray(groups)[kept], other, rng)
     return first, [second[j] if y else b for b, j, y in zip(second, other, labels)], labels
+
+
+def _same_group(groups: np.ndarray, fallback: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each position, a uniform draw among the *other* positions of its group; `fallback`
+    where it has no group (-1) or is its group's only member. Positions are sorted by group, so a
+    group is a run [start, start + size): draw 0..size-2 and step over oneself, as above."""
+    order = np.argsort(groups, kind="stable")
+    ordered = groups[order]
+    start = np.searchsorted(ordered, groups, side="left")
+    size = np.searchsorted(ordered, groups, side="right") - start
+    rank = np.empty(len(groups), dtype=np.int64)   # each position's place within its group's run
+    rank[order] = np.arange(len(groups)) - np.searchsorted(ordered, ordered, side="left")
+    pick = rng.integers(np.maximum(size - 1, 1))
+    pick += pick >= rank
+    return np.where((groups >= 0) & (size >= 2), order[np.minimum(start + pick, len(groups) - 1)], fallback)

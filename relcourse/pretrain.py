@@ -84,10 +84,14 @@ def new_model(profile: Profile, vocab_size: int, num_outputs: int = 1) -> Releva
                          token_types=3 if profile.tokenizer.exact_match else 2)
 
 
-def segment_pairs(texts: list[str], tokenizer, profile: Profile, task: str, seed: int) -> PairSet:
+def segment_pairs(texts: list[str], tokenizer, profile: Profile, task: str, seed: int,
+                  products: list[str] = ()) -> PairSet:
     """Paragraphs cut into two segments (swapped or replaced for the sentence task), tokenised;
-    `targets` holds the sentence-task label of each pair."""
-    first, second, labels = corpora.sentence_pairs(texts, task, seed)
+    `targets` holds the sentence-task label of each pair. With pretrain.nsp_negatives
+    "same_product", NSP's negatives come from paragraphs naming the same one of `products`."""
+    groups = corpora.product_groups(texts, list(products)) \
+        if task == "nsp" and profile.pretrain.nsp_negatives == "same_product" else None
+    first, second, labels = corpora.sentence_pairs(texts, task, seed, groups)
     tok = profile.tokenizer
     inputs = encode_compact(tokenizer, first, second, max_query_len=tok.max_len // 2, max_len=tok.max_len,
                             exact_match=tok.exact_match)
@@ -109,8 +113,9 @@ def pretraining_data(data_dir: Path, tokenizer, profile: Profile, seed: int):
     """(training pairs, TAPT pairs or None, held-out pairs). The held-out pairs are domain text
     of a fixed seed, the same for every arm, so MLM and SOP accuracies compare across arms."""
     cfg = profile.pretrain
+    products = corpora.product_names(data_dir) if cfg.nsp_negatives == "same_product" else []
     held_texts = corpora.pretraining_texts(data_dir, "domain", cleaned=True)[-HELD_OUT:]
-    held_out = segment_pairs(held_texts, tokenizer, profile, cfg.sentence_task, seed=10_000 + seed)
+    held_out = segment_pairs(held_texts, tokenizer, profile, cfg.sentence_task, 10_000 + seed, products)
     # Compared as cleaning sees them, so a raw arm's spam-decorated copy of a held-out line stays out too.
     held = {_normalised(t) for t in held_texts}
     def usable(cleaned: bool) -> list[str]:
@@ -119,7 +124,8 @@ def pretraining_data(data_dir: Path, tokenizer, profile: Profile, seed: int):
     texts = usable(cfg.cleaned)
     volume = len(usable(True)) if cfg.cleaned_volume else len(texts)   # P4 at equal volume
     keep = np.random.default_rng(seed).permutation(len(texts))[:max(1, int(min(volume, len(texts)) * cfg.data_share))]
-    train_pairs = segment_pairs([texts[i] for i in sorted(keep)], tokenizer, profile, cfg.sentence_task, seed)
+    train_pairs = segment_pairs([texts[i] for i in sorted(keep)], tokenizer, profile, cfg.sentence_task, seed,
+                                products)
     tapt = None
     if cfg.tapt_share:
         doc_ids = unlabelled_pairs(data_dir)
@@ -149,8 +155,10 @@ def step_plan(cfg: PretrainConfig, n_pairs: int) -> tuple[int, int]:
 
 def pretrain_settings(profile: Profile) -> dict:
     """The pretraining stage's cache key: every pretraining setting, the input encoding and the precision."""
-    return {"pretrain": dataclasses.asdict(profile.pretrain), "tokenizer": dataclasses.asdict(profile.tokenizer),
-            **arithmetic_settings(profile)}
+    pretrain = dataclasses.asdict(profile.pretrain)
+    if pretrain["sentence_task"] != "nsp":   # SOP draws no negatives: one run, whatever this says
+        del pretrain["nsp_negatives"]
+    return {"pretrain": pretrain, "tokenizer": dataclasses.asdict(profile.tokenizer), **arithmetic_settings(profile)}
 
 
 def run_pretrain(profile: Profile, seed: int, progress: bool = True) -> Path:

@@ -29,7 +29,8 @@ NEEDS = {"finetune.label_design": {"finetune.labels": "stratified"},
          "finetune.stale_rubric": {"finetune.labels": "stratified", "finetune.stale_share": 0.5},
          "finetune.label_budget_share": {"finetune.labels": "stratified"},
          "feedback_loop.annotator_anchoring": {"feedback_loop.teacher_labels": "shown_top"},
-         "distill.via_layers": {"pretrain.model.layers": 4}}   # a mid student between a 4-layer teacher and 1
+         "distill.via_layers": {"pretrain.model.layers": 4},   # a mid student between a 4-layer teacher and 1
+         "pretrain.nsp_negatives": {"pretrain.sentence_task": "nsp"}}   # SOP draws no negatives
 
 
 def leaf_settings(section, prefix=""):
@@ -114,6 +115,10 @@ def test_settings_added_later_keep_the_keys_of_runs_cached_before_them():
     for name, hashes in before.items():
         assert [own_key(s, profiles[name]) for s in ("pretrain", "post_pretrain", "finetune", "distill")] == hashes
     assert own_key("pretrain", with_overrides(PROFILES["smoke"], {"pretrain.grad_accum": 2})) != before["smoke"][0]
+    # P2's NSP arm as banked on laptop before pretrain.nsp_negatives existed (seeds 2-10)
+    nsp = with_overrides(PROFILES["laptop"], {"pretrain.sentence_task": "nsp"})
+    assert own_key("pretrain", nsp) == "828301c48856"
+    assert own_key("pretrain", with_overrides(nsp, {"pretrain.nsp_negatives": "same_product"})) != "828301c48856"
     for later in ({"distill.hidden_weight": 1.0}, {"pretrain.model.layers": 4, "distill.via_layers": 2}):
         assert own_key("distill", with_overrides(PROFILES["smoke"], later)) != before["smoke"][3], later
 
@@ -129,6 +134,8 @@ def test_settings_that_do_not_change_a_stage_leave_its_key_alone():
     smoke = PROFILES["smoke"]
     fast = with_overrides(smoke, {"threads": 1, "seeds": "0,1,2", "finetune.steps": 7})
     assert pretrain_settings(fast) == pretrain_settings(smoke)
+    # SOP draws no negatives, so where NSP would draw them from leaves an SOP run what it is.
+    assert pretrain_settings(with_overrides(smoke, {"pretrain.nsp_negatives": "same_product"})) == pretrain_settings(smoke)
     assert data_settings(fast) == data_settings(smoke) and teacher_settings(fast) == teacher_settings(smoke)
 
 

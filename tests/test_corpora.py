@@ -99,6 +99,45 @@ def test_nsp_negatives_come_from_another_paragraph(paragraphs):
     assert all(s == b for s, (_, b), y in zip(second, natural, labels) if not y)
 
 
+def test_same_product_negatives_name_the_same_product_and_leave_the_rest_as_before(data_dir):
+    names = corpora.product_names(data_dir)
+    paragraphs = [*corpora.pretraining_texts(data_dir, "general", cleaned=True)[:500],
+                  *corpora.pretraining_texts(data_dir, "domain", cleaned=True)[:1500]]
+    groups = corpora.product_groups(paragraphs, names)
+    assert 0.2 < (groups >= 0).mean() < 0.9          # product paragraphs grouped; general text and routes not
+    plain = corpora.sentence_pairs(paragraphs, "nsp", seed=3)
+    first, second, labels = corpora.sentence_pairs(paragraphs, "nsp", seed=3, groups=groups)
+    assert first == plain[0] and np.array_equal(labels, plain[2])   # same cuts, same labels: only negatives move
+    assert all(s == b for s, b, y in zip(second, plain[1], labels) if not y)
+    # Every grouped negative comes from another paragraph of its product: a brute-force lookup of
+    # the second segment among that product's paragraphs, never the paragraph's own.
+    sop_first, sop_second, swapped = corpora.sentence_pairs(paragraphs, "sop", seed=3)
+    natural_second = [a if y else b for a, b, y in zip(sop_first, sop_second, swapped)]
+    seconds_of = {}
+    for i, (g, s) in enumerate(zip(groups, natural_second)):
+        seconds_of.setdefault(g, []).append((i, s))
+    grouped_negatives = [i for i, (g, y) in enumerate(zip(groups, labels)) if y and g >= 0]
+    assert len(grouped_negatives) > 100
+    for i in grouped_negatives:
+        sources = [j for j, s in seconds_of[groups[i]] if s == second[i]]
+        assert sources and any(j != i for j in sources)
+    # Ungrouped negatives keep their draw from any paragraph.
+    assert all(second[i] == plain[1][i] for i, (g, y) in enumerate(zip(groups, labels)) if y and g < 0)
+    with pytest.raises(ValueError, match="one id a paragraph"):
+        corpora.sentence_pairs(paragraphs, "nsp", seed=3, groups=groups[:-1])
+
+
+def test_a_product_alone_in_its_group_falls_back_to_any_paragraph():
+    texts = ["the Vix A1 is new. it is bright.", "the Vix A10 is old. it is dim.", "the Vix A10 hums. it is loud.",
+             "ferries run daily. it is busy."] * 30
+    groups = corpora.product_groups(texts[:4], ["Vix A1", "Vix A10"])
+    assert groups.tolist() == [0, 1, 1, -1]
+    first, second, labels = corpora.sentence_pairs(texts[:4], "nsp", seed=0, groups=groups)
+    assert second[1] in {"it is dim.", "it is loud."} and second[2] in {"it is dim.", "it is loud."}
+    many = corpora.sentence_pairs(texts, "nsp", seed=1, groups=np.tile(groups, 30))
+    assert {s for s, g, y in zip(many[1], np.tile(groups, 30), many[2]) if y and g == 1} <= {"it is dim.", "it is loud."}
+
+
 def test_sentence_pairs_are_deterministic_and_cut_single_sentences():
     texts = ["the lamp is new. it is bright. it was cheap.", "one sentence with six words here.", "word"]
     for task in corpora.TASKS:

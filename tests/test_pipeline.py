@@ -123,6 +123,7 @@ def test_post_pretraining_reads_only_pool_queries_and_its_pseudo_labels(profile)
 
 
 @pytest.mark.parametrize("arm", [{"pretrain.replacement": "all_mask"}, {"pretrain.sentence_task": "nsp"},
+                                 {"pretrain.sentence_task": "nsp", "pretrain.nsp_negatives": "same_product"},
                                  {"pretrain.data_share": 0.25}, {"pretrain.cleaned": False},
                                  {"pretrain.cleaned": False, "pretrain.cleaned_volume": True},
                                  {"pretrain.corpus": "general", "pretrain.tapt_share": 0.0},
