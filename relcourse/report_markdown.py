@@ -11,6 +11,7 @@ import json
 import statistics
 
 from relcourse.claims import AUC_PRECISION, SPEED_PRECISION, STAGES, STATUSES
+from relcourse.store import layout
 
 LIVE = "live"       # the name of the live registry among a report's inputs
 STAGE_TITLES = {"pretrain": "Stage 1: pretraining", "post_pretrain": "Stage 2: post-pretraining on behaviour logs",
@@ -226,7 +227,7 @@ def _machine_section(inputs: list[dict]) -> list[str]:
                   "| stage | runs | machines | git commits | config hashes | training wall time, s (median, total) |",
                   "|---|---|---|---|---|---|"]
         for stage, r in live["runs"].items():
-            machines = "; ".join(f"{m.get('device')}, {m.get('threads')} threads, {m.get('cpu')}" for m in r["machines"])
+            machines = "; ".join(map(layout, r["machines"]))
             time = (f"{statistics.median(r['seconds']):.0f}, {sum(r['seconds']):.0f} ({len(r['seconds'])} logged)"
                     if r["seconds"] else "not recorded")
             lines.append(f"| {stage} | {r['runs']} | {machines} | {', '.join(c[:10] for c in r['git_commits'])} | "

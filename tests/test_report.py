@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from relcourse import claims, report
+from relcourse import claims, report, report_markdown
 from relcourse.claims import CLAIMS, summarise
 from relcourse.cli import main
 
@@ -301,3 +301,12 @@ def test_the_committed_laptop_claims_say_which_recipe_they_were_measured_on():
         if "post_pretrain" not in claim_stages(r["id"], laptop):
             assert r["recipe_changed"] == [], r["id"]
     assert {r["id"] for r in rows if not r["recipe_changed"]} >= {"P1", "P2", "P3", "P4", "P5", "P6", "T1"}
+
+
+def test_the_live_runs_table_names_each_layout_the_way_claims_do():
+    live = {"label": report_markdown.LIVE,
+            "runs": {"pretrain": {"runs": 2, "machines": [{"device": "cpu", "threads": 1, "cpu": "X"},
+                                                          {"device": "cuda", "threads": 2}],
+                                  "git_commits": ["abcdef0123456"], "config_hashes": ["h1"], "seconds": [3.0, 5.0]}}}
+    lines = report_markdown._machine_section([live])
+    assert "| pretrain | 2 | cpu: X, 1 thread a run; cuda | abcdef0123 | 1 distinct | 4, 8 (2 logged) |" in lines
