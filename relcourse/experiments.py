@@ -163,8 +163,10 @@ def claim_arms(claim_id: str, profile_name: str) -> ClaimArms:
     return GPU_ARMS.get(profile_name, {}).get(claim_id) or CLAIM_ARMS[claim_id]
 
 
-# Arms a notebook shows beside a claim's two: the rest of a family of options.
+# Arms a notebook shows beside a claim's two: the rest of a family of options, or (P2) a test of
+# why the claim came out as it did: NSP whose negatives name the same product as the positives.
 EXTRA_ARMS: dict[str, dict[str, dict]] = {
+    "P2": {"NSP, negatives about the same product": {**CLAIM_ARMS["P2"].baseline, "pretrain.nsp_negatives": "same_product"}},
     "P5": {"general + domain, no TAPT": {**PROBE, "pretrain.tapt_share": 0.0}},
     "P6": {"static masking": {**PROBE, "pretrain.static": True}},
     "F1": {"mse": {"finetune.loss": "mse"}, "pairwise": {"finetune.loss": "pairwise"}},

@@ -121,6 +121,9 @@ def test_claim_jobs_name_what_each_arm_changes():
     # what notebook 02 shows beside P6, built with the claims on the seed the notebooks use
     assert list(experiments.extra_jobs(laptop, "P6")) == ["seed 0 finetune.start=pretrain, pretrain.static=True"]
     assert experiments.extra_jobs(laptop, "P1") == {}
+    # beside P2, the test of its mechanism: P2's own NSP arm with negatives about the same product
+    assert list(experiments.extra_jobs(laptop, "P2")) == [
+        "seed 0 finetune.start=pretrain, pretrain.sentence_task=nsp, pretrain.nsp_negatives=same_product"]
 
 
 def test_every_claims_arms_are_valid_profiles_on_the_cpu_profiles():
