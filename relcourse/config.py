@@ -132,9 +132,9 @@ class PretrainConfig(Section):
     sentence_task: str = setting("sop", "the second pretraining task: sop (swapped segment order) "
                                         "or nsp (random next segment)", choices=("sop", "nsp"))
     nsp_negatives: str = setting("any_paragraph", "where NSP's negative second segment comes from: any other "
-                                 "paragraph, or another paragraph about the same product, so that names agree "
-                                 "on both sides and only coherence tells (P2's mechanism; no effect on SOP)",
-                                 choices=("any_paragraph", "same_product"))
+                                 "paragraph, or (for a paragraph that names a product) another paragraph about the "
+                                 "same product, so that the names agree on both sides (a test of P2's mechanism; "
+                                 "SOP draws no negatives, so it ignores this)", choices=("any_paragraph", "same_product"))
     mlm_weight: float = setting(1.0, "weight of the MLM loss against the sentence-task loss", 0.0, 10.0)
     replacement: str = setting("80/10/10", "what a selected token becomes (claim P1): 80% [MASK] / 10% random / "
                                            "10% unchanged, or all [MASK]", choices=("80/10/10", "all_mask"))

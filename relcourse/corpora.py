@@ -16,10 +16,12 @@ Three claims of the course are decided by what goes in here (relcourse.claims):
   paragraph changes the product, not the topic, so NSP asks whether both segments name the same
   product, while SOP's order shows in how a product paragraph opens. On `laptop` that made SOP
   the easier task and NSP the better pretraining for relevance (results/laptop.md). To test that
-  reading, NSP can draw its negative from another paragraph about the *same* product
-  (`groups=product_groups(...)`, the setting pretrain.nsp_negatives): names then agree on both
-  sides of every pair, and only coherence is left to judge. Both tasks draw the same cuts and
-  labels from the seed: the arms of P2 see the same segments, only the negatives differ.
+  reading, NSP can draw the negative of a paragraph that names a product from another paragraph
+  about the *same* product (`groups=product_groups(...)`, the setting pretrain.nsp_negatives):
+  the names then agree on both sides of every such pair, and only whether the sentences follow
+  on is left to judge (general text keeps its negatives from any paragraph). Both tasks draw the
+  same cuts and labels from the seed: the arms of P2 see the same segments, only the negatives
+  differ.
 
 >>> clean(["the bus runs daily. it is busy.", "The bus  runs daily. it is busy.",
 ...        "🔥 💯 the lamp is new. it is bright. $$$", "👉 ok !!!"])
