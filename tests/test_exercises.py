@@ -97,6 +97,27 @@ def test_answer_keys_agree_with_the_course():
     assert x["coec"].to_dict() == pytest.approx({k: float(v) for k, v in ex03.HAND_COEC.items()})
 
 
+def test_sentence_pair_answer_keys_agree_with_the_course_and_the_course_passes_the_checks():
+    """ex13's keys against relcourse.corpora; and the course's own functions, called directly in
+    place of a student's module, earn every check: the checks ask for what the course does."""
+    from types import SimpleNamespace
+
+    from relcourse import corpora
+    ex13 = load_checks(BY_NAME["ex13_sentence_pairs"])
+    rng = np.random.default_rng(0)
+    pieces = ["lamp", "new.", "it", "is", "bright!", "cheap?", "1.5", "volt.", "Vix", "A1", "A10", "Vix A1s", "Moex"]
+    texts = [" ".join(rng.choice(pieces, size=int(rng.integers(0, 16)))) for _ in range(300)]
+    for text, draw in [*ex13.SPLIT_CASES, *zip(texts, rng.random(len(texts)))]:
+        assert ex13.key_split_in_two(text, draw) == corpora.split_in_two(text, draw), (text, draw)
+    names = ["Vix A1", "Vix A10", "Moex", "A1"]
+    assert ex13.key_product_groups(texts, names) == corpora.product_groups(texts, names).tolist()
+    course = SimpleNamespace(split_in_two=corpora.split_in_two, product_groups=corpora.product_groups,
+                             sentence_pairs=lambda paragraphs, task, seed, groups=None: corpora.sentence_pairs(
+                                 paragraphs, task, seed, None if groups is None else np.asarray(groups)))
+    for check in checks_of(ex13) + checks_of(load_checks(BY_NAME["ex13_sentence_pairs"], "tests_public")):
+        check(course)
+
+
 def test_masking_answer_key_agrees_with_bert_and_the_course():
     """transformers' collator (ex06's key) gives BERT's rates, and relcourse.masking agrees with it."""
     import torch
@@ -393,8 +414,12 @@ def graded_with(tmp_path, name: str, old: str, new: str) -> dict:
      {"check_docstring_examples", "check_flops_against_the_course", "check_flops_against_torchs_counter",
       "check_run_with_a_model_alongside"}, "3 times the forward pass"),
     ("ex12_compute", "length, False)\n", "length, True)\n", {"check_run_with_a_model_alongside"}, "forward only"),
+    ("ex13_sentence_pairs", "if group_of[pos] >= 0 and len(members[group_of[pos]]) > 1 else range(len(kept))",
+     "if False else range(len(kept))", {"check_same_group_negatives"}, "about the same product"),
+    ("ex13_sentence_pairs", "others = [j for j in same if j != pos]", "others = list(same)",
+     {"check_nsp_negatives_from_another_paragraph", "check_same_group_negatives"}, "keeps its own second segment"),
 ], ids=["ex06-all-tokens", "ex06-specials", "ex06-labels-everywhere", "ex07-direction", "ex07-across-queries",
-        "ex12-no-backward", "ex12-teacher-trained"])
+        "ex12-no-backward", "ex12-teacher-trained", "ex13-groups-ignored", "ex13-own-segment"])
 def test_masking_and_distillation_traps_cost_their_checks(tmp_path, name, old, new, failing, says):
     r = graded_with(tmp_path, name, old, new)
     failed = {c["check"]: c["message"] for c in r["checks"] if c["earned"] == 0}
