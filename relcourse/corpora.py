@@ -19,9 +19,9 @@ Three claims of the course are decided by what goes in here (relcourse.claims):
   reading, NSP can draw the negative of a paragraph that names a product from another paragraph
   about the *same* product (`groups=product_groups(...)`, the setting pretrain.nsp_negatives):
   the names then agree on both sides of every such pair, and only whether the sentences follow
-  on is left to judge (general text keeps its negatives from any paragraph). Both tasks draw the
-  same cuts and labels from the seed: the arms of P2 see the same segments, only the negatives
-  differ.
+  on is left to judge (general text keeps its negatives from any paragraph). On `laptop` that
+  arm lost 92% of NSP's lead over SOP: the names were what NSP taught. Both tasks draw the same
+  cuts and labels from the seed: the arms of P2 see the same segments, only the negatives differ.
 
 >>> clean(["the bus runs daily. it is busy.", "The bus  runs daily. it is busy.",
 ...        "🔥 💯 the lamp is new. it is bright. $$$", "👉 ok !!!"])
