@@ -132,8 +132,12 @@ def test_a_product_alone_in_its_group_falls_back_to_any_paragraph():
              "ferries run daily. it is busy."] * 30
     groups = corpora.product_groups(texts[:4], ["Vix A1", "Vix A10"])
     assert groups.tolist() == [0, 1, 1, -1]
-    first, second, labels = corpora.sentence_pairs(texts[:4], "nsp", seed=0, groups=groups)
-    assert second[1] in {"it is dim.", "it is loud."} and second[2] in {"it is dim.", "it is loud."}
+    alone = set()   # "Vix A1" is named once: its negatives come from any other paragraph, never its own
+    for seed in range(20):
+        first, second, labels = corpora.sentence_pairs(texts[:4], "nsp", seed=seed, groups=groups)
+        assert all(second[i] in {"it is dim.", "it is loud."} for i in (1, 2))   # Vix A10's pair: each other
+        alone |= {second[0]} if labels[0] else set()
+    assert alone and alone <= {"it is dim.", "it is loud.", "it is busy."}
     many = corpora.sentence_pairs(texts, "nsp", seed=1, groups=np.tile(groups, 30))
     assert {s for s, g, y in zip(many[1], np.tile(groups, 30), many[2]) if y and g == 1} <= {"it is dim.", "it is loud."}
 
