@@ -276,6 +276,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(key, {})
     return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)}, **earlier,
             "key": key, "design": result.design,
+            "sides_changed": _sides_changed(claim, profile, result.design) if key != claim.id else None,
             "earlier_design": bool(earlier), "from": label, "world": world,
             "agrees": [l for l, r in found[:-1] if r.effects == result.effects],
             "superseded": [l for l, r in found[:-1] if r.effects != result.effects],
@@ -289,6 +290,21 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
             "level": result.status == "inconclusive" and claims.within_target(result.interval, target),
             "recipe_changed": _recipe_changes(result, profile),
             "no_interval": "not run" if n == 0 else "1 seed: no spread to judge by" if n == 1 else ""}
+
+
+def _sides_changed(claim: Claim, profile: str, design: dict) -> list[str] | None:
+    """Which sides of a claim ("arm", "baseline") a variant's settings change, judged by the stage
+    keys that name each side's runs with and without them (a setting one side ignores leaves its
+    runs the claim's own); None for a claim measured without arms (T1, T4, D1, ...)."""
+    from relcourse import experiments   # imports the stages (torch): only when needed
+    from relcourse.stage_keys import fingerprint
+    if claim.id not in experiments.CLAIM_ARMS:
+        return None
+    base = load_profile(profile)
+    spec, stages = experiments.claim_arms(claim.id, profile), experiments.claim_stages(claim.id, base)
+    return [name for name, side in (("arm", spec.arm), ("baseline", spec.baseline))
+            if fingerprint(with_overrides(base, side), stages)
+            != fingerprint(with_overrides(with_overrides(base, design), side), stages)]
 
 
 def _recipe_changes(result: ClaimResult, profile: str) -> list[str] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from relcourse.claims import AUC_PRECISION, SPEED_PRECISION, STAGES, STATUSES
+from relcourse.claims import AUC_PRECISION, SPEED_PRECISION, STAGES, STATUSES, design_text
 from relcourse.store import layout
 
 LIVE = "live"       # the name of the live registry among a report's inputs
@@ -138,9 +138,17 @@ def claims_table(rows: list[dict], stage_column: bool = True) -> str:
                  "seeds for the precision target": seeds_for_target(r),
                  "status": status_cell(r),
                  "arm vs baseline": (f"earlier design, baseline: {r['baseline']}; " if r.get("earlier_design") else "")
-                 + r["notes"]}
+                 + _one_side_changed(r) + r["notes"]}
         lines.append("| " + " | ".join(str(cells[c]).replace("|", "/") for c in columns) + " |")
     return "\n".join(lines)
+
+
+def _one_side_changed(row: dict) -> str:
+    """For a variant whose settings change the runs of one side only, which side, in the claim's words."""
+    sides = row.get("sides_changed")
+    if not sides or len(sides) != 1:
+        return ""
+    return f"the changed settings reach the {sides[0]} only ({row[sides[0]]}, {design_text(row['design'])}); "
 
 
 def status_cell(row: dict) -> str:

@@ -310,3 +310,17 @@ def test_the_live_runs_table_names_each_layout_the_way_claims_do():
                                   "git_commits": ["abcdef0123456"], "config_hashes": ["h1"], "seconds": [3.0, 5.0]}}}
     lines = report_markdown._machine_section([live])
     assert "| pretrain | 2 | cpu: X, 1 thread a run; cuda | abcdef0123 | 1 distinct | 4, 8 (2 logged) |" in lines
+
+
+def test_a_variant_says_which_side_its_settings_reach():
+    """P2 run with NSP's negatives changed: SOP ignores the setting, so only the baseline's runs
+    differ from the claim's own, and the row says so; a budget change reaches both sides."""
+    claims.record(summarise("P2", "smoke", {0: 0.01, 1: 0.02}, design={"pretrain.nsp_negatives": "same_product"}))
+    claims.record(summarise("P2", "smoke", {0: 0.01, 1: 0.03}, design={"pretrain.steps": 20}))
+    built = report.build("smoke", [])
+    sides = {r["key"]: r["sides_changed"] for r in built["variants"]}
+    assert sides == {"P2 [pretrain.nsp_negatives=same_product]": ["baseline"], "P2 [pretrain.steps=20]": ["arm", "baseline"]}
+    assert all(r["sides_changed"] is None for r in built["claims"])
+    variants = report.render(built).split("## Variants")[1]
+    assert "the changed settings reach the baseline only (NSP, pretrain.nsp_negatives=same_product)" in variants
+    assert variants.count("reach the") == 1
