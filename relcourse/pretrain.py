@@ -87,10 +87,9 @@ def new_model(profile: Profile, vocab_size: int, num_outputs: int = 1) -> Releva
 def segment_pairs(texts: list[str], tokenizer, profile: Profile, task: str, seed: int,
                   products: list[str] = ()) -> PairSet:
     """Paragraphs cut into two segments (swapped or replaced for the sentence task), tokenised;
-    `targets` holds the sentence-task label of each pair. With pretrain.nsp_negatives
-    "same_product", NSP's negatives come from paragraphs naming the same one of `products`."""
-    groups = corpora.product_groups(texts, list(products)) \
-        if task == "nsp" and profile.pretrain.nsp_negatives == "same_product" else None
+    `targets` holds the sentence-task label of each pair. Given `products` (NSP with
+    pretrain.nsp_negatives "same_product"), a negative comes from a paragraph naming the same one."""
+    groups = corpora.product_groups(texts, list(products)) if products else None
     first, second, labels = corpora.sentence_pairs(texts, task, seed, groups)
     tok = profile.tokenizer
     inputs = encode_compact(tokenizer, first, second, max_query_len=tok.max_len // 2, max_len=tok.max_len,
@@ -113,7 +112,8 @@ def pretraining_data(data_dir: Path, tokenizer, profile: Profile, seed: int):
     """(training pairs, TAPT pairs or None, held-out pairs). The held-out pairs are domain text
     of a fixed seed, the same for every arm, so MLM and SOP accuracies compare across arms."""
     cfg = profile.pretrain
-    products = corpora.product_names(data_dir) if cfg.nsp_negatives == "same_product" else []
+    same_product = cfg.sentence_task == "nsp" and cfg.nsp_negatives == "same_product"
+    products = corpora.product_names(data_dir) if same_product else []
     held_texts = corpora.pretraining_texts(data_dir, "domain", cleaned=True)[-HELD_OUT:]
     held_out = segment_pairs(held_texts, tokenizer, profile, cfg.sentence_task, 10_000 + seed, products)
     # Compared as cleaning sees them, so a raw arm's spam-decorated copy of a held-out line stays out too.
