@@ -33,6 +33,7 @@ from typing import Callable
 import pandas as pd
 
 from . import claims, compute, metrics
+from .results_files import committed_results
 from .config import PROFILES, FinetuneConfig, ModelConfig, Profile, design_overrides, with_overrides
 from .distill import (distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect,
                       student_profile)
@@ -401,7 +402,6 @@ def notebook_claims(profile: Profile, claim_ids: list[str]) -> dict[str, claims.
     if profile.notebook_claims == "run":
         return dict(zip(claim_ids, run_claims(profile, claim_ids=claim_ids, workers=notebook_workers(profile),
                                               progress=False)))
-    from .report import committed_results   # the report's reader of the committed results files
 
     design = design_overrides(profile)
     committed = committed_results(profile.name, design)

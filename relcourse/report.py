@@ -32,8 +32,7 @@ import os
 import statistics
 from pathlib import Path
 
-from data_gen.config import WORLD_VERSION
-from relcourse import claims
+from relcourse import claims, results_files
 from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
 from relcourse.config import config_hash, load_profile, with_overrides
 from relcourse.forest_plot import forest_png
@@ -43,34 +42,6 @@ from relcourse.store import REPO_ROOT, git_commit, runs_root, write_bytes_atomic
 FORMAT = 1
 REPORTS_ENV = "RELCOURSE_REPORTS"
 
-# What each profile's report reads by default: its committed results files, in order.
-# Oldest first: the last input with a result for a claim wins. results/laptop-distill.json holds the
-# distillation claims of world version 2, superseded by those of results/laptop-postpretrain9600.json
-# (world 3). The last ladder is the one notebooks and takeaways quote.
-DEFAULT_INPUTS: dict[str, tuple[str, ...]] = {
-    "laptop": ("results/laptop-distill.json", "results/laptop-postpretrain9600.json", "results/laptop.json",
-               "results/laptop-claims.json")}
-# What a committed file does not say about itself: the world version it was measured on (a file's
-# own "world_version" key, which later files may carry, wins). results/laptop-postpretrain9600.json
-# is the ladder of the recipe with 9,600 post-pretraining steps (seeds 0-2) and the registry `run
-# ladder` found then: every claim re-run on world version 3 with 8,000 pretraining steps.
-# results/laptop.json is the ladder of the recipe with 14,400 (seeds 0-6); its registry copy holds
-# the claims this machine's registry still had, measured with 9,600. results/laptop-claims.json
-# holds claims run after the first ladder (`relcourse report --keep`), with 9,600 as well. The
-# entries of these three files were recorded before claims kept their recipe's fingerprint; theirs
-# was stamped afterwards from those settings (laptop with post_pretrain.steps=9600).
-# results/laptop-pretrain4000.json is the ladder of the recipe with 4,000 pretraining steps.
-# "earlier_designs": claims a file measured with arms the registry has since changed, and what
-# those arms were (the row shows them, marked, instead of the current ones).
-KNOWN_INPUTS: dict[str, dict] = {
-    "results/laptop-postpretrain9600.json": {"ladder_world": 3, "claims_world": 3, "earlier_designs": {
-        "F5": {"baseline": "half the labels from rubric v1 (1.2% of pairs judged otherwise)"}}},
-    "results/laptop.json": {"ladder_world": 3, "claims_world": 3},
-    "results/laptop-claims.json": {"claims_world": 3},
-    "results/laptop-pretrain4000.json": {"ladder_world": 3, "claims_world": 2},
-    "results/laptop-world2.json": {"ladder_world": 2, "claims_world": 2},
-    "results/laptop-distill.json": {"claims_world": 2},
-}
 # What a reader of a profile's report must know that no results file says: numbers that live in the
 # hand-written notes only. (Which recipe a claim was measured on, each entry now says itself.)
 NOT_IN_FILES: dict[str, str] = {
@@ -100,19 +71,21 @@ def reports_root() -> Path:
 
 # --- build: inputs -> results.json ---------------------------------------------------------------
 
-def build(profile: str, results_files: list[Path | str] | None = None, live: bool = True) -> dict:
-    """The report's document: claims, ladders, inputs. `results_files` default to the profile's
-    committed files (DEFAULT_INPUTS); `live` adds runs/<profile>/claims/results.json when present."""
+def build(profile: str, files: list[Path | str] | None = None, live: bool = True) -> dict:
+    """The report's document: claims, ladders, inputs. The results `files` default to the profile's
+    committed files (results_files.DEFAULT_INPUTS); `live` adds runs/<profile>/claims/results.json
+    when present."""
     name = load_profile(profile).name   # a clear error for an unknown profile
-    files = list(DEFAULT_INPUTS.get(name, ())) if results_files is None else list(results_files)
+    committed = files is None
+    files = list(results_files.DEFAULT_INPUTS.get(name, ())) if committed else list(files)
     inputs, registries, ladders = [], [], []
     for i, file in enumerate(files):
-        label, data = chr(ord("A") + i), _read_json(Path(file))
+        label, data = chr(ord("A") + i), results_files.read(Path(file))
         if data.get("profile", name) != name:
             raise ValueError(f"{file} holds results of profile {data['profile']!r}, not {name!r}")
         inputs.append(_describe_input(label, Path(file), data))
         if "claims" in data:
-            registries.append((label, _parse_registry(data["claims"], file)))
+            registries.append((label, results_files.registry(data["claims"], file)))
         if "summary" in data:
             ladders.append(_ladder(label, data))
     live_path = claims.results_path(name)
@@ -126,14 +99,14 @@ def build(profile: str, results_files: list[Path | str] | None = None, live: boo
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
             "variants": [_claim_row(CLAIMS_BY_ID[variants[key]], name, registries, inputs, key)
                          for key in _in_claims_order(variants)],
-            "not_in_files": NOT_IN_FILES.get(name, "") if results_files is None else ""}
+            "not_in_files": NOT_IN_FILES.get(name, "") if committed else ""}
 
 
 def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> list[str]:
     """Copy the live registry's claims (runs/<profile>/claims/results.json) into the results file
     `path`, created or its claims replaced claim by claim, atomically; the claims it then holds.
     runs/ dies with the machine: this is how claims run after the last `run ladder --out` are
-    committed (name the file in DEFAULT_INPUTS so the report reads it). With `pool_seeds`, a
+    committed (name the file in results_files.DEFAULT_INPUTS so the report reads it). With `pool_seeds`, a
     claim the file already holds gets the live seeds added to its own (claims.pool: same recipe,
     and a seed in both must agree), so a claim that needs more seeds than one sitting can train
     is banked sitting by sitting; a condition pool refuses raises, and the file is left as it was."""
@@ -142,32 +115,16 @@ def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> l
         raise ValueError(f"the live registry {claims.results_path(profile)} holds no claim result for {profile!r}; "
                          f"run some first (`python -m relcourse run claims --profile {profile} --claim ID`)")
     path = Path(path)
-    data = _read_json(path) if path.exists() else {"profile": profile, "claims": {}}
+    data = results_files.read(path) if path.exists() else {"profile": profile, "claims": {}}
     if data.get("profile", profile) != profile:
         raise ValueError(f"{path} holds results of profile {data['profile']!r}, not {profile!r}")
-    banked = _parse_registry(data.get("claims", {}), path)
+    banked = results_files.registry(data.get("claims", {}), path)
     if pool_seeds:
         live = {key: claims.pool(banked[key], result) if key in banked else result for key, result in live.items()}
     data["claims"] = {**data.get("claims", {}), **{c: claims.to_json(r) for c, r in live.items()}}
     data["git_commit"] = git_commit()
     write_json_atomic(path, data)
     return list(data["claims"])
-
-
-def committed_results(profile: str, design: dict | None = None) -> dict[str, ClaimResult]:
-    """The claims' results the profile's committed files hold for the current world version, by
-    claim id (the last file with one wins, as in the report), for the claims as designed or, with
-    `design`, that variant: what a fresh checkout knows before it has run anything."""
-    keys = {c.id: claims.entry_key(c.id, design or {}) for c in CLAIMS}
-    found = {}
-    for file in DEFAULT_INPUTS.get(profile, ()):
-        path = REPO_ROOT / file
-        data = _read_json(path) if path.is_file() else {}
-        world = data.get("world_version") or KNOWN_INPUTS.get(file, {}).get("claims_world")
-        if "claims" in data and world == WORLD_VERSION:
-            entries = _parse_registry(data["claims"], file)
-            found |= {c: entries[key] for c, key in keys.items() if key in entries}
-    return found
 
 
 def _live_results(profile: str) -> dict[str, ClaimResult]:
@@ -182,42 +139,8 @@ def _in_claims_order(variants: dict[str, str]) -> list[str]:
     return sorted(variants, key=lambda key: (order[variants[key]], key))
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist; write it with `python -m relcourse run ladder --profile P --out {path}`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it from git or re-run `relcourse run ladder`") from None
-    if not isinstance(data, dict) or not ({"claims", "summary"} & data.keys()):
-        raise ValueError(f"{path} is not a results file: expected a JSON object with 'claims' and/or 'summary'")
-    return data
-
-
-def _parse_registry(entries, where) -> dict[str, ClaimResult]:
-    """The results in a file's copy of the registry, by key: a claim's id, or a variant's
-    (claims.entry_key: the id and the settings it changed)."""
-    if not isinstance(entries, dict):
-        raise ValueError(f"{where}: 'claims' should map claim ids to results")
-    out = {}
-    for key, entry in entries.items():
-        claim_id = str(key).split(" [")[0]
-        if claim_id not in CLAIMS_BY_ID:
-            raise ValueError(f"{where}: unknown claim {claim_id!r}; the claims are {', '.join(CLAIMS_BY_ID)}")
-        try:
-            result = claims.from_json(entry)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: the entry of claim {key} is malformed ({e!r})") from None
-        if key != result.key:
-            raise ValueError(f"{where}: the entry {key!r} holds the result {result.key!r} (its claim id and "
-                             "design name it); restore the file from git or re-run the claim")
-        if result.status != "not run":
-            out[key] = result
-    return out
-
-
 def _describe_input(label: str, path: Path, data: dict) -> dict:
-    known = KNOWN_INPUTS.get(_rel(path), {})
+    known = results_files.KNOWN_INPUTS.get(_rel(path), {})
     world = data.get("world_version")
     settings = data.get("settings")
     return {"label": label, "path": _rel(path), "sha256": _sha256(path), "git_commit": data.get("git_commit"),
@@ -273,7 +196,7 @@ def _claim_row(claim: Claim, profile: str, registries: list[tuple[str, dict]], i
     target = claims.precision_target(claim, baseline)
     source = next((i for i in inputs if i["label"] == label), {})
     world = source.get("claims_world")
-    earlier = KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(key, {})
+    earlier = results_files.KNOWN_INPUTS.get(source.get("path"), {}).get("earlier_designs", {}).get(key, {})
     return {**{f.name: getattr(claim, f.name) for f in dataclasses.fields(claim)}, **earlier,
             "key": key, "design": result.design,
             "sides_changed": _sides_changed(claim, profile, result.design) if key != claim.id else None,
@@ -366,11 +289,11 @@ def _sha256(path: Path) -> str:
 
 # --- write and regenerate ---------------------------------------------------------------------------
 
-def write(profile: str, results_files: list[Path | str] | None = None, live: bool = True,
+def write(profile: str, files: list[Path | str] | None = None, live: bool = True,
           out_dir: Path | None = None) -> Path:
     """Build the report and write results.json, the forest plots and REPORT.md; the REPORT.md path."""
     out_dir = Path(out_dir) if out_dir else reports_root() / load_profile(profile).name
-    write_json_atomic(out_dir / "results.json", build(profile, results_files, live))
+    write_json_atomic(out_dir / "results.json", build(profile, files, live))
     return regenerate(out_dir)
 
 
@@ -391,7 +314,7 @@ def regenerate(out_dir: Path) -> Path:
 
 def claims_table(profile: str) -> str:
     """A Markdown table of every claim and its result in the live registry of `profile`."""
-    return _claims_table(build(profile, results_files=[], live=True)["claims"])
+    return _claims_table(build(profile, files=[], live=True)["claims"])
 
 
 def write_report(profile: str, path: Path) -> Path:

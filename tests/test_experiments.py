@@ -33,10 +33,10 @@ def test_a_4_class_arm_depends_on_the_seed_not_on_the_global_rng(tmp_path, monke
 
 
 def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path, monkeypatch, capsys):
-    from relcourse import claims, experiments, report
+    from relcourse import claims, experiments, results_files
 
     monkeypatch.setenv(RUNS_ENV, str(tmp_path))
-    monkeypatch.setitem(report.DEFAULT_INPUTS, "laptop", ())    # no committed results, at first
+    monkeypatch.setitem(results_files.DEFAULT_INPUTS, "laptop", ())    # no committed results, at first
     ran = []
 
     def fake_run_claims(profile, stage=None, claim_ids=None, workers=1, progress=True):
@@ -66,7 +66,7 @@ def test_notebooks_run_the_claims_on_smoke_and_read_the_registry_above(tmp_path,
         committed = tmp_path / f"world{world}.json"
         committed.write_text(json.dumps({"profile": "laptop", "world_version": world, "claims": {
             "F3": claims.to_json(claims.summarise("F3", "laptop", effects))}}))
-        monkeypatch.setitem(report.DEFAULT_INPUTS, "laptop", (str(committed),))
+        monkeypatch.setitem(results_files.DEFAULT_INPUTS, "laptop", (str(committed),))
         read = experiments.notebook_claims(laptop, ["F1", "F3"])
         assert read["F1"].effects == (0.020, 0.021, 0.022)
         assert ("F3" in read) == (world == 3) and read.get("F3", read["F1"]).effects != (0.5, 0.6)
