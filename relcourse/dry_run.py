@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 
 from . import distill, finetune, gpu_memory, post_pretrain, pretrain, train as loop
-from .config import PROFILES, Profile, load_profile
+from .config import PROFILES, load_profile
 from .serving import bf16_supported
 from .data import ENCODE_CHUNK
 from .store import load_manifest, runs_in

@@ -28,7 +28,6 @@ import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

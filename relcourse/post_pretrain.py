@@ -28,7 +28,6 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 

@@ -1,7 +1,6 @@
 """Training compute (relcourse.compute): the FLOP count against torch's own counter, and the
 equal-compute promise of claims P3, D5 and D6."""
 import pytest
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from relcourse.compute import Compute, check_equal_compute, flops_per_token

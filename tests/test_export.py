@@ -18,7 +18,7 @@ from relcourse.export import (EXPORT_INFO, ONNX_FILE, ONNX_INT8_FILE, export_mod
 from relcourse.finetune import score
 from relcourse.models import RelevanceBert, load_model, save_model
 from relcourse.pretrain import MODEL_DIR
-from relcourse.store import MANIFEST, RUNS_ENV, cached_stage, run_hash
+from relcourse.store import RUNS_ENV, cached_stage, run_hash
 from relcourse.tokenizer import encode_pairs, load_tokenizer, save_tokenizer, train_tokenizer
 
 TEXTS = ["the red kettle boils water fast", "a blue kettle with a steel lid", "the red lamp lights the desk",

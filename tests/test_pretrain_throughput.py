@@ -2,7 +2,6 @@
 smoke model (seconds), so that its table, the bf16 / fp32 ratio and the FLOP count stay runnable."""
 import sys
 
-import pytest
 import torch
 
 from benchmarks import pretrain_throughput

@@ -143,7 +143,7 @@ def test_a_checkpoint_from_another_config_is_refused(tmp_path):
 
 def test_gradient_accumulation_cuts_each_batch_into_micro_batches(tmp_path):
     """Two halves of each batch per step give the gradient of the whole batch: the same weights, up to rounding."""
-    asked, sizes = [], []
+    asked = []
     accumulated = make_model(dropout=0.0)
     run(accumulated, tmp_path / "halves", config(steps=6, grad_accum=2),
         batches=lambda i: asked.append(i) or batch_at(i))
