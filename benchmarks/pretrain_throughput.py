@@ -9,8 +9,9 @@ head) on random token ids at the profile's batch size and length. The FLOP count
 the usual estimate for a transformer, 6 N + 12 L H T (PaLM appendix B: forward and backward
 of the N non-embedding parameters, plus attention scores), with the MLM projection counted
 for the selected tokens only. The ceiling is a large matmul in the step's arithmetic (bf16 on a
-GPU) on the same device with the same threads: the share of it a small model reaches says how much of
-the step is spent outside big matrix products (attention softmax, layer norms, the optimizer).
+GPU) on the same device with the same threads: the share of it a small model reaches says how
+much of the step is spent outside big matrix products (attention softmax, layer norms, the
+optimizer).
 
 `--precisions fp32 bf16` times the same step under each arithmetic, in turns (the profile
 setting `precision`: bf16 autocasts the forward, weights and optimizer stay fp32). On a CPU with

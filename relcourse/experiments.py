@@ -32,7 +32,6 @@ from pathlib import Path
 import pandas as pd
 
 from . import claims, compute, metrics
-from .results_files import committed_results
 from .config import PROFILES, FinetuneConfig, ModelConfig, Profile, design_overrides, with_overrides
 from .distill import (distillation_effect, ensure_distill_data, run_distill, serving_effect, size_effect,
                       student_profile)
@@ -40,6 +39,7 @@ from .feedback_loop import feedback_effect, run_feedback_loop
 from .finetune import run_finetune
 from .post_pretrain import ensure_teacher, run_post_pretrain
 from .pretrain import ensure_tokenizer, run_pretrain
+from .results_files import committed_results
 from .stage_keys import DISTILL_PATH, feedback_loop_path, fingerprint, finetune_path, in_pipeline_order
 from .store import (NotBuilt, cached_only, cpu_model, ensure_data, git_commit, layout, load_manifest, machine_name,
                     machine_record, machines_read, package_versions, write_json_atomic)

@@ -106,10 +106,11 @@ def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> l
     """Copy the live registry's claims (runs/<profile>/claims/results.json) into the results file
     `path`, created or its claims replaced claim by claim, atomically; the claims it then holds.
     runs/ dies with the machine: this is how claims run after the last `run ladder --out` are
-    committed (name the file in results_files.DEFAULT_INPUTS so the report reads it). With `pool_seeds`, a
-    claim the file already holds gets the live seeds added to its own (claims.pool: same recipe,
-    and a seed in both must agree), so a claim that needs more seeds than one sitting can train
-    is banked sitting by sitting; a condition pool refuses raises, and the file is left as it was."""
+    committed (name the file in results_files.DEFAULT_INPUTS so the report reads it). With
+    `pool_seeds`, a claim the file already holds gets the live seeds added to its own (claims.pool:
+    same recipe, and a seed in both must agree), so a claim that needs more seeds than one sitting
+    can train is banked sitting by sitting; a condition pool refuses raises, and the file is left
+    as it was."""
     live = _live_results(profile)
     if not live:
         raise ValueError(f"the live registry {claims.results_path(profile)} holds no claim result for {profile!r}; "
