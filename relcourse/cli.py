@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("what", choices=RUNNABLE, help="a stage of the recipe, 'claims' (with --stage), or 'ladder': "
                                                     "every rung of the learning ladder and the baselines, every seed")
     run.add_argument("--stage", choices=("pretrain", "post_pretrain", "finetune", "distill"), help="with 'claims': whose claims")
-    run.add_argument("--claim", action="append", help="with 'claims': only this claim id (repeatable)")
+    run.add_argument("--claim", action="append",
+                     help="with 'claims': only this claim or probe id (repeatable; a probe runs only by id)")
     run.add_argument("--seed", type=int, action="append", help="a seed (repeatable; default: the profile's seeds)")
     run.add_argument("--workers", type=int, default=1,
                      help="with 'claims': build this many runs at once, each in its own process with "

@@ -122,6 +122,10 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
     "D11": ClaimArms({"distill.train_precision": "bf16", "distill.serve_precision": "bf16"},
                      {"distill.train_precision": "fp32", "distill.serve_precision": "int8"}, stage="distill"),
 }
+# NSP whose negative second half comes from another paragraph about the same product (P2's probe).
+_NSP_SAME_PRODUCT = {**CLAIM_ARMS["P2"].baseline, "pretrain.nsp_negatives": "same_product"}
+# The probes' arms (relcourse.claims.PROBES): run by id, never with a stage's claims.
+CLAIM_ARMS["P2-why"] = ClaimArms(CLAIM_ARMS["P2"].baseline, _NSP_SAME_PRODUCT)
 
 
 def _very_small_student(teacher: ModelConfig) -> dict:
@@ -166,7 +170,7 @@ def claim_arms(claim_id: str, profile_name: str) -> ClaimArms:
 # Arms a notebook shows beside a claim's two: the rest of a family of options, or (P2) a test of
 # why the claim came out as it did: NSP whose negatives name the same product as the positives.
 EXTRA_ARMS: dict[str, dict[str, dict]] = {
-    "P2": {"NSP, negatives about the same product": {**CLAIM_ARMS["P2"].baseline, "pretrain.nsp_negatives": "same_product"}},
+    "P2": {"NSP, negatives about the same product": _NSP_SAME_PRODUCT},
     "P5": {"general + domain, no TAPT": {**PROBE, "pretrain.tapt_share": 0.0}},
     "P6": {"static masking": {**PROBE, "pretrain.static": True}},
     "F1": {"mse": {"finetune.loss": "mse"}, "pairwise": {"finetune.loss": "pairwise"}},
@@ -500,10 +504,14 @@ def _suits(claim_id: str, profile_name: str) -> bool:
 
 def select_claims(stage: str | None = None, claim_ids: list[str] | None = None,
                   profile_name: str | None = None) -> list[str]:
-    """The claims to run: the ids given, else the stage's (those suiting the profile's sizes); a
-    clear error for what has no experiment, or none for this profile."""
+    """The claims to run: the ids given (claims or probes), else the stage's claims (those suiting
+    the profile's sizes); a clear error for what has no experiment, or none for this profile.
+
+    >>> select_claims(claim_ids=["P2-why"]), select_claims("pretrain")[:2]
+    (['P2-why'], ['P1', 'P2'])
+    """
     if claim_ids:
-        known = [c for s in claims.STAGES for c in runnable_claims(s)]
+        known = [c for s in claims.STAGES for c in runnable_claims(s)] + list(claims.PROBES_BY_ID)
         for claim_id in claim_ids:
             if claim_id not in known:
                 raise ValueError(f"claim {claim_id!r} has no experiment here; choose from {', '.join(known)}")

@@ -33,7 +33,7 @@ import statistics
 from pathlib import Path
 
 from relcourse import claims, results_files
-from relcourse.claims import CLAIMS, CLAIMS_BY_ID, STAGES, Claim, ClaimResult
+from relcourse.claims import CLAIMS, CLAIMS_BY_ID, PROBES, PROBES_BY_ID, STAGES, Claim, ClaimResult
 from relcourse.config import config_hash, load_profile, with_overrides
 from relcourse.forest_plot import forest_png
 from relcourse.report_markdown import LIVE, STAGE_TITLES, claims_table as _claims_table, ladder_table, render, summary_table
@@ -93,12 +93,15 @@ def build(profile: str, files: list[Path | str] | None = None, live: bool = True
         inputs.append({"label": LIVE, "path": _rel(live_path), "kind": "live claims registry of this checkout",
                        "sha256": _sha256(live_path), "runs": _live_runs(name)})
         registries.append((LIVE, _live_results(name)))
-    variants = {key: result.claim_id for _, entries in registries for key, result in entries.items()
-                if key not in CLAIMS_BY_ID}
+    entries = {key: result.claim_id for _, results in registries for key, result in results.items()}
+    variants = {key: c for key, c in entries.items() if c in CLAIMS_BY_ID and key != c}
+    probes = {key: c for key, c in entries.items() if c in PROBES_BY_ID}
     return {"format": FORMAT, "profile": name, "inputs": inputs, "ladders": ladders,
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
             "variants": [_claim_row(CLAIMS_BY_ID[variants[key]], name, registries, inputs, key)
-                         for key in _in_claims_order(variants)],
+                         for key in _in_order(variants, CLAIMS)],
+            "probes": [_claim_row(PROBES_BY_ID[probes[key]], name, registries, inputs, key)
+                       for key in _in_order(probes, PROBES)],
             "not_in_files": NOT_IN_FILES.get(name, "") if committed else ""}
 
 
@@ -129,15 +132,15 @@ def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> l
 
 
 def _live_results(profile: str) -> dict[str, ClaimResult]:
-    """The results this checkout's live registry holds, by registry key: claims, then variants."""
+    """The results this checkout's live registry holds, by registry key: claims, variants, probes."""
     return {**{c: r for c, r in claims.load_results(profile).items() if r.status != "not run"},
-            **claims.load_variants(profile)}
+            **claims.load_variants(profile), **claims.load_probes(profile)}
 
 
-def _in_claims_order(variants: dict[str, str]) -> list[str]:
-    """Variant keys ({key: claim id}) by claim, in CLAIMS order, then by key."""
-    order = {c.id: i for i, c in enumerate(CLAIMS)}
-    return sorted(variants, key=lambda key: (order[variants[key]], key))
+def _in_order(keys: dict[str, str], registered: tuple[Claim, ...]) -> list[str]:
+    """Registry keys ({key: claim id}) in the order of `registered` (CLAIMS or PROBES), then by key."""
+    order = {c.id: i for i, c in enumerate(registered)}
+    return sorted(keys, key=lambda key: (order[keys[key]], key))
 
 
 def _describe_input(label: str, path: Path, data: dict) -> dict:

@@ -19,6 +19,8 @@ STAGE_TITLES = {"pretrain": "Stage 1: pretraining", "post_pretrain": "Stage 2: p
 COLUMNS = ("id", "stage", "claim", "source notes", "the sources' figure", "metric", "from", "effect", "95% interval",
            "seeds", "per-seed SD", "smallest effect found 80% of the time", "seeds for the precision target", "status",
            "arm vs baseline")
+# A probe is ours, not the sources': it names the claim it explains instead of their notes and figure.
+PROBE_COLUMNS = tuple("explains" if c == "source notes" else c for c in COLUMNS if c != "the sources' figure")
 
 
 def render(results: dict) -> str:
@@ -64,6 +66,13 @@ def render(results: dict) -> str:
                   "recorded apart from the claim's own result, under the claim's id and the settings it changed, "
                   "so it never replaces that result; the tables above do not count it.", "",
                   claims_table([{**r, "id": r["key"]} for r in results["variants"]]), ""]
+    if results.get("probes"):
+        parts += ["## Probes: why a claim came out as it did", "",
+                  "A probe is our own test of an explanation, not the sources' advice: two arms that differ in the "
+                  "one thing the explanation says matters (`relcourse run claims --claim ID`; `relcourse.claims."
+                  "PROBES`). It is judged like a claim, **holds** when the interval excludes 0 on the side the "
+                  "explanation predicts, and is not counted among the claims.", "",
+                  claims_table([{**r, "id": r["key"]} for r in results["probes"]], columns=PROBE_COLUMNS), ""]
     for ladder in results["ladders"]:
         parts += _ladder_section(ladder, results["inputs"])
     parts += _machine_section(results["inputs"]) + claims_by_machine(rows)
@@ -115,9 +124,9 @@ def _inputs_table(inputs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def claims_table(rows: list[dict], stage_column: bool = True) -> str:
-    """The claims' rows of a report's results.json as one Markdown table."""
-    columns = [c for c in COLUMNS if stage_column or c != "stage"]
+def claims_table(rows: list[dict], stage_column: bool = True, columns: tuple[str, ...] = COLUMNS) -> str:
+    """The claims' rows of a report's results.json as one Markdown table (PROBE_COLUMNS for probes)."""
+    columns = [c for c in columns if stage_column or c != "stage"]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for r in rows:
         lo, hi = r["interval"]
@@ -129,6 +138,7 @@ def claims_table(rows: list[dict], stage_column: bool = True) -> str:
         if r["from"] is not None:
             source += _recipe_note(r.get("recipe_changed"))
         cells = {"id": r["id"], "stage": r["stage"], "claim": r["statement"], "source notes": ", ".join(r["sources"]),
+                 "explains": r.get("explains", ""),
                  "the sources' figure": r["source_figure"], "metric": r["metric"], "from": source,
                  "effect": _signed(r["mean"]) + (f" ({', '.join(f'{e:+.3f}' for e in r['effects'])})"
                                                   if len(r["effects"]) > 1 else ""),

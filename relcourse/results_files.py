@@ -16,7 +16,7 @@ from pathlib import Path
 
 from data_gen.config import WORLD_VERSION
 from relcourse import claims
-from relcourse.claims import CLAIMS, CLAIMS_BY_ID, ClaimResult
+from relcourse.claims import CLAIMS, CLAIMS_BY_ID, PROBES_BY_ID, ClaimResult
 from relcourse.store import REPO_ROOT
 
 # What each profile's report reads by default: its committed results files, in order.
@@ -79,15 +79,16 @@ def read(path: Path) -> dict:
 
 
 def registry(entries, where) -> dict[str, ClaimResult]:
-    """The results in a file's copy of the registry, by key: a claim's id, or a variant's
-    (claims.entry_key: the id and the settings it changed)."""
+    """The results in a file's copy of the registry, by key: a claim's or a probe's id, or a
+    variant's (claims.entry_key: the id and the settings it changed)."""
     if not isinstance(entries, dict):
         raise ValueError(f"{where}: 'claims' should map claim ids to results")
     out = {}
     for key, entry in entries.items():
         claim_id = str(key).split(" [")[0]
-        if claim_id not in CLAIMS_BY_ID:
-            raise ValueError(f"{where}: unknown claim {claim_id!r}; the claims are {', '.join(CLAIMS_BY_ID)}")
+        if claim_id not in CLAIMS_BY_ID and claim_id not in PROBES_BY_ID:
+            raise ValueError(f"{where}: unknown claim {claim_id!r}; the claims are {', '.join(CLAIMS_BY_ID)}; "
+                             f"the probes: {', '.join(PROBES_BY_ID)}")
         try:
             result = claims.from_json(entry)
         except (KeyError, TypeError, ValueError) as e:

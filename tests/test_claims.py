@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from relcourse.claims import (CLAIMS, CLAIMS_BY_ID, STAGES, ClaimResult, get_claim, load_results,
-                              load_variants,
+from relcourse.claims import (CLAIMS, CLAIMS_BY_ID, PROBES, STAGES, Claim, ClaimResult, get_claim, load_probes,
+                              load_results, load_variants,
                               minimum_detectable_effect, pool, record, results_path, summarise, t_quantile_975)
 from relcourse.report import claims_table, write_report
 from relcourse.store import StoreError
@@ -37,8 +37,39 @@ def test_every_claim_is_fully_described():
 
 
 def test_unknown_claim_lists_the_claims():
-    with pytest.raises(ValueError, match="P1, P2, .*D12"):
+    with pytest.raises(ValueError, match="P1, P2, .*D12.*the probes: P2-why"):
         get_claim("P9")
+
+
+def test_every_probe_explains_a_claim_with_arms_of_its_own():
+    from relcourse import experiments
+    assert not set(CLAIMS_BY_ID) & {p.id for p in PROBES}
+    for probe in PROBES:
+        claim = CLAIMS_BY_ID[probe.explains]
+        assert probe.stage == claim.stage and not probe.sources and get_claim(probe.id) is probe
+        spec = experiments.CLAIM_ARMS[probe.id]
+        assert spec.arm != spec.baseline
+        assert experiments.select_claims(claim_ids=[probe.id]) == [probe.id]
+        assert probe.id not in experiments.select_claims(probe.stage)   # a stage's claims leave probes out
+    # P2's probe: P2's own baseline (NSP) against NSP whose negatives are about the same product
+    spec = experiments.CLAIM_ARMS["P2-why"]
+    assert spec.arm == experiments.CLAIM_ARMS["P2"].baseline
+    assert {k: v for k, v in spec.baseline.items() if spec.arm.get(k) != v} == {"pretrain.nsp_negatives": "same_product"}
+
+
+@pytest.mark.parametrize("sources, explains", [((), ""), (("001",), "P2")])
+def test_a_claim_names_its_sources_and_a_probe_the_claim_it_explains_not_both(sources, explains):
+    with pytest.raises(ValueError, match="one of the two"):
+        Claim("X1", "pretrain", "s", sources, "m", "a", "b", explains=explains)
+
+
+def test_a_probe_is_recorded_apart_from_the_claims_and_their_variants():
+    record(summarise("P2", "smoke", {0: -0.05, 1: -0.04}))
+    record(summarise("P2", "smoke", {0: -0.01, 1: 0.01}, design={"pretrain.nsp_negatives": "same_product"}))
+    record(summarise("P2-why", "smoke", {0: 0.04, 1: 0.05, 2: 0.045}))
+    assert load_results("smoke")["P2"].effects == (-0.05, -0.04) and "P2-why" not in load_results("smoke")
+    assert list(load_variants("smoke")) == ["P2 [pretrain.nsp_negatives=same_product]"]
+    assert list(load_probes("smoke")) == ["P2-why"] and load_probes("smoke")["P2-why"].status == "holds"
 
 
 @pytest.mark.parametrize("effects, status", [

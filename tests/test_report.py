@@ -185,6 +185,25 @@ def test_a_variant_shows_in_its_own_table_and_survives_keep(tmp_path):
     assert "| T4 [feedback_loop.teacher_labels=shown_top] |" in markdown.split("## Variants")[1]
 
 
+def test_a_probe_shows_in_its_own_table_survives_keep_and_is_not_counted_as_a_claim(tmp_path):
+    claims.record(summarise("P2-why", "smoke", {0: 0.04, 1: 0.05, 2: 0.03}))
+    kept = tmp_path / "kept.json"
+    report.keep_registry("smoke", kept)
+    (tmp_path / "runs").rename(tmp_path / "gone")
+    built = report.build("smoke", [kept])
+    assert all(r["status"] == "not run" for r in built["claims"]) and not built["variants"]
+    [probe] = built["probes"]
+    assert (probe["key"], probe["explains"], probe["status"], probe["from"]) == ("P2-why", "P2", "holds", "A")
+    assert probe["effects"] == [0.04, 0.05, 0.03] and probe["seeds_for_half_width"] is not None
+    markdown = report.render(built)
+    assert f"**{len(CLAIMS)} claims**: 0 holds" in markdown
+    table = markdown.split("## Probes: why a claim came out as it did")[1]
+    header = table.split("| P2-why |")[0].strip().splitlines()[-2]
+    assert "| explains |" in header and "source notes" not in header
+    assert "| P2-why | pretrain | NSP pretrains the better relevance model" in table
+    assert "| P2 | test AUC after fine-tuning |" in table
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("{ oops", "is not valid JSON"),
