@@ -401,7 +401,7 @@ _XL_TEACHER = _gpu_teacher(24, 1024)
 PROFILES: dict[str, Profile] = {
     # CI on 2 CPU cores: every notebook in <= 3 minutes; proves the machinery, not the claims.
     "smoke": Profile(name="smoke", data=WORLDS["smoke"]),
-    # 2 CPU cores, the course on one seed in 61.5 minutes from empty (README, "Profiles"); the claims in the background.
+    # 2 CPU cores, the course on one seed in 59.5-61.5 minutes from empty (README, "Profiles"); claims in the background.
     "laptop": Profile(
         name="laptop", data=WORLDS["laptop"], notebook_claims="read", data_workers=2,
         tokenizer=TokenizerConfig(vocab_size=4_000, max_query_len=8, max_len=32),
