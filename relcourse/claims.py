@@ -465,15 +465,29 @@ def load_results(profile: str, design: dict | None = None) -> dict[str, ClaimRes
     return {c.id: entries.get(entry_key(c.id, design), ClaimResult(c.id, profile, design=design)) for c in CLAIMS}
 
 
+def entry_kind(key: str, claim_id: str) -> str:
+    """What a registry entry is: 'claim' (a claim as designed), 'variant' (a claim run with a
+    changed design), 'probe' (a probe, as designed or not), or 'unknown' (an id neither registry
+    has, e.g. of a claim since removed): the live registry and the report sort entries by it.
+
+    >>> entry_kind("T4", "T4"), entry_kind("T4 [feedback_loop.rounds=2]", "T4"), entry_kind("P2-why", "P2-why")
+    ('claim', 'variant', 'probe')
+    """
+    if claim_id in PROBES_BY_ID:
+        return "probe"
+    if claim_id not in CLAIMS_BY_ID:
+        return "unknown"
+    return "claim" if key == claim_id else "variant"
+
+
 def load_variants(profile: str) -> dict[str, ClaimResult]:
     """The profile's results of claims run with a changed design, by registry key."""
-    return {key: result for key, result in _load(profile).items()
-            if result.claim_id in CLAIMS_BY_ID and key != result.claim_id}
+    return {key: r for key, r in _load(profile).items() if entry_kind(key, r.claim_id) == "variant"}
 
 
 def load_probes(profile: str) -> dict[str, ClaimResult]:
     """The profile's results of probes (PROBES), as designed or with a changed design, by registry key."""
-    return {key: result for key, result in _load(profile).items() if result.claim_id in PROBES_BY_ID}
+    return {key: r for key, r in _load(profile).items() if entry_kind(key, r.claim_id) == "probe"}
 
 
 def _load(profile: str) -> dict[str, ClaimResult]:

@@ -94,8 +94,8 @@ def build(profile: str, files: list[Path | str] | None = None, live: bool = True
                        "sha256": _sha256(live_path), "runs": _live_runs(name)})
         registries.append((LIVE, _live_results(name)))
     entries = {key: result.claim_id for _, results in registries for key, result in results.items()}
-    variants = {key: c for key, c in entries.items() if c in CLAIMS_BY_ID and key != c}
-    probes = {key: c for key, c in entries.items() if c in PROBES_BY_ID}
+    variants = {key: c for key, c in entries.items() if claims.entry_kind(key, c) == "variant"}
+    probes = {key: c for key, c in entries.items() if claims.entry_kind(key, c) == "probe"}
     return {"format": FORMAT, "profile": name, "inputs": inputs, "ladders": ladders,
             "claims": [_claim_row(c, name, registries, inputs) for c in CLAIMS],
             "variants": [_claim_row(CLAIMS_BY_ID[variants[key]], name, registries, inputs, key)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from data_gen.config import WORLD_VERSION
 from relcourse import claims
-from relcourse.claims import CLAIMS, CLAIMS_BY_ID, PROBES_BY_ID, ClaimResult
+from relcourse.claims import CLAIMS, ClaimResult
 from relcourse.store import REPO_ROOT
 
 # What each profile's report reads by default: its committed results files, in order.
@@ -86,9 +86,10 @@ def registry(entries, where) -> dict[str, ClaimResult]:
     out = {}
     for key, entry in entries.items():
         claim_id = str(key).split(" [")[0]
-        if claim_id not in CLAIMS_BY_ID and claim_id not in PROBES_BY_ID:
-            raise ValueError(f"{where}: unknown claim {claim_id!r}; the claims are {', '.join(CLAIMS_BY_ID)}; "
-                             f"the probes: {', '.join(PROBES_BY_ID)}")
+        try:
+            claims.get_claim(claim_id)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
         try:
             result = claims.from_json(entry)
         except (KeyError, TypeError, ValueError) as e:
