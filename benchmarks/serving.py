@@ -4,6 +4,7 @@ PNR, and its largest score difference from PyTorch fp32). Notebook 06 is its cha
 
     python benchmarks/serving.py                       # smoke: builds the runs it needs (about a minute)
     python benchmarks/serving.py --profile laptop --threads 2 --batch-size 64
+    python benchmarks/serving.py --widths 128 256 512 768 --lengths 32 128   # where int8 pays (random weights)
 
 Backends, all on this machine's CPU: PyTorch fp32; PyTorch dynamic int8 (`quantize_dynamic`:
 the Linear layers' weights stored as int8, activations quantised on the fly, the usual ~2x for
@@ -19,6 +20,12 @@ disturbed by that work); p50/p99 are over the full batches of every pass, after 
 warm-up batch (with few batches, p99 is the slowest one). Quality is one more pass, untimed, over
 every test pair. GPU backends are not measured here. The PyTorch arithmetics and the timing are
 relcourse.serving's, which claims D11 and D12 use too.
+
+With --widths, nothing is trained: random-weight models of each width (64-dim heads, feed-forward
+4 x width) are exported and timed the same way, and each backend's speed is given as a multiple of
+PyTorch fp32's. int8's usual ~2x is a BERT-base-width figure; at the course's CPU widths the fixed
+costs around each small matrix product (dispatch, quantising the activations) weigh as much as the
+arithmetic int8 saves, and this sweep shows where on the machine at hand the crossover lies.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import argparse
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +41,10 @@ import pandas as pd
 import torch
 
 from relcourse import metrics, serving
-from relcourse.config import Profile, load_profile
+from relcourse.config import ModelConfig, Profile, load_profile
 from relcourse.data import PairSet
 from relcourse.distill import run_distill
-from relcourse.export import ONNX_FILE, ONNX_INT8_FILE, export_model
+from relcourse.export import ONNX_FILE, ONNX_INT8_FILE, export_model, export_onnx, quantize_int8, random_batch, to_transformers
 from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
@@ -128,6 +136,56 @@ def measure(profile: Profile, seed: int = 0, batch_size: int = SERVE_BATCH, repe
         return benchmark(models, pairsets, profile.threads, batch_size, repeats, timed_pairs)
 
 
+def random_model(width: int, layers: int, vocab: int, max_len: int) -> RelevanceBert:
+    """A relevance model of the usual shape (64-dim heads, feed-forward 4 x width) with random
+    weights: it costs what a trained model of that size costs, since no kernel reads the values."""
+    torch.manual_seed(0)
+    shape = ModelConfig(layers=layers, hidden=width, heads=max(width // 64, 1), intermediate=4 * width)
+    return RelevanceBert(shape, vocab, max_len).eval()
+
+
+def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2, vocab: int = 8_000,
+             threads: int = 2, batch_size: int = 64, repeats: int = REPEATS, pass_seconds: float = 1.0
+             ) -> pd.DataFrame:
+    """docs/s of every backend for a random model of each width at each input length, and its
+    speed-up over PyTorch fp32 on the same model and inputs. Each model is exported to ONNX fp32
+    and int8 as a trained one is. The pairs timed are sized per model and length so that a fp32
+    pass takes about `pass_seconds`: a fixed count would be all noise at width 128 and take
+    minutes at 768.
+
+    >>> table = by_width((16, 32), (8,), layers=1, vocab=60, batch_size=4, repeats=1, pass_seconds=0.01)
+    >>> len(table) == 2 * table.backend.nunique(), table.loc[table.backend == "fp32", "speed-up"].tolist()
+    (True, [1.0, 1.0])
+    """
+    rows = []
+    with torch_threads(threads), tempfile.TemporaryDirectory() as tmp:
+        for width in widths:
+            model, served = random_model(width, layers, vocab, max(lengths)), Path(tmp) / str(width)
+            served.mkdir()
+            export_onnx(to_transformers(model), served / ONNX_FILE)
+            quantize_int8(served / ONNX_FILE, served / ONNX_INT8_FILE)
+            scorers = backends(model, served, threads)
+            for length in lengths:
+                pairs = batch_size * max(1, round(pass_seconds * _fp32_rate(model, vocab, length, batch_size) / batch_size))
+                inputs = random_batch(vocab, length, pairs, seed=length)
+                timings = timed_together({name: (relevance, context, inputs) for name, (relevance, context)
+                                          in scorers.items()}, batch_size, repeats)
+                fp32 = timings[BACKEND["fp32"]].docs_per_s
+                rows += [{"width": width, "layers": layers, "length": length, "backend": name, "pairs timed": pairs,
+                          "docs/s": t.docs_per_s, "speed-up": t.docs_per_s / fp32} for name, t in timings.items()]
+    return pd.DataFrame(rows)
+
+
+@torch.inference_mode()
+def _fp32_rate(model: RelevanceBert, vocab: int, length: int, batch_size: int) -> float:
+    """A first estimate of the model's fp32 docs/s (the second of two batches: the first allocates)."""
+    batch = random_batch(vocab, length, batch_size)
+    for _ in range(2):
+        tick = time.perf_counter()
+        model.relevance(batch)
+    return batch_size / (time.perf_counter() - tick)
+
+
 def headline(table: pd.DataFrame) -> pd.DataFrame:
     """Claim D12's two arms from a `benchmark` table: the teacher at full length in fp32, and the
     student at the shortest length in half precision (bf16 where measured, else int8), with the
@@ -207,7 +265,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=SERVE_BATCH, help=f"pairs per batch (default {SERVE_BATCH})")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"passes per backend (default {REPEATS})")
+    parser.add_argument("--widths", type=int, nargs="+", help="time random-weight models of these widths "
+                        "instead of the profile's trained ones (nothing is trained)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128], help="with --widths: input lengths")
+    parser.add_argument("--layers", type=int, default=2, help="with --widths: layers of each model")
     args = parser.parse_args()
+    if args.widths:
+        print(f"random-weight models, {args.layers} layer(s), batches of {args.batch_size}, {machine(args.threads)}")
+        table = by_width(tuple(args.widths), tuple(args.lengths), args.layers, threads=args.threads,
+                         batch_size=args.batch_size, repeats=args.repeats)
+        with pd.option_context("display.width", 160, "display.max_rows", None):
+            print(table.round({"docs/s": 0, "speed-up": 2}).to_string(index=False))
+            print("\nspeed-up over PyTorch fp32 (rows: width, input length):\n",
+                  table.pivot_table("speed-up", ["width", "length"], "backend", sort=False).round(2).to_string())
+        return
     profile = load_profile(args.profile, {"threads": args.threads})
     print(f"profile {args.profile}, batches of {args.batch_size}, {machine(args.threads)}")
     table = measure(profile, args.seed, args.batch_size, args.repeats)
