@@ -137,7 +137,8 @@ class PretrainConfig(Section):
                                  "SOP draws no negatives, so it ignores this)", choices=("any_paragraph", "same_product"))
     mlm_weight: float = setting(1.0, "weight of the MLM loss against the sentence-task loss", 0.0, 10.0)
     replacement: str = setting("80/10/10", "what a selected token becomes (claim P1): 80% [MASK] / 10% random / "
-                                           "10% unchanged, or all [MASK]", choices=("80/10/10", "all_mask"))
+                                           "10% unchanged, all [MASK], or 90% [MASK] / 10% unchanged (no random "
+                                           "tokens; probe P1-why)", choices=("80/10/10", "all_mask", "90/0/10"))
     span: bool = setting(False, "mask whole spans of words instead of single tokens (claim P6)")
     static: bool = setting(False, "draw each sample's mask once instead of at every step (claim P6)")
     data_share: float = setting(1.0, "share of the corpus's segment pairs used, at the same steps (claim P3)", 0.001, 1.0)

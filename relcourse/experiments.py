@@ -126,6 +126,7 @@ CLAIM_ARMS: dict[str, ClaimArms] = {
 _NSP_SAME_PRODUCT = {**CLAIM_ARMS["P2"].baseline, "pretrain.nsp_negatives": "same_product"}
 # The probes' arms (relcourse.claims.PROBES): run by id, never with a stage's claims.
 CLAIM_ARMS["P2-why"] = ClaimArms(CLAIM_ARMS["P2"].baseline, _NSP_SAME_PRODUCT)
+CLAIM_ARMS["P1-why"] = ClaimArms({**PROBE, "pretrain.replacement": "90/0/10"}, CLAIM_ARMS["P1"].arm)
 
 
 def _very_small_student(teacher: ModelConfig) -> dict:

@@ -6,7 +6,8 @@ ignores). Of the selected tokens 80% become [MASK], 10% a random word, 10% stay 
 Why not all [MASK]: [MASK] never occurs at fine-tuning time, so a model trained only on [MASK]
 positions may learn that an unmasked token needs no good representation of its own. When any
 visible token might be the one being predicted, it must keep a representation of every token
-(claim P1 compares it with "all_mask").
+(claim P1 compares it with "all_mask"; probe P1-why with "90/0/10", where the random tenth
+becomes [MASK] too, to tell which part of the recipe makes the difference).
 
 Dynamic masking (RoBERTa, Liu et al., 2019): call this for every batch, with a generator seeded
 by the step, and each pass over a sample hides other tokens, where static masking (drawn once)
@@ -40,7 +41,7 @@ import torch
 from .tokenizer import FIRST_REGULAR_ID
 
 # What a selected token becomes: (share -> [MASK], share -> random regular token); the rest stays.
-REPLACEMENTS = {"80/10/10": (0.8, 0.1), "all_mask": (1.0, 0.0)}
+REPLACEMENTS = {"80/10/10": (0.8, 0.1), "all_mask": (1.0, 0.0), "90/0/10": (0.9, 0.0)}
 SPAN_GEOMETRIC_P = 0.2
 MAX_SPAN = 10
 IGNORE_INDEX = -100   # cross-entropy's default ignore_index: no loss at unselected positions

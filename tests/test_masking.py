@@ -6,10 +6,10 @@ from transformers import DataCollatorForLanguageModeling
 from data_gen.config import world_config
 from data_gen.corpus import corpus_lines
 from data_gen.world import build_world
-from relcourse.masking import IGNORE_INDEX, MAX_SPAN, mask_tokens, span_lengths
+from relcourse.masking import IGNORE_INDEX, MAX_SPAN, REPLACEMENTS, mask_tokens, span_lengths
 from relcourse.tokenizer import FIRST_REGULAR_ID, encode_pairs, special_tokens_mask, train_tokenizer
 
-MODES = [(replacement, span) for replacement in ("80/10/10", "all_mask") for span in (False, True)]
+MODES = [(replacement, span) for replacement in REPLACEMENTS for span in (False, True)]
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +31,20 @@ def shares(ids, masked, labels, special, mask_id):
         (~to_mask & ~unchanged).float().mean().item(), unchanged.float().mean().item()
 
 
-def test_rates_match_transformers_collator(tok_and_ids):
+@pytest.mark.parametrize("replacement", REPLACEMENTS)
+def test_rates_match_transformers_collator(tok_and_ids, replacement):
     tok, ids = tok_and_ids
     special = special_tokens_mask(ids, tok)
-    ours = mask_tokens(ids, special, tok.mask_token_id, len(tok), generator=torch.Generator().manual_seed(0))
-    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0)
+    ours = mask_tokens(ids, special, tok.mask_token_id, len(tok), replacement=replacement,
+                       generator=torch.Generator().manual_seed(0))
+    to_mask, to_random = REPLACEMENTS[replacement]
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15, mask_replace_prob=to_mask,
+                                               random_replace_prob=to_random, seed=0)
     theirs = collator.torch_mask_tokens(ids.clone(), special_tokens_mask=special)
     ours_shares, their_shares = shares(ids, *ours, special, 4), shares(ids, *theirs, special, 4)
     assert (theirs[1][special] == IGNORE_INDEX).all()
-    for mine, oracle, nominal in zip(ours_shares, their_shares, (0.15, 0.8, 0.1, 0.1)):
+    nominal = (0.15, to_mask, to_random, 1 - to_mask - to_random)
+    for mine, oracle, nominal in zip(ours_shares, their_shares, nominal):
         assert abs(mine - oracle) < 0.01 and abs(mine - nominal) < 0.01, (ours_shares, their_shares)
 
 
@@ -56,10 +61,12 @@ def test_special_tokens_are_never_touched_and_replacements_are_regular(tok_and_i
     assert torch.equal(masked[~selected], ids[~selected])                # nothing else changes
     replaced = selected & (masked != ids) & (masked != tok.mask_token_id)
     assert (masked[replaced] >= FIRST_REGULAR_ID).all() and (masked[replaced] < len(tok)).all()
-    if replacement == "all_mask":
-        assert (masked[selected] == tok.mask_token_id).all()
-    else:
+    if REPLACEMENTS[replacement][1]:
         assert replaced.sum() > 0
+    else:                                                                # no random words
+        assert not replaced.any()
+    if REPLACEMENTS[replacement][0] == 1.0:                              # all [MASK]
+        assert (masked[selected] == tok.mask_token_id).all()
 
 
 def runs_of(row: list[bool]) -> list[int]:
@@ -116,7 +123,7 @@ def test_bad_arguments_say_what_is_wrong():
     for prob in (0, 1, 1.5):
         with pytest.raises(ValueError, match="mask_prob"):
             mask_tokens(ids, special, 4, 30, mask_prob=prob)
-    with pytest.raises(ValueError, match="unknown; choose from 80/10/10, all_mask"):
+    with pytest.raises(ValueError, match="unknown; choose from 80/10/10, all_mask, 90/0/10"):
         mask_tokens(ids, special, 4, 30, replacement="90/5/5")
     with pytest.raises(ValueError, match="bool tensor of the same shape"):
         mask_tokens(ids, special[:, :2], 4, 30)
