@@ -294,6 +294,9 @@ class DistillConfig(Section):
     loss: str = setting("logit_mse", "what the student fits: the teacher's logits (logit_mse), its probabilities "
                                      "(prob_ce, claim D10) or its score margins within a query (margin_mse)",
                         choices=("logit_mse", "prob_ce", "margin_mse"))
+    teacher_scale: float = setting(1.0, "factor on the teacher's logits before the student fits them: above 1 a "
+                                        "more confident teacher, whose probabilities saturate where its logits "
+                                        "still rank (probe D10-why); 1 = the logits as scored", 0.1, 10.0)
     pairs_share: float = setting(1.0, "share of the distillation pool (every candidate pair of the training and "
                                       "unlabelled queries, scored by the teacher) the student reads (D5, D6)", 0.001, 1.0)
     epochs: float = setting(0.0, "0: train distill.steps steps. Above 0: as many steps as this many passes over "
@@ -561,7 +564,7 @@ def canonical_json(obj) -> str:
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
                   "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
                   "relevance_model": "lexical", "teacher_labels": "world", "annotator_anchoring": 0.0,
-                  "validation_points": 0, "nsp_negatives": "any_paragraph"}
+                  "validation_points": 0, "nsp_negatives": "any_paragraph", "teacher_scale": 1.0}
 
 
 def without_later_defaults(settings):

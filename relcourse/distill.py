@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from . import metrics
-from .config import Profile, with_overrides
+from .config import DistillConfig, Profile, with_overrides
 from .data import PairSet, make_pairset, query_grouped_batch, steps_for_epochs, unlabelled_pairs
 from .finetune import labelled_splits, run_finetune, score
 from .losses import HiddenStateMSELoss, make_loss
@@ -198,6 +198,13 @@ def sample_queries(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame
     return frame[frame["query_id"].isin(keep)]
 
 
+def distillation_targets(pool_dir: Path, scorer_dir: Path, cfg: DistillConfig, seed: int) -> pd.DataFrame:
+    """The pairs the student reads (`sample_queries` of the pool) with the logits it fits: the
+    scorer's, times `cfg.teacher_scale`."""
+    pool = sample_queries(read_teacher_scores(pool_dir, scorer_dir), cfg.pairs_share, seed)
+    return pool.assign(teacher_logit=pool["teacher_logit"] * cfg.teacher_scale)
+
+
 # --- the distillation stage -----------------------------------------------------------------
 
 def distill_settings(profile: Profile) -> dict:
@@ -256,7 +263,7 @@ def run_distill(profile: Profile, seed: int, progress: bool = True) -> Path:
 
     def build(out: Path) -> dict:
         tokenizer = tokenizer_of(profile, seed, progress)
-        pool = sample_queries(read_teacher_scores(pool_dir, scorer_dir), cfg.pairs_share, seed)
+        pool = distillation_targets(pool_dir, scorer_dir, cfg, seed)
         pairs = make_pairset(data_dir, tokenizer, pool["doc_id"].to_numpy(), pool["teacher_logit"].to_numpy(),
                              profile.tokenizer)
         splits = labelled_splits(data_dir, tokenizer, profile)

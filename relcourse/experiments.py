@@ -127,6 +127,8 @@ _NSP_SAME_PRODUCT = {**CLAIM_ARMS["P2"].baseline, "pretrain.nsp_negatives": "sam
 # The probes' arms (relcourse.claims.PROBES): run by id, never with a stage's claims.
 CLAIM_ARMS["P2-why"] = ClaimArms(CLAIM_ARMS["P2"].baseline, _NSP_SAME_PRODUCT)
 CLAIM_ARMS["P1-why"] = ClaimArms({**PROBE, "pretrain.replacement": "90/0/10"}, CLAIM_ARMS["P1"].arm)
+CLAIM_ARMS["D10-why"] = ClaimArms({"distill.teacher_scale": 3.0}, {"distill.loss": "prob_ce", "distill.teacher_scale": 3.0},
+                                  stage="distill")
 
 
 def _very_small_student(teacher: ModelConfig) -> dict:

@@ -37,7 +37,7 @@ def test_every_claim_is_fully_described():
 
 
 def test_unknown_claim_lists_the_claims():
-    with pytest.raises(ValueError, match="P1, P2, .*D12.*the probes: P2-why, P1-why"):
+    with pytest.raises(ValueError, match="P1, P2, .*D12.*the probes: P2-why, P1-why, D10-why"):
         get_claim("P9")
 
 

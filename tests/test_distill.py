@@ -331,3 +331,12 @@ def test_d11_and_d12_are_recorded(profile):
         assert result.seeds == (0,) and np.isfinite(result.mean), claim_id
         assert claims.load_results(profile.name, result.design)[claim_id].status == "inconclusive"
     assert "; student test AUC 0." in result.notes and "; teacher test AUC 0." in result.notes   # D12's quality
+
+
+def test_teacher_scale_multiplies_the_logits_the_student_fits(profile):
+    pool_dir, scorer_dir = ensure_distill_data(profile, 0, progress=False), run_finetune(profile, 0, progress=False)
+    as_scored = read_teacher_scores(pool_dir, scorer_dir).set_index("doc_id")["teacher_logit"]
+    scaled = with_overrides(profile, {"distill.teacher_scale": 3.0, "distill.pairs_share": 0.5}).distill
+    targets = distill.distillation_targets(pool_dir, scorer_dir, scaled, seed=0)
+    assert 0 < len(targets) < len(as_scored)                          # still the sampled share of the pool
+    assert np.allclose(targets.teacher_logit, 3.0 * as_scored.loc[targets.doc_id].to_numpy())
