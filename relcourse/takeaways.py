@@ -148,6 +148,43 @@ def takeaways(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict | N
     return Takeaway("\n".join(f"- {takeaway(c, profile, results).text}" for c in claim_ids))
 
 
+def effects_plot(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict | None = None, ax=None):
+    """The same claims (or probes) as `takeaways`, as a picture: every seed's effect, the mean and
+    its 95% interval, coloured by the verdict (relcourse.plots.claim_effects). The claims drawn
+    together must share a metric's unit (AUC, PNR or log docs/s).
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> row = {"id": "D7", "arm": "warm", "baseline": "cold", "metric": "student test AUC", "effects": [0.2, 0.22],
+    ...        "mean": 0.21, "interval": [0.08, 0.34], "status": "holds", "precision_target": 0.02}
+    >>> ax = effects_plot("D7", results={"profile": "laptop", "claims": [row], "probes": []})
+    >>> ax.get_xlabel()
+    'effect on student test AUC: arm − baseline (laptop)'
+    """
+    import matplotlib.pyplot as plt
+    from relcourse.plots import claim_effects
+
+    results = results if results is not None else committed_report(profile)
+    rows = {r["id"]: r for r in results["claims"] + results.get("probes", [])}
+    missing = [c for c in claim_ids if c not in rows]
+    if missing:
+        raise KeyError(f"no claim or probe {', '.join(missing)} in the {results['profile']} report; "
+                       f"regenerate it with `python -m relcourse report --profile {results['profile']}`")
+    chosen = [rows[c] for c in claim_ids]
+    units = {_unit(r["metric"]) for r in chosen}
+    if len(units) > 1:
+        raise ValueError(f"{', '.join(claim_ids)} are measured in different units ({', '.join(sorted(units))}); "
+                         "draw each unit's claims in a plot of their own")
+    ax = ax or plt.subplots(figsize=(8, 0.75 * len(chosen) + 1.2))[1]
+    claim_effects(ax, chosen, xlabel=f"effect on {short_metric(chosen[0]['metric'])}: arm − baseline "
+                                     f"({results['profile']})")
+    return ax
+
+
+def _unit(metric: str) -> str:
+    """'AUC', 'PNR' or 'log docs/s': what a claim's effect is counted in."""
+    return "log docs/s" if metric.startswith("log(") else "PNR" if "PNR" in metric else "AUC"
+
+
 def status_table(profile: str = DEFAULT_PROFILE, results: dict | None = None) -> Takeaway:
     """How many claims the report finds holding, not holding, inconclusive or not run, with the
     claims' ids by stage and status (the table REPORT.md opens with).

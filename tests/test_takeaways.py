@@ -226,3 +226,36 @@ def test_committed_takeaways_match_the_committed_report(path, monkeypatch):
         refresh = f"run `python -m relcourse course --refresh --only {path.name[:2]}`"
         assert shown is not None, f"{path.name}: `{ast.unparse(call)}` has no committed output; {refresh}"
         assert shown == expected, f"{path.name}: `{ast.unparse(call)}` shows what an older report said; {refresh}"
+
+
+# --- (e) the pictures of the same results --------------------------------------------------------
+
+def plotting_calls(path) -> list[ast.Call]:
+    return [node for source in code_cells(path) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and _name(node) == "effects_plot"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_plotted_claim_is_in_the_committed_report_and_shares_a_unit(path, monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")
+    monkeypatch.delenv(REPORTS_ENV, raising=False)
+    for call in plotting_calls(path):
+        ids = [a.value for a in call.args]
+        ax = tk.effects_plot(*ids)                      # raises for an id the report lacks, or mixed units
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert [label.split()[0] for label in labels] == ids, f"{path.name}: {ast.unparse(call)}"
+        plt.close(ax.figure)
+
+
+def test_effects_plot_refuses_unknown_ids_and_mixed_units():
+    rows = [{"id": "F1", "metric": "test PNR", "arm": "a", "baseline": "b", "effects": [0.1], "mean": 0.1,
+             "interval": [None, None], "status": "inconclusive"},
+            {"id": "F3", "metric": "test AUC", "arm": "a", "baseline": "b", "effects": [0.01], "mean": 0.01,
+             "interval": [None, None], "status": "inconclusive"}]
+    results = {"profile": "laptop", "claims": rows, "probes": []}
+    with pytest.raises(ValueError, match="different units .*AUC, PNR"):
+        tk.effects_plot("F1", "F3", results=results)
+    with pytest.raises(KeyError, match="no claim or probe X9 in the laptop report"):
+        tk.effects_plot("F3", "X9", results=results)
