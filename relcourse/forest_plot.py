@@ -2,8 +2,9 @@
 
 Each claim is a row: a dot at its mean effect (arm - baseline), a bar over its 95% interval, a
 vertical line at 0, and a light band from 0 towards the side the claim expects (right for
-direction +1, left for -1), so "holds" reads as "the bar lies inside the band". A claim measured
-on one seed has no interval: an open dot. Effects in different units (AUC, PNR, log docs/s) get
+direction +1, left for -1), so "holds" reads as "the bar lies inside the band", and each seed's
+own effect as a small grey dot below the bar. A claim measured on one seed has no interval: an
+open dot. The notebooks draw the same rows with `draw_claims` (relcourse.takeaways.effects_plot). Effects in different units (AUC, PNR, log docs/s) get
 panels of their own, each with its own scale: on one axis a PNR effect of 0.7 or a speed-up of
 2 would shrink every AUC interval to a dot.
 
@@ -24,6 +25,8 @@ import io
 from .claims import short_metric
 
 COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#6e7781"}
+LEGEND = ("shaded: the side the claim expects · green: holds · grey: inconclusive · red: does not hold · "
+          "open dot: one seed · small dots: each seed")
 
 
 def forest_png(rows: list[dict], title: str = "") -> bytes:
@@ -42,11 +45,10 @@ def forest_png(rows: list[dict], title: str = "") -> bytes:
     axes = fig.subplots(len(panels), 1, squeeze=False,
                         gridspec_kw={"height_ratios": [len(p) + 1.2 for p in panels.values()]})[:, 0]
     for ax, (name, panel) in zip(axes, panels.items()):
-        _draw(ax, panel)
+        draw_claims(ax, panel)
         ax.set_xlabel(f"{name}: arm − baseline, 95% interval over seeds", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.text(0.01, 0.005, "shaded: the side the claim expects · green: holds · grey: inconclusive · "
-             "red: does not hold · open dot: one seed", fontsize=7, color="#444444")
+    fig.text(0.01, 0.005, LEGEND, fontsize=7, color="#444444")
     fig.tight_layout(rect=(0, 0.025, 1, 1))
     out = io.BytesIO()
     fig.savefig(out, format="png", metadata={"Software": None})
@@ -62,9 +64,11 @@ def unit(metric: str) -> str:
     return "log(docs/s)" if metric.startswith("log(docs/s)") else "PNR" if "PNR" in metric else "AUC"
 
 
-def _draw(ax, rows: list[dict]) -> None:
-    """One panel: the rows top to bottom, on a symmetric scale around 0."""
-    ends = [abs(x) for r in rows for x in [r["mean"], *(r["interval"] if r["interval"][0] is not None else [])]]
+def draw_claims(ax, rows: list[dict]) -> None:
+    """One panel: the rows (report rows with a mean, of one unit) top to bottom, on a symmetric
+    scale around 0."""
+    ends = [abs(x) for r in rows for x in [r["mean"], *(r["interval"] if r["interval"][0] is not None else []),
+                                           *(r.get("effects") or [])]]
     reach = 1.15 * max(ends + [1e-3])
     for y, r in enumerate(reversed(rows)):
         ax.axhspan(y - 0.4, y + 0.4, xmin=0.5 if r["direction"] > 0 else 0, xmax=1 if r["direction"] > 0 else 0.5,
@@ -74,6 +78,8 @@ def _draw(ax, rows: list[dict]) -> None:
         if lo is not None:
             ax.plot([lo, hi], [y, y], color=colour, linewidth=2, zorder=2)
         ax.plot([r["mean"]], [y], "o", color=colour, markerfacecolor=colour if lo is not None else "white", zorder=3)
+        seeds = r.get("effects") or []
+        ax.plot(seeds, [y - 0.25] * len(seeds), ".", color="#8c959f", markersize=4, zorder=2)
     ax.set_yticks(range(len(rows)), [_label(r) for r in reversed(rows)], fontsize=8)
     ax.axvline(0, color="black", linewidth=0.8, zorder=1)
     ax.set_xlim(-reach, reach)   # symmetric: the bands above end at the axes' middle, x = 0

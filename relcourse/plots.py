@@ -2,8 +2,7 @@
 
 An AUC of 0.5 is a coin toss, so a bar from 0 (or from wherever the smallest value happens to be)
 shows nothing a reader can judge by. These helpers put AUCs on a dot plot with a chance line,
-and draw a claim's two arms on one row, so the eye reads the gap between them; `claim_effects`
-draws what several seeds made of each claim: every seed's effect, the mean and its interval.
+and draw a claim's two arms on one row, so the eye reads the gap between them.
 
 >>> import matplotlib; matplotlib.use("Agg")
 >>> import matplotlib.pyplot as plt
@@ -18,7 +17,6 @@ True
 """
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 CHANCE_AUC = 0.5
@@ -66,51 +64,3 @@ def arm_pairs(ax, rows: list[ArmPair], reference: float | None = None, reference
     ax.set_xlabel(xlabel)
     ax.legend(loc="lower right", fontsize=8)
 
-
-STATUS_COLOUR = {"holds": "#38761d", "does not hold": "#cc0000", "inconclusive": "#666666"}
-
-
-def claim_effects(ax, rows: list[dict], xlabel: str = "effect on test AUC: arm − baseline") -> None:
-    """A forest plot of claims measured over seeds, one row per claim (report rows: id, arm,
-    baseline, effects, mean, interval, status, precision_target): each seed's effect as a small
-    dot, the mean and its 95% interval as a bar coloured by the verdict, a line at no effect and a
-    band of ±precision_target around it, the differences the course does not ask a claim to
-    resolve (an interval wholly inside it is *level*, and its label says so). A row without a
-    result says so.
-
-    >>> import matplotlib; matplotlib.use("Agg")
-    >>> import matplotlib.pyplot as plt
-    >>> fig, ax = plt.subplots()
-    >>> claim_effects(ax, [{"id": "P1", "arm": "80/10/10", "baseline": "all [MASK]", "effects": [-0.017, -0.012, -0.009],
-    ...                     "mean": -0.0123, "interval": [-0.022, -0.002], "status": "does not hold", "precision_target": 0.02},
-    ...                    {"id": "P9", "arm": "a", "baseline": "b", "effects": [], "mean": None, "status": "not run"}])
-    >>> [t.get_text() for t in ax.get_yticklabels()]
-    ['P1 (3 seeds): does not hold\\n80/10/10 − all [MASK]', 'P9: not run\\na − b']
-    >>> plt.close(fig)
-    """
-    for y, row in enumerate(rows):
-        effects = row.get("effects") or []
-        if row.get("mean") is None:
-            ax.annotate("not run", (0, y), xytext=(6, -3), textcoords="offset points", fontsize=8, color="#666666")
-            continue
-        ax.scatter(effects, [y + 0.18] * len(effects), s=14, color="#999999", zorder=2)
-        colour = STATUS_COLOUR.get(row["status"], "#666666")
-        low, high = row.get("interval") or (None, None)
-        if low is not None:
-            ax.plot([low, high], [y, y], color=colour, lw=3, solid_capstyle="butt", zorder=3)
-        ax.scatter(row["mean"], y, s=60, color=colour, zorder=4)
-    target = max((r.get("precision_target") or 0 for r in rows), default=0)
-    if target:
-        ax.axvspan(-target, target, color="#cccccc", alpha=0.35, lw=0, label=f"±{target:g}: too small to resolve")
-    ax.axvline(0, color="black", lw=1, alpha=0.6)
-
-    def label(row):
-        n = len(row.get("effects") or [])
-        measured = f" ({n} seed{'s' if n != 1 else ''})" if row.get("mean") is not None else ""
-        level = ", level" if row.get("level") else ""   # inconclusive, but smaller than the course resolves
-        return f"{row['id']}{measured}: {row['status']}{level}\n" + textwrap.fill(f"{row['arm']} − {row['baseline']}", 44)
-
-    ax.set_yticks(range(len(rows)), [label(r) for r in rows])
-    ax.set_ylim(len(rows) - 0.5, -0.6)   # the first claim on top, as in a table
-    ax.set_xlabel(xlabel)
-    ax.legend(loc="lower right", fontsize=8)

@@ -149,19 +149,18 @@ def takeaways(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict | N
 
 
 def effects_plot(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict | None = None, ax=None):
-    """The same claims (or probes) as `takeaways`, as a picture: every seed's effect, the mean and
-    its 95% interval, coloured by the verdict (relcourse.plots.claim_effects). The claims drawn
-    together must share a metric's unit (AUC, PNR or log docs/s).
+    """The same claims (or probes) as `takeaways`, as a picture: the report's forest plot of just
+    these rows (relcourse.forest_plot.draw_claims: the mean and its 95% interval coloured by the
+    verdict, each seed's effect as a small dot). They must share a unit (AUC, PNR or log docs/s).
 
     >>> import matplotlib; matplotlib.use("Agg")
-    >>> row = {"id": "D7", "arm": "warm", "baseline": "cold", "metric": "student test AUC", "effects": [0.2, 0.22],
-    ...        "mean": 0.21, "interval": [0.08, 0.34], "status": "holds", "precision_target": 0.02}
-    >>> ax = effects_plot("D7", results={"profile": "laptop", "claims": [row], "probes": []})
-    >>> ax.get_xlabel()
-    'effect on student test AUC: arm − baseline (laptop)'
+    >>> row = {"id": "D7", "metric": "student test AUC", "effects": [0.2, 0.22], "mean": 0.21,
+    ...        "interval": [0.08, 0.34], "status": "holds", "direction": 1}
+    >>> effects_plot("D7", results={"profile": "laptop", "claims": [row], "probes": []}).get_xlabel()
+    'AUC: arm − baseline, 95% interval over seeds (laptop)'
     """
     import matplotlib.pyplot as plt
-    from relcourse.plots import claim_effects
+    from relcourse.forest_plot import LEGEND, draw_claims, unit
 
     results = results if results is not None else committed_report(profile)
     rows = {r["id"]: r for r in results["claims"] + results.get("probes", [])}
@@ -169,20 +168,16 @@ def effects_plot(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict 
     if missing:
         raise KeyError(f"no claim or probe {', '.join(missing)} in the {results['profile']} report; "
                        f"regenerate it with `python -m relcourse report --profile {results['profile']}`")
-    chosen = [rows[c] for c in claim_ids]
-    units = {_unit(r["metric"]) for r in chosen}
-    if len(units) > 1:
-        raise ValueError(f"{', '.join(claim_ids)} are measured in different units ({', '.join(sorted(units))}); "
-                         "draw each unit's claims in a plot of their own")
-    ax = ax or plt.subplots(figsize=(8, 0.75 * len(chosen) + 1.2))[1]
-    claim_effects(ax, chosen, xlabel=f"effect on {short_metric(chosen[0]['metric'])}: arm − baseline "
-                                     f"({results['profile']})")
+    chosen = [rows[c] for c in claim_ids if rows[c]["mean"] is not None]
+    units = sorted({unit(r["metric"]) for r in chosen})
+    if len(units) != 1:
+        raise ValueError(f"{', '.join(claim_ids)} have {'no result' if not units else 'effects in different units (' + ', '.join(units) + ')'}"
+                         " to draw on one axis; draw each unit's measured claims in a plot of their own")
+    ax = ax or plt.subplots(figsize=(8, 0.45 * len(chosen) + 1.3))[1]
+    draw_claims(ax, chosen)
+    ax.set_xlabel(f"{units[0]}: arm − baseline, 95% interval over seeds ({results['profile']})")
+    ax.set_title(LEGEND, fontsize=7, color="#444444")
     return ax
-
-
-def _unit(metric: str) -> str:
-    """'AUC', 'PNR' or 'log docs/s': what a claim's effect is counted in."""
-    return "log docs/s" if metric.startswith("log(") else "PNR" if "PNR" in metric else "AUC"
 
 
 def status_table(profile: str = DEFAULT_PROFILE, results: dict | None = None) -> Takeaway:
