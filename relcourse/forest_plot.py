@@ -4,9 +4,10 @@ Each claim is a row: a dot at its mean effect (arm - baseline), a bar over its 9
 vertical line at 0, and a light band from 0 towards the side the claim expects (right for
 direction +1, left for -1), so "holds" reads as "the bar lies inside the band", and each seed's
 own effect as a small grey dot below the bar. A claim measured on one seed has no interval: an
-open dot. The notebooks draw the same rows with `draw_claims` (relcourse.takeaways.effects_plot). Effects in different units (AUC, PNR, log docs/s) get
-panels of their own, each with its own scale: on one axis a PNR effect of 0.7 or a speed-up of
-2 would shrink every AUC interval to a dot.
+open dot. Effects in different units (AUC, PNR, log docs/s) get panels of their own, each with
+its own scale: on one axis a PNR effect of 0.7 or a speed-up of 2 would shrink every AUC
+interval to a dot. The notebooks draw a chapter's rows with the same `draw_claims`
+(relcourse.takeaways.effects_plot).
 
 The PNG is deterministic: Agg renders the same pixels from the same numbers, and the file
 carries no 'Software' (matplotlib version) or date metadata, so regenerating a report gives

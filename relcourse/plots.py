@@ -63,4 +63,3 @@ def arm_pairs(ax, rows: list[ArmPair], reference: float | None = None, reference
     ax.set_xlim(min(chance, *values) - margin, max(chance, *values) + margin)
     ax.set_xlabel(xlabel)
     ax.legend(loc="lower right", fontsize=8)
-

@@ -171,8 +171,9 @@ def effects_plot(*claim_ids: str, profile: str = DEFAULT_PROFILE, results: dict 
     chosen = [rows[c] for c in claim_ids if rows[c]["mean"] is not None]
     units = sorted({unit(r["metric"]) for r in chosen})
     if len(units) != 1:
-        raise ValueError(f"{', '.join(claim_ids)} have {'no result' if not units else 'effects in different units (' + ', '.join(units) + ')'}"
-                         " to draw on one axis; draw each unit's measured claims in a plot of their own")
+        what = f"effects in different units ({', '.join(units)})" if units else "no result"
+        raise ValueError(f"{', '.join(claim_ids)} have {what} to draw on one axis; "
+                         "draw each unit's measured claims in a plot of their own")
     ax = ax or plt.subplots(figsize=(8, 0.45 * len(chosen) + 1.3))[1]
     draw_claims(ax, chosen)
     ax.set_xlabel(f"{units[0]}: arm − baseline, 95% interval over seeds ({results['profile']})")
