@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +165,9 @@ def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2,
             quantize_int8(served / ONNX_FILE, served / ONNX_INT8_FILE)
             scorers = backends(model, served, threads)
             for length in lengths:
-                pairs = batch_size * max(1, round(pass_seconds * _fp32_rate(model, vocab, length, batch_size) / batch_size))
+                probe = {"fp32": (model.relevance, contextlib.nullcontext, random_batch(vocab, length, batch_size))}
+                rate = timed_together(probe, batch_size, repeats=1)["fp32"].docs_per_s   # a first estimate
+                pairs = batch_size * max(1, round(pass_seconds * rate / batch_size))
                 inputs = random_batch(vocab, length, pairs, seed=length)
                 timings = timed_together({name: (relevance, context, inputs) for name, (relevance, context)
                                           in scorers.items()}, batch_size, repeats)
@@ -174,16 +175,6 @@ def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2,
                 rows += [{"width": width, "layers": layers, "length": length, "backend": name, "pairs timed": pairs,
                           "docs/s": t.docs_per_s, "speed-up": t.docs_per_s / fp32} for name, t in timings.items()]
     return pd.DataFrame(rows)
-
-
-@torch.inference_mode()
-def _fp32_rate(model: RelevanceBert, vocab: int, length: int, batch_size: int) -> float:
-    """A first estimate of the model's fp32 docs/s (the second of two batches: the first allocates)."""
-    batch = random_batch(vocab, length, batch_size)
-    for _ in range(2):
-        tick = time.perf_counter()
-        model.relevance(batch)
-    return batch_size / (time.perf_counter() - tick)
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
