@@ -45,12 +45,13 @@ exact-match model (token type 2) also needs `relcourse.tokenizer.shared_tokens`.
 `relcourse.scoring` encodes with `encode_pairs` itself, so it is exact in every case.
 
 **ONNX.** `torch.onnx.export` with the TorchScript exporter (dynamo=False: the dynamo exporter
-needs onnxscript, one more dependency), opset 17, batch and sequence axes dynamic. The example
-input it traces has padding on purpose: transformers skips the attention mask when a batch
-has none, and a trace of that would ignore the mask forever after. Every export is checked
-against the course's model on a padded random batch and the largest |Δ| is recorded; the
-int8 file is ONNX Runtime's dynamic quantisation of the MatMul weights (as PyTorch's
-`quantize_dynamic` does for Linear layers), so it is only close: see benchmarks/serving.py.
+needs onnxscript, one more dependency), opset 17, batch and sequence axes dynamic, attention
+traced the eager way (`export_onnx` says why). The example input it traces has padding on
+purpose: transformers skips the attention mask when a batch has none, and a trace of that would
+ignore the mask forever after. Every export is checked against the course's model on a padded
+random batch and the largest |Δ| is recorded; the int8 file is ONNX Runtime's dynamic
+quantisation of the MatMul weights (as PyTorch's `quantize_dynamic` does for Linear layers), so
+it is only close: see benchmarks/serving.py.
 
 >>> from relcourse.config import ModelConfig
 >>> _ = torch.manual_seed(0)
@@ -66,6 +67,7 @@ True
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -151,18 +153,34 @@ class _Logits(torch.nn.Module):
 
 
 def export_onnx(hf_model: ElectraForSequenceClassification, path: Path) -> None:
-    """`hf_model` as ONNX (inputs INPUT_NAMES, output `logits` (batch, labels)), both axes dynamic."""
+    """`hf_model` as ONNX (inputs INPUT_NAMES, output `logits` (batch, labels)), both axes dynamic.
+
+    Traced through transformers' eager attention (softmax(QKᵀ/√d + mask)·V written out), not its
+    default SDPA path, whose trace carries some two dozen more operators a layer (312 against 263
+    for two layers, the mask's NaN guards among them): on this course's 2-core CPU the int8 file
+    traced the eager way scored 0-20% more pairs a second (median 6%) in 13 of 14 paired timings
+    and as many in the 14th (widths 128-768), the same network to float rounding. `hf_model`
+    itself is left as it is."""
+    eager = copy.deepcopy(hf_model).eval()
+    eager.set_attn_implementation("eager")
     example = random_batch(hf_model.config.vocab_size, hf_model.config.max_position_embeddings, rows=2)
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {"logits": {0: "batch"}}
     with warnings.catch_warnings():   # the TorchScript exporter is deprecated and its tracer chatty
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Logits(hf_model.eval()), tuple(example[n] for n in INPUT_NAMES), str(path),
+        torch.onnx.export(_Logits(eager), tuple(example[n] for n in INPUT_NAMES), str(path),
                           dynamo=False, opset_version=OPSET, input_names=list(INPUT_NAMES),
                           output_names=["logits"], dynamic_axes=axes)
 
 
 def quantize_int8(onnx_path: Path, int8_path: Path) -> None:
-    """ONNX Runtime dynamic int8: MatMul weights stored as int8, activations quantised per batch."""
+    """ONNX Runtime dynamic int8: MatMul weights stored as int8, activations quantised per batch.
+
+    The plain graph is quantised. The usual BERT pipeline first fuses it with ONNX Runtime's
+    offline optimizer (onnxruntime.transformers.optimizer, model_type "bert": one Attention
+    operator a layer, SkipLayerNormalization, BiasGelu); on this course's 2-core CPU the fused
+    int8 file scored fewer pairs a second than the plain one in 10 of 12 paired timings (widths
+    128-768, 32 and 128 tokens), the fused fp32 file likewise in 10 of 12, so the export does
+    not fuse."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     previous = logging.root.manager.disable
@@ -174,10 +192,18 @@ def quantize_int8(onnx_path: Path, int8_path: Path) -> None:
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session; `threads` sets its intra-op threads (None: ONNX Runtime's default)."""
+    """An ONNX Runtime CPU session; `threads` sets its intra-op threads (None: ONNX Runtime's default).
+
+    Its threads sleep between runs instead of spinning. Spinning (busy-waiting for the next run)
+    buys a little latency on a machine the session has to itself; on a shared one the spinning
+    threads take the cores from whatever runs next, here the other backends timed in turn by
+    benchmarks/serving.py. Turned off, 29 of the 30 timings of the laptop profile's serving
+    benchmark ran faster, PyTorch's too (the student in fp32: 7,298 -> 8,860 pairs a second at
+    32 tokens), the ONNX ones most (the student in int8: 11,602 -> 17,038)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
