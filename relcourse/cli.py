@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --keep: add the live registry's seeds to those the file holds for the same claim "
                              "and recipe (a claim run on more seeds than one sitting trains: run the next seeds with "
                              "--set seeds=..., then keep them pooled), instead of replacing its result")
+    report.add_argument("--replace", action="append", default=[], metavar="ID",
+                        help="with --pool-seeds: replace this claim's banked result by the live one instead of "
+                             "pooling them (a claim re-run through a changed recipe; repeatable)")
 
     course = command("course", _course, "execute the course notebooks in order (papermill)", overrides=True)
     course.add_argument("--seed", type=int, help="default: the profile's first seed")
@@ -177,8 +180,10 @@ def _report(args) -> None:
     name = load_profile(args.profile).name  # validates the name
     if args.pool_seeds and not args.keep:
         raise ValueError("--pool-seeds adds seeds to a results file: give the file with --keep JSON")
+    if args.replace and not args.pool_seeds:
+        raise ValueError("--replace makes an exception to --pool-seeds (without it every kept claim is replaced)")
     if args.keep:
-        kept = reports.keep_registry(name, args.keep, pool_seeds=args.pool_seeds)
+        kept = reports.keep_registry(name, args.keep, pool_seeds=args.pool_seeds, replace=tuple(args.replace))
         print(f"{args.keep}: {len(kept)} claims ({', '.join(kept)})")
         return
     if args.out:

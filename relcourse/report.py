@@ -105,7 +105,7 @@ def build(profile: str, files: list[Path | str] | None = None, live: bool = True
             "not_in_files": NOT_IN_FILES.get(name, "") if committed else ""}
 
 
-def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> list[str]:
+def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False, replace: tuple[str, ...] = ()) -> list[str]:
     """Copy the live registry's claims (runs/<profile>/claims/results.json) into the results file
     `path`, created or its claims replaced claim by claim, atomically; the claims it then holds.
     runs/ dies with the machine: this is how claims run after the last `run ladder --out` are
@@ -113,18 +113,25 @@ def keep_registry(profile: str, path: Path | str, pool_seeds: bool = False) -> l
     `pool_seeds`, a claim the file already holds gets the live seeds added to its own (claims.pool:
     same recipe, and a seed in both must agree), so a claim that needs more seeds than one sitting
     can train is banked sitting by sitting; a condition pool refuses raises, and the file is left
-    as it was."""
+    as it was. The keys in `replace` are kept as the live registry has them even then: a claim
+    re-run through a changed recipe starts its seeds afresh, since seeds of two recipes do not
+    pool."""
     live = _live_results(profile)
     if not live:
         raise ValueError(f"the live registry {claims.results_path(profile)} holds no claim result for {profile!r}; "
                          f"run some first (`python -m relcourse run claims --profile {profile} --claim ID`)")
+    unknown = sorted(set(replace) - set(live))
+    if unknown:
+        raise ValueError(f"the live registry holds no result for {', '.join(unknown)} to replace the banked one with; "
+                         f"it holds {', '.join(sorted(live))}")
     path = Path(path)
     data = results_files.read(path) if path.exists() else {"profile": profile, "claims": {}}
     if data.get("profile", profile) != profile:
         raise ValueError(f"{path} holds results of profile {data['profile']!r}, not {profile!r}")
     banked = results_files.registry(data.get("claims", {}), path)
     if pool_seeds:
-        live = {key: claims.pool(banked[key], result) if key in banked else result for key, result in live.items()}
+        live = {key: claims.pool(banked[key], result) if key in banked and key not in replace else result
+                for key, result in live.items()}
     data["claims"] = {**data.get("claims", {}), **{c: claims.to_json(r) for c, r in live.items()}}
     data["git_commit"] = git_commit()
     write_json_atomic(path, data)

@@ -168,6 +168,34 @@ def test_keep_can_pool_the_seeds_of_several_sittings(tmp_path, capsys):
     assert "give the file with --keep" in capsys.readouterr().err
 
 
+def test_keep_replaces_a_claim_rerun_through_a_new_recipe_and_pools_the_others(tmp_path, capsys):
+    def sitting(claim_id, seeds, recipe, arm=0.62):
+        return summarise(claim_id, "smoke", {s: arm - 0.6 for s in seeds},
+                         sides_by_seed={s: (arm, 0.6) for s in seeds}, recipe=recipe)
+
+    old, new = {"post_pretrain": "9600steps000"}, {"post_pretrain": "14400steps00"}
+    kept = tmp_path / "kept.json"
+    claims.record(sitting("T3", [0, 1, 2, 3], old))
+    claims.record(sitting("P2", [0, 1], new))
+    report.keep_registry("smoke", kept)
+    (tmp_path / "runs").rename(tmp_path / "first sitting")
+    claims.record(sitting("T3", [0, 3], new, arm=0.65))               # T3 re-run on the new recipe
+    claims.record(sitting("P2", [1, 2], new))                         # P2 gains a seed
+    with pytest.raises(SystemExit):                                   # the recipes differ: no pooling
+        main(["report", "--profile", "smoke", "--keep", str(kept), "--pool-seeds"])
+    assert "different recipes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--profile", "smoke", "--keep", str(kept), "--pool-seeds", "--replace", "T5"])
+    assert "no result for T5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--profile", "smoke", "--keep", str(kept), "--replace", "T3"])
+    assert "exception to --pool-seeds" in capsys.readouterr().err
+    assert main(["report", "--profile", "smoke", "--keep", str(kept), "--pool-seeds", "--replace", "T3"]) == 0
+    rows = {r["id"]: r for r in report.build("smoke", [kept], live=False)["claims"]}
+    assert rows["T3"]["seeds"] == [0, 3] and rows["T3"]["mean"] == pytest.approx(0.05)
+    assert rows["P2"]["seeds"] == [0, 1, 2]
+
+
 def test_a_variant_shows_in_its_own_table_and_survives_keep(tmp_path):
     design = {"feedback_loop.teacher_labels": "shown_top"}
     claims.record(summarise("T4", "smoke", {0: 0.01, 1: 0.02}))
