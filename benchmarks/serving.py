@@ -3,7 +3,7 @@ and document length, with the latency of a batch and the quality each backend ke
 PNR, and its largest score difference from PyTorch fp32). Notebook 06 is its chapter.
 
     python benchmarks/serving.py                       # smoke: builds the runs it needs (about a minute)
-    python benchmarks/serving.py --profile laptop --threads 2 --batch-size 64
+    python benchmarks/serving.py --profile laptop --threads 2 --rounds 9   # the trained models, 9 rounds
     python benchmarks/serving.py --widths 128 256 512 768 --lengths 32 128   # where int8 pays (random weights)
     python benchmarks/serving.py --widths 128 --layers 1 --lengths 16 32 --rounds 9   # the laptop student's size, 9 rounds
 
@@ -49,8 +49,8 @@ from relcourse.finetune import run_finetune
 from relcourse.models import RelevanceBert, load_model
 from relcourse.pretrain import MODEL_DIR
 from relcourse.scoring import OnnxLogits
-from relcourse.serving import (REPEATS, SERVE_BATCH, TIMED_PAIRS, bf16_supported, document_lengths, in_arithmetic,
-                               scores_of, timed_together, torch_threads)
+from relcourse.serving import (REPEATS, SERVE_BATCH, TIMED_PAIRS, Timing, bf16_supported, document_lengths,
+                               in_arithmetic, scores_of, timed_together, torch_threads)
 from relcourse.store import cpu_model
 
 BACKEND = {"fp32": "fp32", "int8": "int8 dynamic", "bf16": "bf16 autocast"}   # each PyTorch arithmetic's row name
@@ -93,12 +93,54 @@ def backends(model: torch.nn.Module, served: Path, threads: int) -> dict[str, tu
     return out
 
 
+def over_rounds(timings: list[dict[str, Timing]], backend: str) -> dict[str, float]:
+    """One backend's speed over rounds of `timed_together` (each a dict of backend -> Timing): the
+    median round's docs/s, p50 and p99, and its docs/s as a multiple of PyTorch fp32's in the same
+    round, paired round by round: the median ratio ("× fp32") and its range. A ratio of medians
+    would pair a fast fp32 round with a slow one of the other backend.
+
+    >>> rounds = [{"fp32": Timing(100.0, 2.0, 3.0), "onnx int8": Timing(190.0, 1.0, 1.5)},
+    ...           {"fp32": Timing(60.0, 3.0, 4.0), "onnx int8": Timing(150.0, 1.5, 2.0)},
+    ...           {"fp32": Timing(80.0, 2.5, 3.5), "onnx int8": Timing(170.0, 1.2, 1.8)}]
+    >>> {k: round(v, 2) for k, v in over_rounds(rounds, "onnx int8").items()}
+    {'docs/s': 170.0, 'p50 ms': 1.2, 'p99 ms': 1.8, '× fp32': 2.12, '× fp32 min': 1.9, '× fp32 max': 2.5}
+    """
+    rates = np.array([t[backend].docs_per_s for t in timings])
+    ratios = rates / np.array([t[BACKEND["fp32"]].docs_per_s for t in timings])
+    return {"docs/s": float(np.median(rates)), "p50 ms": float(np.median([t[backend].p50_ms for t in timings])),
+            "p99 ms": float(np.median([t[backend].p99_ms for t in timings])), "× fp32": float(np.median(ratios)),
+            "× fp32 min": float(ratios.min()), "× fp32 max": float(ratios.max())}
+
+
+def speed_ups(table: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
+    """The "× fp32" column as text, `rows` down and one column per backend, each with its range
+    over rounds where there was more than one.
+
+    >>> table = pd.DataFrame({"length": [32, 32], "backend": ["fp32", "onnx int8"], "× fp32": [1.0, 2.12],
+    ...                       "× fp32 min": [1.0, 1.9], "× fp32 max": [1.0, 2.5]})
+    >>> speed_ups(table, ["length"]).to_dict("records")
+    [{'fp32': '1.00', 'onnx int8': '2.12 (1.90–2.50)'}]
+    """
+    def text(row) -> str:
+        ranged = row["× fp32 min"] < row["× fp32 max"]
+        return f"{row['× fp32']:.2f}" + (f" ({row['× fp32 min']:.2f}–{row['× fp32 max']:.2f})" if ranged else "")
+
+    return (table.assign(text=table.apply(text, axis=1)).pivot(index=rows, columns="backend", values="text")
+            [list(table.backend.unique())].rename_axis(columns=None))
+
+
 def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int, PairSet], threads: int,
-              batch_size: int = SERVE_BATCH, repeats: int = REPEATS, timed_pairs: int = TIMED_PAIRS) -> pd.DataFrame:
+              batch_size: int = SERVE_BATCH, repeats: int = REPEATS, timed_pairs: int = TIMED_PAIRS,
+              rounds: int = 1) -> pd.DataFrame:
     """One row per model x input length x backend: docs/s and p50/p99 ms per batch on the first
-    `timed_pairs` pairs; test AUC, PNR and the largest |score difference| from PyTorch fp32 at the
-    same length on all of them. `models` maps a name to (the course's model, its export folder with
-    both ONNX files); `pairsets` maps a length to the test pairs encoded at that length."""
+    `timed_pairs` pairs; its speed as a multiple of PyTorch fp32's on the same model and inputs
+    ("× fp32"); test AUC, PNR and the largest |score difference| from PyTorch fp32 at the same
+    length on all of them. `models` maps a name to (the course's model, its export folder with
+    both ONNX files); `pairsets` maps a length to the test pairs encoded at that length.
+
+    With `rounds` > 1 every model and length is timed that many times over, the backends taking
+    turns within each round (`over_rounds`). On a small model one round cannot settle a ratio near 2:
+    the fp32 side alone moved by 40% between runs of the laptop student (results/laptop.md)."""
     rows = []
     with torch_threads(threads):
         for name, (model, served) in models.items():
@@ -106,24 +148,23 @@ def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int,
             for length, pairs in pairsets.items():
                 inputs = {k: v.long() for k, v in pairs.inputs.items()}   # PairSets store compact dtypes
                 timed = {k: v[:timed_pairs] for k, v in inputs.items()}
-                timings = timed_together({backend: (relevance, context, timed)
-                                          for backend, (relevance, context) in served_backends.items()},
-                                         batch_size, repeats)
+                timings = [timed_together({backend: (relevance, context, timed)
+                                           for backend, (relevance, context) in served_backends.items()},
+                                          batch_size, repeats) for _ in range(rounds)]
                 scores = {backend: scores_of(relevance, context, inputs, batch_size)
                           for backend, (relevance, context) in served_backends.items()}
                 reference = scores[BACKEND["fp32"]]
-                for backend, t in timings.items():
+                for backend in served_backends:
                     quality = metrics.evaluate(pairs.targets, scores[backend], pairs.query_ids).loc["all"]
                     rows.append({"model": name, "layers": model.cfg.layers, "length": length, "backend": backend,
-                                 "docs/s": t.docs_per_s, "p50 ms": t.p50_ms, "p99 ms": t.p99_ms,
-                                 "test AUC": quality["auc"], "PNR": quality["pnr"],
+                                 **over_rounds(timings, backend), "test AUC": quality["auc"], "PNR": quality["pnr"],
                                  "max |Δ| vs fp32": float(np.abs(scores[backend] - reference).max())})
     return pd.DataFrame(rows)
 
 
 def measure(profile: Profile, seed: int = 0, batch_size: int = SERVE_BATCH, repeats: int = REPEATS,
-            lengths: tuple[int, ...] | None = None, progress: bool = False, timed_pairs: int = TIMED_PAIRS
-            ) -> pd.DataFrame:
+            lengths: tuple[int, ...] | None = None, progress: bool = False, timed_pairs: int = TIMED_PAIRS,
+            rounds: int = 1) -> pd.DataFrame:
     """`benchmark` of the profile's teacher and distilled student (built or read from the cache)
     on its test pairs, at `lengths` (default `document_lengths`), on `profile.threads` threads."""
     runs = served_runs(profile, seed, progress)
@@ -133,7 +174,7 @@ def measure(profile: Profile, seed: int = 0, batch_size: int = SERVE_BATCH, repe
     with tempfile.TemporaryDirectory() as tmp:
         models = {name: (load_model(run / MODEL_DIR), export_model(run, Path(tmp) / name, onnx=True, int8=True))
                   for name, run in runs.items()}
-        return benchmark(models, pairsets, profile.threads, batch_size, repeats, timed_pairs)
+        return benchmark(models, pairsets, profile.threads, batch_size, repeats, timed_pairs, rounds)
 
 
 def random_model(width: int, layers: int, vocab: int, max_len: int) -> RelevanceBert:
@@ -151,12 +192,12 @@ def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2,
     speed-up over PyTorch fp32 on the same model and inputs. Each model is exported to ONNX fp32
     and int8 as a trained one is. The pairs timed are sized per model and length so that a fp32
     pass takes about `pass_seconds`: a fixed count would be all noise at width 128 and take
-    minutes at 768. With `rounds` > 1 each model and length is timed that many times over, a row
-    per round: at width 128 the speed-up moves more from one run to the next than it differs
+    minutes at 768. With `rounds` > 1 each model and length is timed that many times over
+    (`over_rounds`): at width 128 the speed-up moves more from one run to the next than it differs
     between backends within a run (results/laptop.md), so a verdict there reads the median round.
 
-    >>> table = by_width((16, 32), (8,), layers=1, vocab=60, batch_size=4, repeats=1, pass_seconds=0.01, rounds=2)
-    >>> len(table) == 2 * 2 * table.backend.nunique(), set(table.loc[table.backend == "fp32", "speed-up"])
+    >>> table = by_width((16, 32), (8,), layers=1, vocab=60, batch_size=4, repeats=1, pass_seconds=0.01, rounds=3)
+    >>> len(table) == 2 * table.backend.nunique(), set(table.loc[table.backend == "fp32", "× fp32 max"])
     (True, {1.0})
     """
     rows = []
@@ -172,13 +213,10 @@ def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2,
                 rate = timed_together(probe, batch_size, repeats=1)["fp32"].docs_per_s   # a first estimate
                 pairs = batch_size * max(1, round(pass_seconds * rate / batch_size))
                 inputs = random_batch(vocab, length, pairs, seed=length)
-                for r in range(rounds):
-                    timings = timed_together({name: (relevance, context, inputs) for name, (relevance, context)
-                                              in scorers.items()}, batch_size, repeats)
-                    fp32 = timings[BACKEND["fp32"]].docs_per_s
-                    rows += [{"width": width, "layers": layers, "length": length, "round": r, "backend": name,
-                              "pairs timed": pairs, "docs/s": t.docs_per_s, "speed-up": t.docs_per_s / fp32}
-                             for name, t in timings.items()]
+                timings = [timed_together({name: (relevance, context, inputs) for name, (relevance, context)
+                                           in scorers.items()}, batch_size, repeats) for _ in range(rounds)]
+                rows += [{"width": width, "layers": layers, "length": length, "backend": name, "pairs timed": pairs,
+                          **over_rounds(timings, name)} for name in scorers]
     return pd.DataFrame(rows)
 
 
@@ -265,28 +303,26 @@ def main() -> None:
                         "instead of the profile's trained ones (nothing is trained)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128], help="with --widths: input lengths")
     parser.add_argument("--layers", type=int, default=2, help="with --widths: layers of each model")
-    parser.add_argument("--rounds", type=int, default=1, help="with --widths: time each model and length this "
-                        "many times; the summary gives the median round and the range")
+    parser.add_argument("--rounds", type=int, default=1, help="time each model and length this many times; "
+                        "the speed-ups are the median round's, with their range")
     args = parser.parse_args()
     if args.widths:
         print(f"random-weight models, {args.layers} layer(s), batches of {args.batch_size}, {machine(args.threads)}")
         table = by_width(tuple(args.widths), tuple(args.lengths), args.layers, threads=args.threads,
                          batch_size=args.batch_size, repeats=args.repeats, rounds=args.rounds)
         with pd.option_context("display.width", 160, "display.max_rows", None):
-            print(table.round({"docs/s": 0, "speed-up": 2}).to_string(index=False))
-            speed_up = table.groupby(["width", "length", "backend"], sort=False)["speed-up"]
-            summary = speed_up.median().map("{:.2f}".format)
-            if args.rounds > 1:
-                summary += " (" + speed_up.min().map("{:.2f}".format) + "–" + speed_up.max().map("{:.2f}".format) + ")"
-            print(f"\nspeed-up over PyTorch fp32, median of {args.rounds} round(s)"
-                  + (" (range)" if args.rounds > 1 else "") + " (rows: width, input length):\n",
-                  summary.unstack("backend")[table.backend.unique()].to_string())
+            print(table.round(2).to_string(index=False))
+            print(f"\nspeed-up over PyTorch fp32, median of {args.rounds} round(s) and range (rows: width, input "
+                  "length):\n", speed_ups(table, ["width", "length"]).to_string())
         return
     profile = load_profile(args.profile, {"threads": args.threads})
     print(f"profile {args.profile}, batches of {args.batch_size}, {machine(args.threads)}")
-    table = measure(profile, args.seed, args.batch_size, args.repeats)
+    table = measure(profile, args.seed, args.batch_size, args.repeats, rounds=args.rounds)
     with pd.option_context("display.width", 160, "display.max_rows", None):
-        print(table.round({"docs/s": 0, "p50 ms": 2, "p99 ms": 2, "test AUC": 4, "PNR": 3}).to_string(index=False))
+        print(table.round({"docs/s": 0, "p50 ms": 2, "p99 ms": 2, "× fp32": 2, "× fp32 min": 2, "× fp32 max": 2,
+                           "test AUC": 4, "PNR": 3}).to_string(index=False))
+        print(f"\nspeed-up over PyTorch fp32, median of {args.rounds} round(s) and range (rows: model, input "
+              "length):\n", speed_ups(table, ["model", "length"]).to_string())
         print("\nclaim D12's arms:\n", headline(table).round(3).to_string())
 
 

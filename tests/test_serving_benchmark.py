@@ -45,7 +45,7 @@ def table(tmp_path_factory):
         models[name] = (model, served)
     threads = torch.get_num_threads()
     out = serving.benchmark(models, {MAX_LEN: pairset(MAX_LEN), 12: pairset(12)}, threads=1, batch_size=16,
-                            repeats=2, timed_pairs=ROWS - 16)   # timed on 32 rows; quality on all 48
+                            repeats=2, timed_pairs=ROWS - 16, rounds=3)   # timed on 32 rows; quality on all 48
     assert torch.get_num_threads() == threads           # the benchmark's thread count does not leak out
     return out
 
@@ -57,6 +57,16 @@ def test_one_row_per_model_length_and_backend(table):
     assert table.groupby(["model", "length"]).backend.apply(list).map(lambda b: b == backends).all()
     assert (table["docs/s"] > 0).all() and (table["p50 ms"] <= table["p99 ms"]).all()
     assert set(table.layers) == {1, 2}
+
+
+def test_speed_ups_are_paired_with_fp32_round_by_round(table):
+    fp32 = table[table.backend == "fp32"]
+    assert (fp32[["× fp32", "× fp32 min", "× fp32 max"]] == 1.0).all().all()
+    assert ((table["× fp32 min"] <= table["× fp32"]) & (table["× fp32"] <= table["× fp32 max"])).all()
+    assert (table["× fp32 min"] < table["× fp32 max"]).any()       # three rounds of real timings differ
+    text = serving.speed_ups(table, ["model", "length"])
+    assert text.shape == (4, table.backend.nunique()) and list(text.columns) == list(table.backend.unique())
+    assert (text["fp32"] == "1.00").all()
 
 
 def test_quality_columns_follow_each_backend(table):
