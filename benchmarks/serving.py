@@ -112,6 +112,15 @@ def over_rounds(timings: list[dict[str, Timing]], backend: str) -> dict[str, flo
             "× fp32 min": float(ratios.min()), "× fp32 max": float(ratios.max())}
 
 
+def timed_rounds(scorers: dict[str, tuple], inputs: dict, batch_size: int, repeats: int,
+                 rounds: int) -> dict[str, dict[str, float]]:
+    """Every scorer (name -> (relevance, context)) timed on `inputs` in `rounds` rounds of
+    `timed_together`, the backends taking turns within each round: {name: `over_rounds` of it}."""
+    timings = [timed_together({name: (relevance, context, inputs) for name, (relevance, context) in scorers.items()},
+                              batch_size, repeats) for _ in range(rounds)]
+    return {name: over_rounds(timings, name) for name in scorers}
+
+
 def speed_ups(table: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
     """The "× fp32" column as text, `rows` down and one column per backend, each with its range
     over rounds where there was more than one.
@@ -139,7 +148,7 @@ def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int,
     both ONNX files); `pairsets` maps a length to the test pairs encoded at that length.
 
     With `rounds` > 1 every model and length is timed that many times over, the backends taking
-    turns within each round (`over_rounds`). On a small model one round cannot settle a ratio near 2:
+    turns within each round (`timed_rounds`). On a small model one round cannot settle a ratio near 2:
     the fp32 side alone moved by 40% between runs of the laptop student (results/laptop.md)."""
     rows = []
     with torch_threads(threads):
@@ -148,16 +157,14 @@ def benchmark(models: dict[str, tuple[RelevanceBert, Path]], pairsets: dict[int,
             for length, pairs in pairsets.items():
                 inputs = {k: v.long() for k, v in pairs.inputs.items()}   # PairSets store compact dtypes
                 timed = {k: v[:timed_pairs] for k, v in inputs.items()}
-                timings = [timed_together({backend: (relevance, context, timed)
-                                           for backend, (relevance, context) in served_backends.items()},
-                                          batch_size, repeats) for _ in range(rounds)]
+                speeds = timed_rounds(served_backends, timed, batch_size, repeats, rounds)
                 scores = {backend: scores_of(relevance, context, inputs, batch_size)
                           for backend, (relevance, context) in served_backends.items()}
                 reference = scores[BACKEND["fp32"]]
                 for backend in served_backends:
                     quality = metrics.evaluate(pairs.targets, scores[backend], pairs.query_ids).loc["all"]
                     rows.append({"model": name, "layers": model.cfg.layers, "length": length, "backend": backend,
-                                 **over_rounds(timings, backend), "test AUC": quality["auc"], "PNR": quality["pnr"],
+                                 **speeds[backend], "test AUC": quality["auc"], "PNR": quality["pnr"],
                                  "max |Δ| vs fp32": float(np.abs(scores[backend] - reference).max())})
     return pd.DataFrame(rows)
 
@@ -193,7 +200,7 @@ def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2,
     and int8 as a trained one is. The pairs timed are sized per model and length so that a fp32
     pass takes about `pass_seconds`: a fixed count would be all noise at width 128 and take
     minutes at 768. With `rounds` > 1 each model and length is timed that many times over
-    (`over_rounds`): at width 128 the speed-up moves more from one run to the next than it differs
+    (`timed_rounds`): at width 128 the speed-up moves more from one run to the next than it differs
     between backends within a run (results/laptop.md), so a verdict there reads the median round.
 
     >>> table = by_width((16, 32), (8,), layers=1, vocab=60, batch_size=4, repeats=1, pass_seconds=0.01, rounds=3)
@@ -213,10 +220,9 @@ def by_width(widths: tuple[int, ...], lengths: tuple[int, ...], layers: int = 2,
                 rate = timed_together(probe, batch_size, repeats=1)["fp32"].docs_per_s   # a first estimate
                 pairs = batch_size * max(1, round(pass_seconds * rate / batch_size))
                 inputs = random_batch(vocab, length, pairs, seed=length)
-                timings = [timed_together({name: (relevance, context, inputs) for name, (relevance, context)
-                                           in scorers.items()}, batch_size, repeats) for _ in range(rounds)]
+                speeds = timed_rounds(scorers, inputs, batch_size, repeats, rounds)
                 rows += [{"width": width, "layers": layers, "length": length, "backend": name, "pairs timed": pairs,
-                          **over_rounds(timings, name)} for name in scorers]
+                          **speeds[name]} for name in scorers]
     return pd.DataFrame(rows)
 
 

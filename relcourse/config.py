@@ -80,6 +80,14 @@ def grad_accum_setting():
                       "1/grad_accum of them, and activation memory shrinks with it", 1, 1_024)
 
 
+def training_draw_setting():
+    """Which draw of a stage's training randomness a run takes, the same setting in stages 2 and 3."""
+    return setting(0, "the stage's training randomness (new weights, batch order, masks, dropout): 0 draws it from "
+                      "the run's seed, k > 0 a k-th other draw with the world, labels and test set kept; to "
+                      "measure how much of a result is the stage's own noise (relcourse.train.training_seed)",
+                   0, 1_000)
+
+
 def check_micro_batches(section, rows_per_group: int = 1) -> None:
     """A step's query groups (rows, without grouping) must split evenly into grad_accum micro-batches,
     so that each micro-batch weighs the same in the step's mean gradient."""
@@ -182,6 +190,7 @@ class PostPretrainConfig(Section):
     mlm_batch_share: float = setting(0.25, "share of each batch whose masked copy feeds the MLM loss: MLM's "
                                           "second pass through the encoder costs this share of a step", 0.05, 1.0)
     pairwise_weight: float = setting(1.0, "weight of the pairwise ranking loss", 0.0, 10.0)
+    training_draw: int = training_draw_setting()
     selection: str = setting("covering", "which logged pairs get pseudo-labels (claim T5): covering buckets x "
                                          "score bands, or naive (the most shown)", choices=("covering", "naive"))
     pairs_share: float = setting(1.0, "share of the pool's logged pairs that get pseudo-labels", 0.001, 1.0)
@@ -253,6 +262,7 @@ class FinetuneConfig(Section):
                          choices=("post_pretrain", "pretrain", "scratch"))
     docs_per_query_in_batch: int = setting(4, "documents of one query in a batch: pairs for the pairwise term", 2, 64)
     grad_accum: int = grad_accum_setting()
+    training_draw: int = training_draw_setting()
     warmup_share: float = setting(0.1, "share of the steps spent warming the learning rate up", 0.0, 0.5)
     evaluations: int = setting(10, "validation AUC checks per run (the best weights are kept)", 1, 10_000)
     patience: int = setting(3, "stop after this many checks without improvement; 0 = never", 0, 10_000)
@@ -564,7 +574,8 @@ def canonical_json(obj) -> str:
 LATER_DEFAULTS = {"precision": "fp32", "grad_accum": 1, "hidden_weight": 0.0, "via_layers": 0,
                   "train_precision": "profile", "serve_precision": "fp32", "fused_adamw": False, "stale_rubric": 1,
                   "relevance_model": "lexical", "teacher_labels": "world", "annotator_anchoring": 0.0,
-                  "validation_points": 0, "nsp_negatives": "any_paragraph", "teacher_scale": 1.0}
+                  "validation_points": 0, "nsp_negatives": "any_paragraph", "teacher_scale": 1.0,
+                  "training_draw": 0}
 
 
 def without_later_defaults(settings):

@@ -38,7 +38,7 @@ from .post_pretrain import run_post_pretrain
 from .pretrain import MODEL_DIR, ensure_tokenizer, new_model, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .tokenizer import encode_pairs
-from .train import TrainConfig, arithmetic_settings, profile_settings, train
+from .train import TrainConfig, arithmetic_settings, profile_settings, train, training_seed
 
 SCORE_BATCH = 512
 
@@ -175,16 +175,18 @@ def batch_rows(cfg: FinetuneConfig) -> int:
 
 def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, profile: Profile, seed: int,
              run_dir: str | Path, progress: bool = True) -> dict:
-    """Fine-tune `model` in place with `cfg.loss`; returns the training result and the test table."""
+    """Fine-tune `model` in place with `cfg.loss`; returns the training result and the test table.
+    Batch order and dropout follow `seed`'s draw cfg.training_draw (relcourse.train.training_seed)."""
     if (cfg.loss == "multiclass") != (model.num_outputs == 4):
         raise ValueError(f"loss {cfg.loss!r} needs a model with {4 if cfg.loss == 'multiclass' else 1} output(s), "
                          f"this one has {model.num_outputs}: load it with num_outputs=4 for 'multiclass' only")
     kwargs = {"pairwise_weight": cfg.pairwise_weight} if cfg.loss == "ce+pairwise" else {}
     loss = make_loss(cfg.loss, **kwargs)
     group, batch_size = cfg.docs_per_query_in_batch, batch_rows(cfg)
+    draw_seed = training_seed(seed, cfg.training_draw)
 
     def batch_at(step):
-        return query_grouped_batch(splits.train, step, batch_size, group, seed)
+        return query_grouped_batch(splits.train, step, batch_size, group, draw_seed)
 
     def loss_fn(m, batch):
         return {"loss": loss(m(batch)["relevance"], batch["targets"], batch["query_ids"])}
@@ -192,7 +194,7 @@ def finetune(model: RelevanceBert, splits: LabelledSplits, cfg: FinetuneConfig, 
     def validate(m):
         return {"auc": metrics.auc(splits.valid.targets, score(m, splits.valid))}
 
-    result = train(model, batch_at, loss_fn, train_config(cfg, profile, seed), Path(run_dir),
+    result = train(model, batch_at, loss_fn, train_config(cfg, profile, draw_seed), Path(run_dir),
                    evaluate=validate, metric="auc", progress=progress)
     table = evaluate_model(model, splits.test, splits.test_buckets)
     return {"train": result, "test": table}
@@ -221,7 +223,7 @@ def run_finetune(profile: Profile, seed: int, progress: bool = True) -> Path:
         splits = labelled_splits(data_dir, tokenizer, profile, train_labels)
         # A fresh head (4-class, or a whole model from scratch) is drawn from the global RNG: seed
         # it, or the arm would depend on what the process ran before instead of on (profile, seed).
-        torch.manual_seed(seed)
+        torch.manual_seed(training_seed(seed, cfg.training_draw))
         if start is None:
             model = new_model(profile, len(tokenizer), outputs)
         else:

@@ -42,7 +42,7 @@ from .models import load_model, save_model
 from .pretrain import MODEL_DIR, masked, run_pretrain, tokenizer_of
 from .store import cached_stage, ensure_data, run_hash
 from .teacher import Teacher, evaluate_teacher, fastest_scorer, fit_options
-from .train import TrainConfig, arithmetic_settings, profile_settings, train
+from .train import TrainConfig, arithmetic_settings, profile_settings, train, training_seed
 
 
 def teacher_settings(profile: Profile) -> dict:
@@ -105,12 +105,13 @@ def post_pretrain(model, pairs, tokenizer, profile: Profile, seed: int, run_dir:
     T4) model in each round. Returns relcourse.train's TrainResult; checkpoints go to `run_dir`.
     With `validate` (model -> {"auc": ...}), it is logged post_pretrain.validation_points times."""
     cfg = profile.post_pretrain
+    draw_seed = training_seed(seed, cfg.training_draw)  # batch order, masks, dropout; the pairs are chosen already
     relevance = CombinedLoss(SoftCrossEntropyLoss(target="soft"), pairwise_weight=cfg.pairwise_weight)
 
     def batch_at(step: int) -> dict:
-        batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, seed)
+        batch = query_grouped_batch(pairs, step, cfg.batch_size, cfg.docs_per_query_in_batch, draw_seed)
         if cfg.mlm_weight:   # MLM's own masked copy of the first rows; relevance reads the pairs unmasked
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            generator = torch.Generator().manual_seed(draw_seed * 1_000_003 + step)
             copy = _first_rows(batch, cfg.mlm_rows)
             copy["input_ids"], batch["mlm_labels"] = masked(copy, tokenizer, profile, generator)
             # flat keys: the training loop cuts them into micro-batches like the rows (relcourse.train)
@@ -127,7 +128,7 @@ def post_pretrain(model, pairs, tokenizer, profile: Profile, seed: int, run_dir:
 
     curve = validate is not None and cfg.validation_points > 0
     tcfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10, grad_accum=cfg.grad_accum,
-                       checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, seed),
+                       checkpoint_every=max(cfg.steps // 5, 1), **profile_settings(profile, draw_seed),
                        eval_every=max(cfg.steps // cfg.validation_points, 1) if curve else 0)
     # no metric: the curve is logged and selects nothing, so stage 2 never sees a human label
     return train(model, batch_at, loss_fn, tcfg, Path(run_dir), evaluate=validate if curve else None,

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
@@ -106,6 +107,19 @@ def arithmetic_settings(profile: Profile) -> dict:
     """The profile's settings that change what every training stage computes (its arithmetic and
     its optimizer's rounding): each stage's cache key holds them."""
     return {"precision": profile.precision, "fused_adamw": profile.fused_adamw}
+
+
+def training_seed(seed: int, draw: int) -> int:
+    """The seed of a stage's training randomness for draw `draw` (its `training_draw` setting):
+    the run's seed itself for draw 0, another 32-bit seed for each draw k > 0. Data, labels and
+    test set keep `seed`, so runs that differ only in the draw measure the stage's own noise.
+
+    >>> training_seed(3, 0)
+    3
+    >>> len({training_seed(3, 0), training_seed(3, 1), training_seed(3, 2), training_seed(4, 1)})
+    4
+    """
+    return seed if draw == 0 else int(np.random.SeedSequence([seed, draw]).generate_state(1)[0])
 
 
 def profile_settings(profile: Profile, seed: int) -> dict:

@@ -207,6 +207,23 @@ def test_stage_2s_learning_curve_is_logged_and_changes_no_weight(profile):
     assert_same_weights(load_model(plain / MODEL_DIR), load_model(curve / MODEL_DIR))
 
 
+def test_a_training_draw_retrains_on_the_same_pairs_labels_and_test_set(profile):
+    """training_draw redraws a stage's own randomness (batch order, masks, dropout, a new head) and
+    nothing else: stage 2 keeps its pseudo-labelled pairs, fine-tuning its test pairs and labels."""
+    stage_2 = run_post_pretrain(profile, 0, progress=False)
+    stage_2_redrawn = run_post_pretrain(with_overrides(profile, {"post_pretrain.training_draw": 1}), 0, progress=False)
+    assert stage_2_redrawn != stage_2
+    assert pd.read_parquet(stage_2 / "pseudo_labels.parquet").equals(
+        pd.read_parquet(stage_2_redrawn / "pseudo_labels.parquet"))
+    with pytest.raises(AssertionError):
+        assert_same_weights(load_model(stage_2 / MODEL_DIR), load_model(stage_2_redrawn / MODEL_DIR))
+    tested = [pd.read_parquet(run_arm(with_overrides(profile, {"finetune.training_draw": draw}), 0, RECIPE,
+                                      progress=False) / "test_scores.parquet") for draw in (0, 1)]
+    pairs = ["query_id", "doc_id", "label"]
+    assert tested[0][pairs].equals(tested[1][pairs])
+    assert not np.allclose(tested[0]["score"], tested[1]["score"])
+
+
 def test_a_claim_is_measured_on_every_seed_and_recorded(profile):
     two_seeds = load_profile("smoke", {**TINY, "seeds": "0,1"})
     result = run_claim(two_seeds, "F2")
