@@ -1,5 +1,7 @@
 """The stages end to end on a tiny world: pretrain -> teacher -> post-pretrain -> fine-tune, the
 claims runner, exact resume of a killed stage, and the errors of bad input."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,6 +224,17 @@ def test_a_training_draw_retrains_on_the_same_pairs_labels_and_test_set(profile)
     pairs = ["query_id", "doc_id", "label"]
     assert tested[0][pairs].equals(tested[1][pairs])
     assert not np.allclose(tested[0]["score"], tested[1]["score"])
+
+
+def test_the_noise_probe_splits_the_spread_and_writes_its_runs(profile, tmp_path, capsys):
+    from relcourse import noise
+    out = tmp_path / "noise.json"
+    noise.main(["--profile", "smoke", *[f"--set={k}={v}" for k, v in TINY.items()], "--stage-2-draws", "0", "1",
+                "--finetune-draws", "0", "1", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert [(r["stage_2_draw"], r["finetune_draw"]) for r in written["runs"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len({r["auc"] for r in written["runs"]}) > 1 and written["auc_components"]["within_df"] == 2
+    assert "one_run_sd" in capsys.readouterr().out
 
 
 def test_a_claim_is_measured_on_every_seed_and_recorded(profile):
