@@ -5,6 +5,7 @@
     relcourse run pretrain --profile smoke                        # build a stage (or reuse it)
     relcourse run claims --stage pretrain --profile laptop        # run a stage's claims, all seeds
     relcourse run claims --claim P1 --profile laptop --workers 2  # one claim, two runs at a time
+    relcourse noise --profile laptop --stage-2-draws 0 1 2        # split a seed's spread over stage 2 and 3
     relcourse report --profile laptop                             # reports/laptop/: REPORT.md, results.json, plots
     relcourse course --profile smoke --only 00                    # execute the notebooks
     relcourse course --refresh                                    # re-execute notebooks/ in place
@@ -68,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with 'claims': build this many runs at once, each in its own process with "
                           "threads/workers threads (e.g. 2 on a 2-core laptop)")
     run.add_argument("--out", type=Path, help="with 'ladder': write the results (per seed and summarised) as JSON")
+
+    noise = command("noise", _noise, NOISE_HELP, overrides=True)
+    noise.add_argument("--seed", type=int, default=0, help="the world (and pretraining) every draw shares (default 0)")
+    noise.add_argument("--stage-2-draws", type=int, nargs="+", default=[0, 1], metavar="DRAW",
+                       help="post_pretrain.training_draw values (default 0 1)")
+    noise.add_argument("--finetune-draws", type=int, nargs="+", default=[0, 1, 2], metavar="DRAW",
+                       help="finetune.training_draw values, each of every stage-2 draw (default 0 1 2)")
+    noise.add_argument("--out", type=Path, help="write the runs and the components here as JSON")
 
     report = command("report", _report, "write reports/<profile>/: REPORT.md, results.json and forest plots, from "
                                         "the committed results files and this checkout's claims registry")
@@ -133,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 EXPORT_HELP = "write a trained run as a transformers model folder (AutoModelForSequenceClassification), optionally ONNX"
 DRY_RUN_HELP = ("run every stage of a GPU profile on CPU for a few steps at its widths, length and batch layout, "
                 "check bf16 and exact resume, and estimate the memory of its full-size steps")
+NOISE_HELP = ("train the recipe on one world with several stage-2 and fine-tune training draws and split the test "
+              "AUC's spread between the two stages (see relcourse/noise.py)")
 SCORE_HELP = "score (query, document) pairs with an exported model; one score per row, in the input's order"
 
 
@@ -169,6 +180,14 @@ def _run(args) -> None:
         raise ValueError("--workers is for 'run claims' and --out for 'run ladder'; a stage is one run per seed")
     for seed in args.seed or profile.seeds:
         print(experiments.build_stage(profile, args.what, seed))
+
+
+def _noise(args) -> None:
+    from relcourse import noise   # torch loads only when needed
+
+    overrides = parse_overrides(args.overrides)
+    noise.probe(load_profile(args.profile, overrides), args.seed, args.stage_2_draws, args.finetune_draws,
+                overrides, args.out)
 
 
 def _report(args) -> None:

@@ -12,12 +12,11 @@ The fine-tune draws within one stage-2 run spread only by fine-tuning's noise; t
 means spread by stage 2's noise plus a share of fine-tuning's (`nested_components`). What is left
 of the seed-to-seed spread is the world and pretraining.
 
-    python -m relcourse.noise --profile laptop --seed 0 --stage-2-draws 0 1 2 --finetune-draws 0 1 2 \\
+    relcourse noise --profile laptop --seed 0 --stage-2-draws 0 1 2 --finetune-draws 0 1 2 \\
         --out results/laptop-noise.json
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import Profile, load_profile, parse_overrides, with_overrides
+from .config import Profile, with_overrides
 from .experiments import RECIPE, arm_table, run_arm
 from .store import load_manifest, write_text_atomic
 
@@ -75,37 +74,32 @@ def measure(profile: Profile, seed: int, stage_2_draws: list[int], finetune_draw
 
 
 def summary(table: pd.DataFrame) -> dict:
-    """The test AUC's mean and SD over all runs, and its `nested_components` where each stage-2
-    run has two fine-tune draws or more (with one, the SD over runs is stage 2's draw alone, plus
-    one fine-tuning's noise)."""
-    spread = {"mean": round(float(table["auc"].mean()), 4), "all_runs_sd": round(float(table["auc"].std(ddof=1)), 4)}
-    if table["finetune_draw"].nunique() < 2:
+    """The test AUC's mean and SD over all runs, and its `nested_components` where there are two
+    stage-2 draws or more with two fine-tune draws or more each. Otherwise the SD over runs is one
+    stage's noise: stage 2's (plus one fine-tuning's) over stage-2 draws, fine-tuning's over
+    fine-tune draws; one run has no SD."""
+    spread = {"mean": round(float(table["auc"].mean()), 4)}
+    if len(table) > 1:
+        spread["all_runs_sd"] = round(float(table["auc"].std(ddof=1)), 4)
+    if table["finetune_draw"].nunique() < 2 or table["stage_2_draw"].nunique() < 2:
         return spread
     by_stage_2 = table.groupby("stage_2_draw")["auc"].apply(list).to_dict()
     return {**{k: round(v, 4) if isinstance(v, float) else v for k, v in nested_components(by_stage_2).items()},
             **spread}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--seed", type=int, default=0, help="the world (and pretraining) all draws share")
-    parser.add_argument("--stage-2-draws", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--finetune-draws", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, help="write the runs and the components here as JSON")
-    args = parser.parse_args(argv)
-    profile = load_profile(args.profile, parse_overrides(args.overrides))
-    table = measure(profile, args.seed, args.stage_2_draws, args.finetune_draws)
+def probe(profile: Profile, seed: int, stage_2_draws: list[int], finetune_draws: list[int],
+          overrides: dict[str, str], out: Path | None = None) -> None:
+    """`relcourse noise`: build (or read) the grid, print its runs and components, and write them
+    with the profile and overrides that made them to `out` as JSON."""
+    for name, draws in (("--stage-2-draws", stage_2_draws), ("--finetune-draws", finetune_draws)):
+        if len(set(draws)) != len(draws):
+            raise ValueError(f"{name} {' '.join(map(str, draws))} repeats a draw: a draw is one run, name it once")
+    table = measure(profile, seed, stage_2_draws, finetune_draws)
     print(table.round(4).to_string(index=False))
     components = summary(table)
     print(json.dumps(components, indent=1))
-    if args.out:
-        write_text_atomic(args.out, json.dumps({"profile": args.profile, "overrides": parse_overrides(args.overrides),
-                                                "seed": args.seed,
-                                                "runs": table.round(4).to_dict("records"),
-                                                "auc_components": components}, indent=1) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    if out:
+        write_text_atomic(out, json.dumps({"profile": profile.name, "overrides": overrides, "seed": seed,
+                                           "runs": table.round(4).to_dict("records"),
+                                           "auc_components": components}, indent=1) + "\n")

@@ -157,3 +157,8 @@ def test_report_renders_a_ladder_file_and_names_a_missing_one(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "--ladder", str(tmp_path / "missing.json")])
     assert exit_info.value.code == 2 and "run ladder --out" in capsys.readouterr().err
+
+
+def test_the_noise_probe_refuses_a_repeated_draw_before_training(capsys, runs):
+    assert "repeats a draw" in fails(["noise", "--stage-2-draws", "0", "0"], capsys)
+    assert not runs.exists()   # nothing was built

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from relcourse import claims, experiments, pretrain
+from relcourse import claims, cli, experiments, pretrain
 from relcourse.compute import check_equal_compute, run_compute
 from relcourse.config import load_profile
 from relcourse.config import ConfigError, with_overrides
@@ -227,10 +227,9 @@ def test_a_training_draw_retrains_on_the_same_pairs_labels_and_test_set(profile)
 
 
 def test_the_noise_probe_splits_the_spread_and_writes_its_runs(profile, tmp_path, capsys):
-    from relcourse import noise
     out = tmp_path / "noise.json"
-    noise.main(["--profile", "smoke", *[f"--set={k}={v}" for k, v in TINY.items()], "--stage-2-draws", "0", "1",
-                "--finetune-draws", "0", "1", "--out", str(out)])
+    cli.main(["noise", "--profile", "smoke", *[f"--set={k}={v}" for k, v in TINY.items()],
+              "--stage-2-draws", "0", "1", "--finetune-draws", "0", "1", "--out", str(out)])
     written = json.loads(out.read_text())
     assert [(r["stage_2_draw"], r["finetune_draw"]) for r in written["runs"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert len({r["auc"] for r in written["runs"]}) > 1 and written["auc_components"]["within_df"] == 2
